@@ -1,0 +1,5 @@
+package transfer_test
+
+import "runtime"
+
+func runtimeGosched() { runtime.Gosched() }

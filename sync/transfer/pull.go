@@ -1,0 +1,249 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	gosync "sync"
+	"sync/atomic"
+
+	bsync "github.com/batonrun/baton/sync"
+)
+
+// Pull copies every object of s into dir, keeping the object keys as relative
+// paths. An object whose local copy already has its size and modification time
+// (set by the pull that wrote it) is skipped, so a second pull of an unchanged
+// store transfers nothing.
+//
+// Every file is written under a temporary name beside its final one, fsynced
+// and renamed into place, so an interrupted pull never leaves a truncated file
+// under a final name; running Pull again finishes the job. Keys that would
+// land outside dir are refused before anything is written.
+func (e *Engine) Pull(ctx context.Context, s bsync.Store, dir string) (Stats, error) {
+	var objects []bsync.ObjectInfo
+	err := e.retry.Do(ctx, func(ctx context.Context) error {
+		objects = objects[:0]
+		return s.List(ctx, "", func(o bsync.ObjectInfo) error {
+			objects = append(objects, o)
+			return nil
+		})
+	})
+	if err != nil {
+		return Stats{}, err
+	}
+	dir, err = filepath.Abs(dir)
+	if err != nil {
+		return Stats{}, err
+	}
+	paths := make([]string, len(objects))
+	for i, o := range objects {
+		if paths[i], err = localPath(dir, o.Key); err != nil {
+			return Stats{}, err
+		}
+	}
+	if err := checkFileDirConflicts(objects); err != nil {
+		return Stats{}, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return Stats{}, err
+	}
+
+	var stats Stats
+	var todo []int
+	for i, o := range objects {
+		if upToDate(paths[i], o) {
+			stats.SkippedFiles++
+			stats.SkippedBytes += o.Size
+			continue
+		}
+		todo = append(todo, i)
+		e.progress.addTotal(o.Size)
+	}
+
+	p := e.newPool(ctx)
+	var files, bytes atomic.Int64
+	dirs := newDirSet()
+	for _, i := range todo {
+		o, path := objects[i], paths[i]
+		ok := e.download(p, s, o, path, dirs, func() {
+			files.Add(1)
+			bytes.Add(o.Size)
+		})
+		if !ok {
+			break
+		}
+	}
+	err = p.wait()
+	if serr := dirs.sync(); err == nil {
+		err = serr
+	}
+	stats.Files, stats.Bytes = files.Load(), bytes.Load()
+	return stats, err
+}
+
+// upToDate reports whether the file at path holds o as a previous pull wrote
+// it: same size, and the modification time set to the object's.
+func upToDate(path string, o bsync.ObjectInfo) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular() && fi.Size() == o.Size && fi.ModTime().Equal(o.LastModified)
+}
+
+// download queues the ranges of o and, after the last one, seals the file
+// or removes what was written.
+func (e *Engine) download(p *pool, s bsync.Store, o bsync.ObjectInfo, path string, dirs *dirSet, done func()) bool {
+	tmpPath := partialPath(path)
+	var (
+		once    gosync.Once
+		f       *os.File
+		openErr error
+	)
+	open := func() (*os.File, error) {
+		once.Do(func() {
+			if openErr = os.MkdirAll(filepath.Dir(path), 0o755); openErr != nil {
+				return
+			}
+			f, openErr = os.OpenFile(tmpPath, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+			if openErr == nil {
+				openErr = f.Truncate(o.Size)
+			}
+		})
+		return f, openErr
+	}
+	task := newFileTask(0, func(ctx context.Context, ok bool) error {
+		if !ok {
+			if f != nil {
+				f.Close()
+				os.Remove(tmpPath)
+			}
+			return nil
+		}
+		if err := seal(f, tmpPath, path, o); err != nil {
+			os.Remove(tmpPath)
+			return fmt.Errorf("pull %s: %w", o.Key, err)
+		}
+		dirs.add(filepath.Dir(path))
+		done()
+		return nil
+	})
+	spans := e.parts(o.Size)
+	if len(spans) == 0 {
+		spans = []span{{num: 1}} // an empty object is still one unit
+	}
+	task.left = len(spans)
+	return p.runUnits(spans, func(ctx context.Context, sp span) error {
+		f, err := open()
+		if err == nil {
+			err = e.getRange(ctx, s, o, f, sp)
+		}
+		if err != nil {
+			return fmt.Errorf("pull %s: %w", o.Key, err)
+		}
+		return nil
+	}, task)
+}
+
+// getRange writes the span sp of object o into f at the same offset. A retry
+// resumes after the bytes already written.
+func (e *Engine) getRange(ctx context.Context, s bsync.Store, o bsync.ObjectInfo, f *os.File, sp span) error {
+	bufp := e.buffers.Get().(*[]byte)
+	defer e.buffers.Put(bufp)
+	var done int64
+	return e.retry.Do(ctx, func(ctx context.Context) error {
+		if sp.n == 0 {
+			return nil
+		}
+		rc, info, err := s.Get(ctx, o.Key, sp.off+done, sp.n-done)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		if info.ETag != o.ETag || info.Size != o.Size {
+			return fmt.Errorf("object changed while it was being pulled (ETag %s, was %s): pull again", info.ETag, o.ETag)
+		}
+		w := &progressWriter{w: io.NewOffsetWriter(f, sp.off+done), p: e.progress, n: &done}
+		_, err = io.CopyBuffer(w, io.LimitReader(rc, sp.n-done), *bufp)
+		if err == nil && done != sp.n {
+			err = &bsync.Error{Op: "get", Key: o.Key, Kind: bsync.ErrTransient, Err: io.ErrUnexpectedEOF}
+		}
+		return err
+	})
+}
+
+// seal makes the finished temporary file durable, gives it the object's
+// modification time and renames it to its final name.
+func seal(f *os.File, tmpPath, path string, o bsync.ObjectInfo) error {
+	err := f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chtimes(tmpPath, o.LastModified, o.LastModified)
+	}
+	if err == nil {
+		err = os.Rename(tmpPath, path)
+	}
+	return err
+}
+
+// checkFileDirConflicts refuses a listing where one key is a directory of
+// another ("a" and "a/b"), which no file system can hold.
+func checkFileDirConflicts(objects []bsync.ObjectInfo) error {
+	keys := make(map[string]bool, len(objects))
+	for _, o := range objects {
+		keys[o.Key] = true
+	}
+	for _, o := range objects {
+		for i := len(o.Key) - 1; i > 0; i-- {
+			if o.Key[i] == '/' && keys[o.Key[:i]] {
+				return fmt.Errorf("object %q and object %q cannot both be files in a directory", o.Key[:i], o.Key)
+			}
+		}
+	}
+	return nil
+}
+
+// progressWriter counts what it writes into n and the Progress.
+type progressWriter struct {
+	w io.Writer
+	p *Progress
+	n *int64
+}
+
+func (w *progressWriter) Write(b []byte) (int, error) {
+	n, err := w.w.Write(b)
+	*w.n += int64(n)
+	w.p.addDone(int64(n))
+	return n, err
+}
+
+// dirSet collects directories whose entries changed, to fsync each once.
+type dirSet struct {
+	mu   gosync.Mutex
+	dirs map[string]bool
+}
+
+func newDirSet() *dirSet { return &dirSet{dirs: map[string]bool{}} }
+
+func (d *dirSet) add(dir string) {
+	d.mu.Lock()
+	d.dirs[dir] = true
+	d.mu.Unlock()
+}
+
+func (d *dirSet) sync() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var errs []error
+	for _, dir := range slices.Sorted(maps.Keys(d.dirs)) {
+		if err := syncDir(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,225 @@
+// Package transfer moves files between a local directory and a Store: one
+// bounded pool of workers carries whole small files and the parts (uploads) or
+// ranges (downloads) of big ones alike, each unit retried on its own with the
+// sync.Retry policy, so memory stays bounded by workers × buffer size whatever
+// the file sizes, and a cut connection costs one part, not a whole file.
+//
+// Pull and Push copy; they never delete on the other side.
+package transfer
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	gosync "sync"
+
+	bsync "github.com/batonrun/baton/sync"
+	"golang.org/x/sync/errgroup"
+)
+
+// Options tunes an Engine. The zero value of a field means its default.
+type Options struct {
+	// Workers is the number of requests in flight at once (default 16).
+	Workers int
+	// PartSize is the size of one range of a download or one part of an
+	// upload; files up to this size move in one request (default 16 MiB).
+	PartSize int64
+	// Retry is the retry policy of each unit of work (default
+	// sync.DefaultRetry()).
+	Retry *bsync.Retry
+	// Progress, if set, is told about every byte moved.
+	Progress *Progress
+	// Logger receives one line per skipped or failed file at debug level
+	// (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Defaults of Options.
+const (
+	DefaultWorkers  = 16
+	DefaultPartSize = 16 << 20
+	// copyBufferSize is what one worker holds while it streams a download.
+	copyBufferSize = 256 << 10
+)
+
+// Stats counts what a Pull or Push did.
+type Stats struct {
+	// Files and Bytes were transferred.
+	Files int64
+	Bytes int64
+	// SkippedFiles and SkippedBytes were already up to date.
+	SkippedFiles int64
+	SkippedBytes int64
+}
+
+// Engine runs transfers with one set of Options.
+type Engine struct {
+	workers  int
+	partSize int64
+	retry    bsync.Retry
+	progress *Progress
+	log      *slog.Logger
+	buffers  gosync.Pool
+}
+
+// New returns an Engine, filling defaults into opts.
+func New(opts Options) *Engine {
+	e := &Engine{
+		workers:  opts.Workers,
+		partSize: opts.PartSize,
+		progress: opts.Progress,
+		log:      opts.Logger,
+	}
+	if e.workers <= 0 {
+		e.workers = DefaultWorkers
+	}
+	if e.partSize <= 0 {
+		e.partSize = DefaultPartSize
+	}
+	if e.partSize < bsync.MinPartSize {
+		e.partSize = bsync.MinPartSize
+	}
+	if opts.Retry != nil {
+		e.retry = *opts.Retry
+	} else {
+		e.retry = bsync.DefaultRetry()
+	}
+	if e.progress == nil {
+		e.progress = &Progress{}
+	}
+	if e.log == nil {
+		e.log = slog.Default()
+	}
+	e.buffers.New = func() any { b := make([]byte, copyBufferSize); return &b }
+	return e
+}
+
+// pool is one run's bounded set of workers. The first error cancels the run.
+type pool struct {
+	g   *errgroup.Group
+	ctx context.Context
+}
+
+func (e *Engine) newPool(ctx context.Context) *pool {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(e.workers)
+	return &pool{g: g, ctx: ctx}
+}
+
+// run queues fn, blocking while every worker is busy. It returns false once
+// the run has failed, and the caller should stop queueing.
+func (p *pool) run(fn func(ctx context.Context) error) bool {
+	if p.ctx.Err() != nil {
+		return false
+	}
+	p.g.Go(func() error { return fn(p.ctx) })
+	return true
+}
+
+func (p *pool) wait() error { return p.g.Wait() }
+
+// parts splits size bytes into ranges of about partSize, no more than
+// sync.MaxParts of them.
+func (e *Engine) parts(size int64) []span {
+	ps := e.partSize
+	if size/ps >= bsync.MaxParts {
+		ps = (size + bsync.MaxParts - 1) / bsync.MaxParts
+	}
+	var out []span
+	for off := int64(0); off < size; off += ps {
+		out = append(out, span{num: len(out) + 1, off: off, n: min(ps, size-off)})
+	}
+	return out
+}
+
+// span is one unit of a file: part number num (1-based) of n bytes at off.
+type span struct {
+	num    int
+	off, n int64
+}
+
+// fileTask tracks the units (parts or ranges) of one file. After the last
+// unit has ended, well or not, it runs finish once, on that unit's worker:
+// nothing else closes the file while a unit may still use it.
+type fileTask struct {
+	mu     gosync.Mutex
+	left   int
+	failed bool
+	finish func(ctx context.Context, ok bool) error
+}
+
+func newFileTask(units int, finish func(ctx context.Context, ok bool) error) *fileTask {
+	return &fileTask{left: units, finish: finish}
+}
+
+// end records that one unit ended, and runs finish if it was the last.
+func (t *fileTask) end(ctx context.Context, ok bool) error {
+	t.mu.Lock()
+	t.left--
+	t.failed = t.failed || !ok
+	last, allOK := t.left == 0, !t.failed
+	t.mu.Unlock()
+	if !last {
+		return nil
+	}
+	return t.finish(ctx, allOK)
+}
+
+// runUnits queues one unit per span on the pool. Each unit's error and its
+// task's finish error fail the run; units that could not be queued because
+// the run already failed end as failed.
+func (p *pool) runUnits(spans []span, unit func(ctx context.Context, sp span) error, task *fileTask) bool {
+	for i, sp := range spans {
+		ok := p.run(func(ctx context.Context) error {
+			// The run may have failed while this unit waited for a worker.
+			err := ctx.Err()
+			if err == nil {
+				err = unit(ctx, sp)
+			}
+			if ferr := task.end(ctx, err == nil); err == nil {
+				err = ferr
+			}
+			return err
+		})
+		if !ok {
+			for range spans[i:] {
+				task.end(p.ctx, false)
+			}
+			return false
+		}
+	}
+	return true
+}
+
+// localPath maps a key to a path under dir, refusing keys that would escape
+// it.
+func localPath(dir, key string) (string, error) {
+	if err := bsync.CheckKey(key); err != nil {
+		return "", fmt.Errorf("refusing object %q: it would land outside %s: %w", key, dir, err)
+	}
+	p := filepath.Join(dir, filepath.FromSlash(key))
+	if rel, err := filepath.Rel(dir, p); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return "", fmt.Errorf("refusing object %q: it would land outside %s", key, dir)
+	}
+	return p, nil
+}
+
+// partialSuffix marks a file that a pull is still writing. A later pull of the
+// same object replaces it.
+const partialSuffix = ".baton-partial"
+
+func partialPath(p string) string {
+	return filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+partialSuffix)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
