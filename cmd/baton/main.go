@@ -1,0 +1,96 @@
+// Command baton makes a training run outlive its container. This file wires
+// the subcommands; each lives in a file of its own and reads like its manual.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit statuses.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2 // bad flags, bad configuration, bad URL
+)
+
+// usageError marks an error as the user's to fix before anything ran; it
+// exits with exitUsage.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// command is one subcommand.
+type command interface {
+	// Run executes the command with the arguments after its name.
+	Run(ctx context.Context, args []string) error
+}
+
+// env is what a command may read from the process: its streams and its
+// environment, injected so tests can run main in-process.
+type env struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	environ        []string
+}
+
+func main() {
+	e := env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, environ: os.Environ()}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, e, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+const usage = `baton makes a training run outlive its container.
+
+Usage:
+  baton version             print the version
+  baton pull [flags] SRC DIR copy a store (s3://bucket/prefix, file:///path) into a directory
+  baton push [flags] DIR DST copy a directory into a store
+
+Run "baton COMMAND -h" for a command's flags. Every flag can also be set as an
+environment variable: --part-size is BATON_PART_SIZE.
+`
+
+// run executes one command line and returns the exit status.
+func run(ctx context.Context, e env, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(e.stderr, usage)
+		return exitUsage
+	}
+	var cmd command
+	switch args[0] {
+	case "version", "--version", "-v":
+		cmd = &versionCmd{env: e}
+	case "pull":
+		cmd = &pullCmd{env: e}
+	case "push":
+		cmd = &pushCmd{env: e}
+	case "help", "-h", "--help":
+		fmt.Fprint(e.stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(e.stderr, "baton: unknown command %q\n\n%s", args[0], usage)
+		return exitUsage
+	}
+	err := cmd.Run(ctx, args[1:])
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(e.stderr, "baton %s: %s\n", args[0], redact(oneLine(err.Error()), e.environ))
+	if errors.As(err, new(usageError)) {
+		return exitUsage
+	}
+	return exitFailure
+}

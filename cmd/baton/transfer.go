@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storeurl"
+	"github.com/batonrun/baton/sync/transfer"
+)
+
+// transferFlags are the flags that pull and push share.
+type transferFlags struct {
+	workers  int
+	partSize byteSize
+	driver   string
+	progress string
+}
+
+func (f *transferFlags) register(fs *flag.FlagSet) {
+	f.partSize = transfer.DefaultPartSize
+	fs.IntVar(&f.workers, "workers", transfer.DefaultWorkers, "requests in flight at once")
+	fs.Var(&f.partSize, "part-size", "size of one part of a big file (at least 5MiB)")
+	fs.StringVar(&f.driver, "s3-driver", storeurl.DefaultDriver, "S3 client library: aws or minio (the URL's driver= wins)")
+	fs.StringVar(&f.progress, "progress", "auto", "progress display: auto (a bar on a terminal, else a log line every 5s), bar, log or none")
+}
+
+func (f *transferFlags) validate() error {
+	switch {
+	case f.workers < 1 || f.workers > 1024:
+		return usagef("--workers=%d: want 1 to 1024", f.workers)
+	case f.partSize < bsync.MinPartSize:
+		return usagef("--part-size=%d: want at least 5MiB", f.partSize)
+	case f.driver != storeurl.DriverAWS && f.driver != storeurl.DriverMinio:
+		return usagef("--s3-driver=%q: want aws or minio", f.driver)
+	}
+	switch f.progress {
+	case "auto", "bar", "log", "none":
+		return nil
+	}
+	return usagef("--progress=%q: want auto, bar, log or none", f.progress)
+}
+
+// open opens the store named by raw, mapping a bad URL to a usage error.
+func (f *transferFlags) open(ctx context.Context, e env, raw string) (bsync.Store, error) {
+	s, err := storeurl.Open(ctx, raw, storeurl.Options{Driver: f.driver, Getenv: e.getenv, MaxConns: f.workers})
+	if errors.Is(err, storeurl.ErrBadURL) {
+		return nil, usageError{err}
+	}
+	return s, err
+}
+
+// do runs op with a transfer engine and a progress display, then prints a
+// summary line.
+func (f *transferFlags) do(ctx context.Context, e env, verb string, op func(context.Context, *transfer.Engine) (transfer.Stats, error)) error {
+	log := slog.New(newLogHandler(e.stderr))
+	progress := &transfer.Progress{}
+	engine := transfer.New(transfer.Options{Workers: f.workers, PartSize: int64(f.partSize), Progress: progress, Logger: log})
+
+	mode := f.progress
+	if mode == "auto" {
+		mode = "log"
+		if isTerminal(e.stderr) {
+			mode = "bar"
+		}
+	}
+	reportCtx, stopReport := context.WithCancel(ctx)
+	reported := make(chan struct{})
+	go func() {
+		defer close(reported)
+		if mode == "none" {
+			<-reportCtx.Done()
+			return
+		}
+		progress.Report(reportCtx, e.stderr, mode == "bar", log, 5*time.Second)
+	}()
+	start := time.Now()
+	stats, err := op(ctx, engine)
+	stopReport()
+	<-reported
+	if err != nil {
+		return err
+	}
+	elapsed := time.Since(start)
+	fmt.Fprintf(e.stdout, "%s %d files (%s) in %s, %s/s; %d files (%s) already up to date\n",
+		verb, stats.Files, transfer.Bytes(stats.Bytes), elapsed.Round(time.Millisecond),
+		transfer.Bytes(int64(float64(stats.Bytes)/max(elapsed.Seconds(), 1e-3))),
+		stats.SkippedFiles, transfer.Bytes(stats.SkippedBytes))
+	return nil
+}
+
+// pullCmd copies a store into a directory.
+type pullCmd struct {
+	env   env
+	flags transferFlags
+}
+
+func (c *pullCmd) Run(ctx context.Context, args []string) error {
+	fs := newFlagSet("pull", c.env.stderr, "pull [flags] SRC DIR")
+	c.flags.register(fs)
+	if err := parse(fs, args, c.env.getenv); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		return usagef("want SRC and DIR, got %d arguments", fs.NArg())
+	}
+	if err := c.flags.validate(); err != nil {
+		return err
+	}
+	src, dir := fs.Arg(0), fs.Arg(1)
+	store, err := c.flags.open(ctx, c.env, src)
+	if err != nil {
+		return err
+	}
+	return c.flags.do(ctx, c.env, "pulled", func(ctx context.Context, e *transfer.Engine) (transfer.Stats, error) {
+		return e.Pull(ctx, store, dir)
+	})
+}
+
+// pushCmd copies a directory into a store.
+type pushCmd struct {
+	env   env
+	flags transferFlags
+}
+
+func (c *pushCmd) Run(ctx context.Context, args []string) error {
+	fs := newFlagSet("push", c.env.stderr, "push [flags] DIR DST")
+	c.flags.register(fs)
+	if err := parse(fs, args, c.env.getenv); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		return usagef("want DIR and DST, got %d arguments", fs.NArg())
+	}
+	if err := c.flags.validate(); err != nil {
+		return err
+	}
+	dir, dst := fs.Arg(0), fs.Arg(1)
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return usagef("%s is not a directory", dir)
+	}
+	store, err := c.flags.open(ctx, c.env, dst)
+	if err != nil {
+		return err
+	}
+	return c.flags.do(ctx, c.env, "pushed", func(ctx context.Context, e *transfer.Engine) (transfer.Stats, error) {
+		return e.Push(ctx, dir, store)
+	})
+}

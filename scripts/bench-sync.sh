@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Benchmark of baton pull against rclone copy on one local versitygw, in the
+# same run: (a) ~1,000 files of 64 KiB-4 MiB (log-uniform sizes, ~1 GiB in
+# all) and (b) one 1 GiB file. Each tool runs ROUNDS times per shape,
+# interleaved; the table shows the median wall time, the ratio to rclone
+# (below 1 means baton is faster) and the largest peak RSS.
+#
+# Also times push of both shapes, for information.
+#
+# Usage: scripts/bench-sync.sh            (ROUNDS=3 WORKERS=16 by default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-3}
+WORKERS=${WORKERS:-16}
+
+bin=$(scripts/install-test-servers.sh all | tail -n1)
+command -v rclone >/dev/null || { echo "rclone is missing (apt-get install rclone)" >&2; exit 1; }
+work=$(mktemp -d -t baton-bench.XXXXXX)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+CGO_CFLAGS=-Wno-deprecated-declarations go build -o "$work/baton" ./cmd/baton
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+export AWS_ACCESS_KEY_ID=benchaccess AWS_SECRET_ACCESS_KEY=benchsecret123 AWS_REGION=us-east-1
+mkdir -p "$work/gw/bench"
+"$bin/versitygw" --access "$AWS_ACCESS_KEY_ID" --secret "$AWS_SECRET_ACCESS_KEY" --port "127.0.0.1:$port" posix "$work/gw" >"$work/gw.log" 2>&1 &
+endpoint="http://127.0.0.1:$port"
+for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+
+echo "generating the datasets..." >&2
+python3 - "$work/small" "$work/big" <<'PY'
+import math, os, random, sys
+small, big = sys.argv[1], sys.argv[2]
+rng = random.Random(42)
+os.makedirs(big)
+for i in range(1000):
+    d = os.path.join(small, f"shard-{i // 100:02d}")
+    os.makedirs(d, exist_ok=True)
+    size = int(math.exp(rng.uniform(math.log(64 << 10), math.log(4 << 20))))
+    with open(os.path.join(d, f"sample-{i:04d}.bin"), "wb") as f:
+        f.write(os.urandom(size))
+with open(os.path.join(big, "model.bin"), "wb") as f:
+    for _ in range(1024):
+        f.write(os.urandom(1 << 20))
+PY
+echo "dataset (a): $(du -sh "$work/small" | cut -f1) in $(find "$work/small" -type f | wc -l) files; dataset (b): $(du -sh "$work/big" | cut -f1)" >&2
+
+# rclone reads its remote from the environment. Debian's rclone 1.60 fails on
+# AWS_CA_BUNDLE ("HTTPClient's transport unsupported type"), so it runs without it.
+export RCLONE_CONFIG_GW_TYPE=s3 RCLONE_CONFIG_GW_PROVIDER=Other RCLONE_CONFIG_GW_ENDPOINT="$endpoint" \
+  RCLONE_CONFIG_GW_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" RCLONE_CONFIG_GW_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
+  RCLONE_CONFIG_GW_REGION=us-east-1 RCLONE_CONFIG=/dev/null
+rclone_flags=(--transfers "$WORKERS" --checkers "$WORKERS" --multi-thread-streams "$WORKERS" --multi-thread-cutoff 16M
+  --s3-upload-concurrency "$WORKERS" --s3-chunk-size 16M --s3-upload-cutoff 16M)
+baton_flags=(--progress=none --workers "$WORKERS")
+
+# measure LABEL CMD...: runs CMD, appends "LABEL seconds peak_kib" to results.
+measure() {
+  local label=$1; shift
+  /usr/bin/time -f "%e %M" -o "$work/time" "$@" >"$work/out" 2>&1 || { cat "$work/out" >&2; exit 1; }
+  echo "$label $(cat "$work/time")" >>"$work/results"
+}
+
+for shape in small big; do
+  "$work/baton" push "${baton_flags[@]}" "$work/$shape" "s3://bench/$shape?endpoint=$endpoint" >/dev/null
+done
+for round in $(seq "$ROUNDS"); do
+  echo "round $round/$ROUNDS" >&2
+  for shape in small big; do
+    for tool in baton-aws baton-minio rclone; do
+      dst="$work/dst"; rm -rf "$dst"
+      case $tool in
+        baton-aws|baton-minio)
+          measure "pull $shape $tool" "$work/baton" pull "${baton_flags[@]}" --s3-driver "${tool#baton-}" "s3://bench/$shape?endpoint=$endpoint" "$dst" ;;
+        rclone)
+          measure "pull $shape rclone" env -u AWS_CA_BUNDLE rclone copy "${rclone_flags[@]}" "gw:bench/$shape" "$dst" ;;
+      esac
+      cmp -s "$dst/$( [ $shape = big ] && echo model.bin || echo shard-00/sample-0000.bin)" \
+             "$work/$shape/$( [ $shape = big ] && echo model.bin || echo shard-00/sample-0000.bin)" || { echo "$tool pulled a wrong copy" >&2; exit 1; }
+      rm -rf "$dst"
+      case $tool in
+        baton-aws|baton-minio)
+          measure "push $shape $tool" "$work/baton" push "${baton_flags[@]}" --s3-driver "${tool#baton-}" "$work/$shape" "s3://bench/push-$tool-$round-$shape?endpoint=$endpoint" ;;
+        rclone)
+          measure "push $shape rclone" env -u AWS_CA_BUNDLE rclone copy "${rclone_flags[@]}" "$work/$shape" "gw:bench/push-rclone-$round-$shape" ;;
+      esac
+    done
+  done
+done
+
+python3 - "$work/results" "$WORKERS" <<'PY'
+import collections, statistics, sys
+runs = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    op, shape, tool, secs, kib = line.split()
+    runs[(op, shape, tool)].append((float(secs), int(kib)))
+print(f"baton vs rclone on one local versitygw, {sys.argv[2]} workers each, median of {len(next(iter(runs.values())))} runs")
+print(f"{'op':5} {'shape':24} {'tool':12} {'wall s':>7} {'vs rclone':>9} {'peak RSS MiB':>12}")
+names = {"small": "(a) 1000 files 64K-4M", "big": "(b) one 1 GiB file"}
+for op in ("pull", "push"):
+    for shape in ("small", "big"):
+        ref = statistics.median(s for s, _ in runs[(op, shape, "rclone")])
+        for tool in ("baton-aws", "baton-minio", "rclone"):
+            r = runs[(op, shape, tool)]
+            med = statistics.median(s for s, _ in r)
+            print(f"{op:5} {names[shape]:24} {tool:12} {med:7.2f} {med / ref:9.2f} {max(k for _, k in r) / 1024:12.0f}")
+PY

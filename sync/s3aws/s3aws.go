@@ -1,0 +1,463 @@
+// Package s3aws is the S3 Store built on aws-sdk-go-v2: the full AWS
+// credential chain (environment, shared profiles, SSO, instance and container
+// roles, web identity), AWS_ENDPOINT_URL_S3 and AWS_CA_BUNDLE, and any
+// S3-compatible server through a custom endpoint.
+//
+// The SDK's own retries are switched off (retries belong to sync.Retry), its
+// default CRC32 checksums are limited to what the operation requires for
+// non-AWS endpoints (several S3-compatible servers reject them), and uploads
+// are sent as UNSIGNED-PAYLOAD so that no payload is hashed twice.
+package s3aws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/s3config"
+)
+
+// dialTimeout bounds connecting to the endpoint, so that an unreachable
+// server fails in seconds.
+const dialTimeout = 5 * time.Second
+
+// Store is a bsync.Store on one S3 bucket and prefix.
+type Store struct {
+	cfg    s3config.Config
+	client *s3.Client
+}
+
+var _ bsync.Store = (*Store)(nil)
+
+// New returns the store that cfg describes, with blank settings filled from
+// the environment (see s3config.Config.Resolve). It sends no request: wrong
+// credentials or a missing bucket show in the first operation's error. ctx
+// bounds loading the shared configuration.
+func New(ctx context.Context, cfg s3config.Config) (*Store, error) {
+	cfg = cfg.Resolve(os.Getenv)
+	if cfg.Bucket == "" {
+		return nil, &bsync.Error{Op: "open", Kind: bsync.ErrInvalid, Err: errors.New("S3 store: no bucket")}
+	}
+	endpoint, err := cfg.EndpointURL()
+	if err != nil {
+		return nil, &bsync.Error{Op: "open", Kind: bsync.ErrInvalid, Err: err}
+	}
+	// Check AWS_CA_BUNDLE ourselves, for an error that names it; the SDK
+	// loads it again into the same transport.
+	tlsConfig, err := s3config.TLSConfig(os.Getenv)
+	if err != nil {
+		return nil, &bsync.Error{Op: "open", Kind: bsync.ErrInvalid, Err: err}
+	}
+	// A BuildableClient, not a plain *http.Client: the SDK needs it to apply
+	// AWS_CA_BUNDLE and a profile's ca_bundle.
+	httpClient := awshttp.NewBuildableClient().
+		WithTransportOptions(func(tr *http.Transport) {
+			tr.MaxIdleConnsPerHost = cfg.MaxConns
+			tr.MaxIdleConns = max(tr.MaxIdleConns, cfg.MaxConns)
+			if tlsConfig != nil {
+				tr.TLSClientConfig = tlsConfig.Clone()
+			}
+		}).
+		WithDialerOptions(func(d *net.Dialer) { d.Timeout = dialTimeout })
+
+	opts := []func(*config.LoadOptions) error{
+		config.WithRegion(cfg.Region),
+		config.WithHTTPClient(httpClient),
+		config.WithRetryer(func() aws.Retryer { return aws.NopRetryer{} }),
+	}
+	if cfg.Profile != "" {
+		opts = append(opts, config.WithSharedConfigProfile(cfg.Profile))
+	}
+	if cfg.AccessKey != "" {
+		opts = append(opts, config.WithCredentialsProvider(
+			credentials.NewStaticCredentialsProvider(cfg.AccessKey, cfg.SecretKey, cfg.SessionToken)))
+	}
+	if endpoint != nil {
+		opts = append(opts,
+			config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
+			config.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired))
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, &bsync.Error{Op: "open", Kind: bsync.ErrInvalid, Err: fmt.Errorf("loading AWS configuration: %w", err)}
+	}
+	if awsCfg.Credentials != nil {
+		awsCfg.Credentials = credentialsProvider{awsCfg.Credentials}
+	}
+	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		if endpoint != nil {
+			o.BaseEndpoint = aws.String(endpoint.String())
+		}
+		o.UsePathStyle = cfg.PathStyle
+		o.Retryer = aws.NopRetryer{}
+		// Not a warning on stderr for every multipart object read back.
+		o.DisableLogOutputChecksumValidationSkipped = true
+	})
+	return &Store{cfg: cfg, client: client}, nil
+}
+
+// String names the store as "s3://bucket/prefix".
+func (s *Store) String() string { return s.cfg.String() }
+
+// unsigned sends the request body as UNSIGNED-PAYLOAD instead of hashing it
+// for the signature.
+func unsigned(o *s3.Options) {
+	o.APIOptions = append(o.APIOptions, v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
+}
+
+// Put implements bsync.Store.
+func (s *Store) Put(ctx context.Context, key string, p bsync.Payload, opts bsync.PutOptions) (bsync.ObjectInfo, error) {
+	if err := bsync.CheckKey(key); err != nil {
+		return bsync.ObjectInfo{}, err
+	}
+	if opts.IfAbsent && opts.IfMatch != "" {
+		return bsync.ObjectInfo{}, bsync.Errorf("put", key, bsync.ErrInvalid, "both IfAbsent and IfMatch set")
+	}
+	in := &s3.PutObjectInput{
+		Bucket:        aws.String(s.cfg.Bucket),
+		Key:           aws.String(s.cfg.Key(key)),
+		Body:          p.Reader(),
+		ContentLength: aws.Int64(p.Size()),
+	}
+	if opts.IfAbsent {
+		in.IfNoneMatch = aws.String("*")
+	}
+	if opts.IfMatch != "" {
+		in.IfMatch = aws.String(s3config.QuoteETag(opts.IfMatch))
+	}
+	out, err := s.client.PutObject(ctx, in, unsigned)
+	if err != nil {
+		return bsync.ObjectInfo{}, s.wrap(ctx, "put", key, err)
+	}
+	return bsync.ObjectInfo{
+		Key:          key,
+		Size:         p.Size(),
+		ETag:         s3config.ETag(aws.ToString(out.ETag)),
+		LastModified: responseDate(out.ResultMetadata),
+	}, nil
+}
+
+// Get implements bsync.Store.
+func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, bsync.ObjectInfo, error) {
+	if err := bsync.CheckKey(key); err != nil {
+		return nil, bsync.ObjectInfo{}, err
+	}
+	if err := s3config.CheckRange(key, offset); err != nil {
+		return nil, bsync.ObjectInfo{}, err
+	}
+	if length == 0 {
+		return s.empty(ctx, key, offset)
+	}
+	in := &s3.GetObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: aws.String(s.cfg.Key(key))}
+	if r := s3config.RangeHeader(offset, length); r != "" {
+		in.Range = aws.String(r)
+	}
+	out, err := s.client.GetObject(ctx, in)
+	if err != nil {
+		var apiErr smithy.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode() == "InvalidRange" {
+			// Reading from the very end (or any range of an empty object)
+			// is a valid empty read; past the end is not.
+			return s.empty(ctx, key, offset)
+		}
+		return nil, bsync.ObjectInfo{}, s.wrap(ctx, "get", key, err)
+	}
+	info := bsync.ObjectInfo{
+		Key:          key,
+		ETag:         s3config.ETag(aws.ToString(out.ETag)),
+		LastModified: aws.ToTime(out.LastModified),
+	}
+	want := int64(-1)
+	if out.ContentLength != nil {
+		want = *out.ContentLength
+	}
+	if total, ok := s3config.TotalSize(aws.ToString(out.ContentRange)); ok {
+		info.Size = total
+	} else {
+		info.Size = want
+	}
+	return s3config.Body(ctx, key, out.Body, want), info, nil
+}
+
+// empty answers a Get of no bytes at offset: an empty body if offset lies
+// within or at the end of the object, ErrInvalid past it.
+func (s *Store) empty(ctx context.Context, key string, offset int64) (io.ReadCloser, bsync.ObjectInfo, error) {
+	info, err := s.stat(ctx, "get", key)
+	if err != nil {
+		return nil, bsync.ObjectInfo{}, err
+	}
+	if offset > info.Size {
+		return nil, bsync.ObjectInfo{}, bsync.Errorf("get", key, bsync.ErrInvalid, "offset %d outside object of %d bytes", offset, info.Size)
+	}
+	return s3config.EmptyBody(), info, nil
+}
+
+// Stat implements bsync.Store.
+func (s *Store) Stat(ctx context.Context, key string) (bsync.ObjectInfo, error) {
+	if err := bsync.CheckKey(key); err != nil {
+		return bsync.ObjectInfo{}, err
+	}
+	return s.stat(ctx, "stat", key)
+}
+
+func (s *Store) stat(ctx context.Context, op, key string) (bsync.ObjectInfo, error) {
+	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{
+		Bucket: aws.String(s.cfg.Bucket),
+		Key:    aws.String(s.cfg.Key(key)),
+	})
+	if err != nil {
+		if code := status(err); code == http.StatusNotFound || code == http.StatusForbidden {
+			err = s.explain(ctx, key, err)
+		}
+		return bsync.ObjectInfo{}, s.wrap(ctx, op, key, err)
+	}
+	return bsync.ObjectInfo{
+		Key:          key,
+		Size:         aws.ToInt64(out.ContentLength),
+		ETag:         s3config.ETag(aws.ToString(out.ETag)),
+		LastModified: aws.ToTime(out.LastModified),
+	}, nil
+}
+
+// explain returns the error of a one-byte GET of key after a HEAD of it
+// failed with headErr. A HEAD response has no body, so its bare 404 or 403
+// cannot tell a missing object from a missing bucket (or, on some servers,
+// an unknown access key), nor rejected credentials from a denied
+// permission; the GET's error code can. It costs a request on the failure
+// path only. headErr stays when the GET tells nothing more.
+func (s *Store) explain(ctx context.Context, key string, headErr error) error {
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{
+		Bucket: aws.String(s.cfg.Bucket),
+		Key:    aws.String(s.cfg.Key(key)),
+		Range:  aws.String("bytes=0-0"),
+	})
+	if err == nil {
+		out.Body.Close()
+		return headErr
+	}
+	var apiErr smithy.APIError
+	if !errors.As(err, &apiErr) || status(err) < 400 || status(err) >= 500 {
+		return headErr
+	}
+	return fmt.Errorf("HEAD failed; a GET says: %w", err)
+}
+
+// List implements bsync.Store.
+func (s *Store) List(ctx context.Context, prefix string, fn func(bsync.ObjectInfo) error) error {
+	pages := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{
+		Bucket:  aws.String(s.cfg.Bucket),
+		Prefix:  aws.String(s.cfg.ListPrefix(prefix)),
+		MaxKeys: aws.Int32(1000),
+	})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return s.wrap(ctx, "list", prefix, err)
+		}
+		for _, o := range page.Contents {
+			key, ok := s.cfg.StoreKey(aws.ToString(o.Key))
+			if !ok {
+				continue
+			}
+			err := fn(bsync.ObjectInfo{
+				Key:          key,
+				Size:         aws.ToInt64(o.Size),
+				ETag:         s3config.ETag(aws.ToString(o.ETag)),
+				LastModified: aws.ToTime(o.LastModified),
+			})
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Delete implements bsync.Store.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := bsync.CheckKey(key); err != nil {
+		return err
+	}
+	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{
+		Bucket: aws.String(s.cfg.Bucket),
+		Key:    aws.String(s.cfg.Key(key)),
+	})
+	if err != nil {
+		if err := s.wrap(ctx, "delete", key, err); !errors.Is(err, bsync.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+// NewUpload implements bsync.Store with an S3 multipart upload.
+func (s *Store) NewUpload(ctx context.Context, key string) (bsync.Upload, error) {
+	if err := bsync.CheckKey(key); err != nil {
+		return nil, err
+	}
+	out, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+		Bucket: aws.String(s.cfg.Bucket),
+		Key:    aws.String(s.cfg.Key(key)),
+	})
+	if err != nil {
+		return nil, s.wrap(ctx, "upload", key, err)
+	}
+	return &upload{s: s, key: key, id: aws.ToString(out.UploadId)}, nil
+}
+
+type upload struct {
+	s   *Store
+	key string
+	id  string
+}
+
+func (u *upload) Part(ctx context.Context, n int, offset int64, p bsync.Payload) (bsync.CompletedPart, error) {
+	if n < 1 || n > bsync.MaxParts {
+		return bsync.CompletedPart{}, bsync.Errorf("upload", u.key, bsync.ErrInvalid, "part number %d outside 1..%d", n, bsync.MaxParts)
+	}
+	out, err := u.s.client.UploadPart(ctx, &s3.UploadPartInput{
+		Bucket:        aws.String(u.s.cfg.Bucket),
+		Key:           aws.String(u.s.cfg.Key(u.key)),
+		UploadId:      aws.String(u.id),
+		PartNumber:    aws.Int32(int32(n)),
+		Body:          p.Reader(),
+		ContentLength: aws.Int64(p.Size()),
+	}, unsigned)
+	if err != nil {
+		return bsync.CompletedPart{}, u.s.wrap(ctx, "upload", u.key, err)
+	}
+	return bsync.CompletedPart{Number: n, ETag: s3config.ETag(aws.ToString(out.ETag)), Size: p.Size()}, nil
+}
+
+func (u *upload) Complete(ctx context.Context, parts []bsync.CompletedPart) (bsync.ObjectInfo, error) {
+	sorted := slices.SortedFunc(slices.Values(parts), func(a, b bsync.CompletedPart) int { return a.Number - b.Number })
+	completed := make([]types.CompletedPart, len(sorted))
+	var size int64
+	for i, p := range sorted {
+		completed[i] = types.CompletedPart{ETag: aws.String(s3config.QuoteETag(p.ETag)), PartNumber: aws.Int32(int32(p.Number))}
+		size += p.Size
+	}
+	out, err := u.s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		Bucket:          aws.String(u.s.cfg.Bucket),
+		Key:             aws.String(u.s.cfg.Key(u.key)),
+		UploadId:        aws.String(u.id),
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: completed},
+	})
+	if err != nil {
+		return bsync.ObjectInfo{}, u.s.wrap(ctx, "upload", u.key, err)
+	}
+	return bsync.ObjectInfo{
+		Key:          u.key,
+		Size:         size,
+		ETag:         s3config.ETag(aws.ToString(out.ETag)),
+		LastModified: responseDate(out.ResultMetadata),
+	}, nil
+}
+
+func (u *upload) Abort(ctx context.Context) error {
+	_, err := u.s.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{
+		Bucket:   aws.String(u.s.cfg.Bucket),
+		Key:      aws.String(u.s.cfg.Key(u.key)),
+		UploadId: aws.String(u.id),
+	})
+	if err != nil {
+		if err := u.s.wrap(ctx, "upload", u.key, err); !errors.Is(err, bsync.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+// wrap turns an SDK error into a storage error: the S3 error code and HTTP
+// status decide the kind when the server answered, the transport error when
+// it did not.
+func (s *Store) wrap(ctx context.Context, op, key string, err error) error {
+	var (
+		apiErr  smithy.APIError
+		signErr *v4.SigningError
+		credErr *credentialsError
+		kind    error
+	)
+	code := status(err)
+	switch {
+	case errors.As(err, &apiErr):
+		kind = s3config.Kind(apiErr.ErrorCode(), code)
+	case code >= 300:
+		kind = s3config.Kind("", code)
+	case errors.As(err, &credErr), errors.As(err, &signErr):
+		kind = bsync.ErrAuth // no credentials could be found
+	default:
+		kind = s3config.NetKind(err)
+	}
+	return s3config.Wrap(ctx, op, key, kind, err)
+}
+
+// credentialsProvider marks the errors of the credential chain, so that a
+// failure to find credentials reads as ErrAuth: the SDK reports it as a
+// plain error.
+type credentialsProvider struct {
+	aws.CredentialsProvider
+}
+
+func (p credentialsProvider) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	c, err := p.CredentialsProvider.Retrieve(ctx)
+	if err != nil {
+		return c, &credentialsError{err}
+	}
+	return c, nil
+}
+
+// ProviderSources passes on where the credentials come from, which the SDK
+// reports in its User-Agent.
+func (p credentialsProvider) ProviderSources() []aws.CredentialSource {
+	if s, ok := p.CredentialsProvider.(aws.CredentialProviderSource); ok {
+		return s.ProviderSources()
+	}
+	return nil
+}
+
+type credentialsError struct{ err error }
+
+func (e *credentialsError) Error() string { return "no usable credentials: " + e.err.Error() }
+func (e *credentialsError) Unwrap() error { return e.err }
+
+// status returns the HTTP status of the response an SDK error came with, or
+// zero.
+func status(err error) int {
+	var respErr *awshttp.ResponseError
+	if errors.As(err, &respErr) {
+		return respErr.HTTPStatusCode()
+	}
+	return 0
+}
+
+// responseDate returns the Date header of the response, the best guess at
+// an object's LastModified when the response carries no Last-Modified, or
+// the local clock's time when there is none.
+func responseDate(md middleware.Metadata) time.Time {
+	if resp, ok := awsmiddleware.GetRawResponse(md).(*smithyhttp.Response); ok {
+		if t, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
+			return t
+		}
+	}
+	return time.Now().Truncate(time.Second)
+}

@@ -1,0 +1,106 @@
+package s3config
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+
+	bsync "github.com/batonrun/baton/sync"
+)
+
+// Kind maps an S3 error code and the response's HTTP status to one of the
+// error kinds of package sync. The code decides when it is known; otherwise
+// the status does. An unknown code with no telling status is ErrInvalid.
+//
+// 404 is ErrNotFound except NoSuchBucket (ErrNoBucket); 412, and 409 unless
+// the code says otherwise, are ErrPreconditionFailed; rejected credentials are
+// ErrAuth; 403 is ErrPermission; throttling, 408, 429 and 5xx but 501 are
+// ErrTransient; other 4xx are ErrInvalid.
+func Kind(code string, status int) error {
+	switch code {
+	case "NoSuchBucket":
+		return bsync.ErrNoBucket
+	case "NoSuchKey", "NotFound", "NoSuchUpload", "NoSuchVersion":
+		return bsync.ErrNotFound
+	case "PreconditionFailed", "ConditionalRequestConflict":
+		return bsync.ErrPreconditionFailed
+	case "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "ExpiredTokenException",
+		"InvalidToken", "TokenRefreshRequired", "AuthorizationHeaderMalformed", "AuthorizationQueryParametersError",
+		"InvalidSecurity", "MissingSecurityHeader", "InvalidClientTokenId", "UnrecognizedClientException",
+		"RequestTimeTooSkewed", "AccessKeyDisabled", "XMinioInvalidTokenId",
+		"XAdminUserNotFound": // versitygw: unknown access key (with status 404)
+		return bsync.ErrAuth
+	case "AccessDenied", "AllAccessDisabled", "AccountProblem":
+		return bsync.ErrPermission
+	case "SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling",
+		"ThrottlingException", "RequestThrottled", "TooManyRequests", "TooManyRequestsException",
+		"OperationAborted", "IncompleteBody", "BadDigest", "XAmzContentSHA256Mismatch",
+		"XMinioServerNotInitialized", "XMinioReadQuorum", "XMinioWriteQuorum":
+		return bsync.ErrTransient
+	case "InvalidRange", "InvalidPart", "InvalidPartOrder", "EntityTooSmall", "EntityTooLarge",
+		"InvalidArgument", "InvalidRequest", "InvalidBucketName", "KeyTooLongError", "MalformedXML",
+		"NotImplemented", "MissingContentLength", "InvalidDigest", "InvalidObjectState",
+		"PermanentRedirect", "MethodNotAllowed":
+		return bsync.ErrInvalid
+	}
+	switch {
+	case status == 404:
+		return bsync.ErrNotFound
+	case status == 412, status == 409:
+		return bsync.ErrPreconditionFailed
+	case status == 401:
+		return bsync.ErrAuth
+	case status == 403:
+		return bsync.ErrPermission
+	case status == 408, status == 429, status >= 500 && status != 501:
+		return bsync.ErrTransient
+	default:
+		return bsync.ErrInvalid
+	}
+}
+
+// NetKind classifies an error that happened below HTTP, with no response
+// from the server: a failure to connect at all (refused, unresolvable host,
+// dial timeout, unreachable network, a certificate that does not verify) is
+// ErrUnreachable; anything else (a connection reset or cut mid-request, an
+// unexpected EOF, a timeout after connecting) is ErrTransient. It returns nil
+// for nil.
+func NetKind(err error) error {
+	if err == nil {
+		return nil
+	}
+	var (
+		dnsErr  *net.DNSError
+		opErr   *net.OpError
+		unkAuth x509.UnknownAuthorityError
+		hostErr x509.HostnameError
+		certErr x509.CertificateInvalidError
+		tlsErr  *tls.CertificateVerificationError
+	)
+	switch {
+	case errors.As(err, &dnsErr):
+		return bsync.ErrUnreachable
+	case errors.As(err, &opErr) && (opErr.Op == "dial" || opErr.Op == "proxyconnect"):
+		return bsync.ErrUnreachable
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EHOSTUNREACH),
+		errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.EADDRNOTAVAIL):
+		return bsync.ErrUnreachable
+	case errors.As(err, &unkAuth), errors.As(err, &hostErr), errors.As(err, &certErr), errors.As(err, &tlsErr):
+		return bsync.ErrUnreachable
+	}
+	return bsync.ErrTransient
+}
+
+// Wrap returns err as a storage error of operation op on key. When ctx is
+// done it returns an error wrapping ctx.Err() (and no kind), since the
+// caller gave up; otherwise an *sync.Error of the given kind wrapping err.
+func Wrap(ctx context.Context, op, key string, kind, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return fmt.Errorf("%s %q: %w (%v)", op, key, ctxErr, err)
+	}
+	return &bsync.Error{Op: op, Key: key, Kind: kind, Err: err}
+}

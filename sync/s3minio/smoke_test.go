@@ -1,0 +1,21 @@
+package s3minio_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/batonrun/baton/internal/s3test"
+	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/s3config"
+	"github.com/batonrun/baton/sync/s3minio"
+)
+
+func open(ctx context.Context, cfg s3config.Config) (bsync.Store, error) {
+	return s3minio.New(ctx, cfg)
+}
+
+func TestSmokeVersitygw(t *testing.T) { s3test.Smoke(t, s3test.Versitygw, open) }
+
+func TestSmokeMinIO(t *testing.T) { s3test.Smoke(t, s3test.MinIO, open) }
+
+func TestTLSVersitygw(t *testing.T) { s3test.SmokeTLS(t, s3test.Versitygw, open) }
