@@ -2,7 +2,7 @@
 # Benchmark of baton pull against rclone copy on one local versitygw, in the
 # same run: (a) ~1,000 files of 64 KiB-4 MiB (log-uniform sizes, ~1 GiB in
 # all) and (b) one 1 GiB file. Each tool runs ROUNDS times per shape,
-# interleaved; the table shows the median wall time, the ratio to rclone
+# interleaved, each round starting with another tool; the table shows the median wall time, the ratio to rclone
 # (below 1 means baton is faster) and the largest peak RSS.
 #
 # Also times push of both shapes, for information.
@@ -55,8 +55,11 @@ rclone_flags=(--transfers "$WORKERS" --checkers "$WORKERS" --multi-thread-stream
 baton_flags=(--progress=none --workers "$WORKERS")
 
 # measure LABEL CMD...: runs CMD, appends "LABEL seconds peak_kib" to results.
+# Dirty pages of the previous run are flushed first, so no run pays for
+# another's writeback.
 measure() {
   local label=$1; shift
+  sync
   /usr/bin/time -f "%e %M" -o "$work/time" "$@" >"$work/out" 2>&1 || { cat "$work/out" >&2; exit 1; }
   echo "$label $(cat "$work/time")" >>"$work/results"
 }
@@ -64,10 +67,13 @@ measure() {
 for shape in small big; do
   "$work/baton" push "${baton_flags[@]}" "$work/$shape" "s3://bench/$shape?endpoint=$endpoint" >/dev/null
 done
+tools=(baton-aws baton-minio rclone)
 for round in $(seq "$ROUNDS"); do
   echo "round $round/$ROUNDS" >&2
+  # Each round starts with another tool, so none always runs first.
+  order=("${tools[@]:$(( (round - 1) % 3 ))}" "${tools[@]:0:$(( (round - 1) % 3 ))}")
   for shape in small big; do
-    for tool in baton-aws baton-minio rclone; do
+    for tool in "${order[@]}"; do
       dst="$work/dst"; rm -rf "$dst"
       case $tool in
         baton-aws|baton-minio)

@@ -72,14 +72,20 @@ type Server struct {
 	CAFile string
 
 	rootCAs *x509.CertPool
+	bin     string
 }
 
 // Option changes how Start runs a server.
 type Option func(*options)
 
 type options struct {
-	tls bool
+	tls   bool
+	users bool
 }
+
+// Users runs versitygw with its internal IAM service, so that NewUser can
+// add accounts besides root. MinIO ignores it.
+func Users() Option { return func(o *options) { o.users = true } }
 
 // TLS serves HTTPS with a certificate for 127.0.0.1 signed by a fresh CA,
 // whose PEM file is Server.CAFile.
@@ -102,7 +108,7 @@ func Start(t testing.TB, kind string, opts ...Option) *Server {
 		}
 		t.Skipf("%v; run scripts/install-test-servers.sh to install it", err)
 	}
-	srv := &Server{Kind: kind, Region: Region, AccessKey: randomHex(t, 10), SecretKey: randomHex(t, 20)}
+	srv := &Server{Kind: kind, Region: Region, AccessKey: randomHex(t, 10), SecretKey: randomHex(t, 20), bin: bin}
 	dataDir := t.TempDir()
 	logDir := t.TempDir()
 	port := freePort(t)
@@ -122,6 +128,9 @@ func Start(t testing.TB, kind string, opts ...Option) *Server {
 		args = []string{"--port", addr, "--region", Region, "--quiet"}
 		if o.tls {
 			args = append(args, "--cert", certFile, "--key", keyFile)
+		}
+		if o.users {
+			args = append(args, "--iam-dir", t.TempDir())
 		}
 		args = append(args, "posix", dataDir)
 		env = []string{"ROOT_ACCESS_KEY_ID=" + srv.AccessKey, "ROOT_SECRET_ACCESS_KEY=" + srv.SecretKey}
@@ -395,4 +404,22 @@ func makeCerts(t testing.TB, dir string) (caFile, certFile, keyFile string, pool
 	pool = x509.NewCertPool()
 	pool.AddCert(ca)
 	return caFile, certFile, keyFile, pool
+}
+
+// NewUser adds an account with the plain "user" role to a versitygw server
+// started with Users, and returns its credentials. Such a user owns nothing:
+// any request on another account's bucket is denied.
+func (s *Server) NewUser(t testing.TB) (accessKey, secretKey string) {
+	t.Helper()
+	if s.Kind != Versitygw {
+		t.Fatalf("s3test: NewUser needs versitygw, not %s", s.Kind)
+	}
+	accessKey, secretKey = randomHex(t, 10), randomHex(t, 20)
+	cmd := exec.Command(s.bin, "admin", "--endpoint-url", s.Endpoint, "--region", s.Region,
+		"create-user", "--access", accessKey, "--secret", secretKey, "--role", "user")
+	cmd.Env = append(cleanEnv(), "ADMIN_ACCESS_KEY_ID="+s.AccessKey, "ADMIN_SECRET_ACCESS_KEY="+s.SecretKey)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("s3test: creating a user: %v\n%s", err, out)
+	}
+	return accessKey, secretKey
 }

@@ -1,0 +1,52 @@
+package transfer
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBytes(t *testing.T) {
+	cases := []struct {
+		n    int64
+		want string
+	}{
+		{0, "0 B"}, {1023, "1023 B"}, {1024, "1.0 KiB"}, {1536, "1.5 KiB"},
+		{16 << 20, "16.0 MiB"}, {3 << 30, "3.0 GiB"}, {5 << 40, "5.0 TiB"},
+	}
+	for _, c := range cases {
+		if got := Bytes(c.n); got != c.want {
+			t.Errorf("Bytes(%d) = %q, want %q", c.n, got, c.want)
+		}
+	}
+}
+
+func TestReportDrawsTheFinalStateWhenDone(t *testing.T) {
+	cases := []struct {
+		name     string
+		terminal bool
+		want     []string
+	}{
+		{"terminal", true, []string{"\r[", "100%", "3.0 MiB / 3.0 MiB", "\n"}},
+		{"log", false, []string{`"msg":"transfer progress"`, `"bytes":3145728`, `"total_bytes":3145728`}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var p Progress
+			p.addTotal(3 << 20)
+			p.addDone(3 << 20)
+			var buf bytes.Buffer
+			ctx, cancel := context.WithCancel(t.Context())
+			cancel() // Report draws once more when its context ends, then returns
+			p.Report(ctx, &buf, c.terminal, slog.New(slog.NewJSONHandler(&buf, nil)), time.Hour)
+			for _, w := range c.want {
+				if !strings.Contains(buf.String(), w) {
+					t.Errorf("report %q lacks %q", buf.String(), w)
+				}
+			}
+		})
+	}
+}
