@@ -114,8 +114,10 @@ func TestPushPullFileStore(t *testing.T) {
 // TestStorageErrorsSayWhich checks that each way of failing to reach a bucket
 // exits 1 with one line that names the cause and prints no secret.
 func TestStorageErrorsSayWhich(t *testing.T) {
-	srv := s3test.Start(t, s3test.Versitygw)
+	srv := s3test.Start(t, s3test.Versitygw, s3test.Users())
 	bucket := srv.NewBucket(t)
+	userKey, userSecret := srv.NewUser(t) // owns nothing, so root's bucket is off limits
+	otherUser := map[string]string{"AWS_ACCESS_KEY_ID": userKey, "AWS_SECRET_ACCESS_KEY": userSecret, "AWS_REGION": srv.Region}
 	good := map[string]string{"AWS_ACCESS_KEY_ID": srv.AccessKey, "AWS_SECRET_ACCESS_KEY": srv.SecretKey, "AWS_REGION": srv.Region}
 	wrongSecret := map[string]string{"AWS_ACCESS_KEY_ID": srv.AccessKey, "AWS_SECRET_ACCESS_KEY": "wrong-secret-value-123", "AWS_REGION": srv.Region}
 	unknownKey := map[string]string{"AWS_ACCESS_KEY_ID": "NOSUCHKEY123", "AWS_SECRET_ACCESS_KEY": srv.SecretKey, "AWS_REGION": srv.Region}
@@ -128,6 +130,7 @@ func TestStorageErrorsSayWhich(t *testing.T) {
 		{"missing bucket", good, "s3://no-such-bucket/x?endpoint=" + srv.Endpoint, "bucket does not exist"},
 		{"wrong secret", wrongSecret, "s3://" + bucket + "/x?endpoint=" + srv.Endpoint, "credentials rejected"},
 		{"unknown access key", unknownKey, "s3://" + bucket + "/x?endpoint=" + srv.Endpoint, "credentials rejected"},
+		{"permission denied", otherUser, "s3://" + bucket + "/x?endpoint=" + srv.Endpoint, "permission denied"},
 		{"unreachable endpoint", good, "s3://" + bucket + "/x?endpoint=http://127.0.0.1:1", "endpoint unreachable"},
 	}
 	for _, driver := range []string{"aws", "minio"} {
@@ -145,7 +148,7 @@ func TestStorageErrorsSayWhich(t *testing.T) {
 				if len(lines) != 1 || !strings.Contains(lines[0], c.want) {
 					t.Fatalf("stderr should be one line saying %q:\n%s", c.want, r.stderr)
 				}
-				for _, secret := range []string{srv.SecretKey, "wrong-secret-value-123"} {
+				for _, secret := range []string{srv.SecretKey, userSecret, "wrong-secret-value-123"} {
 					if strings.Contains(r.stderr+r.stdout, secret) {
 						t.Fatalf("a secret was printed:\n%s", r.stderr)
 					}
