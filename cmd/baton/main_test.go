@@ -192,3 +192,38 @@ func TestPushPullS3(t *testing.T) {
 	}
 }
 
+// TestSharedProfileCredentials takes the credentials from a named profile of
+// a shared credentials file, with no AWS_ACCESS_KEY_ID in the environment.
+func TestSharedProfileCredentials(t *testing.T) {
+	srv := s3test.Start(t, s3test.Versitygw)
+	bucket := srv.NewBucket(t)
+	creds := filepath.Join(t.TempDir(), "credentials")
+	profile := "[default]\naws_access_key_id = WRONGKEY\naws_secret_access_key = wrongsecret\n\n" +
+		"[training]\naws_access_key_id = " + srv.AccessKey + "\naws_secret_access_key = " + srv.SecretKey + "\n"
+	if err := os.WriteFile(creds, []byte(profile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("via a profile"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	environ := map[string]string{
+		"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "",
+		"AWS_SHARED_CREDENTIALS_FILE": creds, "AWS_CONFIG_FILE": filepath.Join(t.TempDir(), "none"),
+		"AWS_EC2_METADATA_DISABLED": "true", "AWS_REGION": srv.Region,
+	}
+	for _, driver := range []string{"aws", "minio"} {
+		t.Run(driver, func(t *testing.T) {
+			url := "s3://" + bucket + "/" + driver + "?profile=training&driver=" + driver + "&endpoint=" + srv.Endpoint
+			if r := runBaton(t, environ, "push", "--progress=none", src, url); r.code != 0 {
+				t.Fatalf("push with profile credentials: %+v", r)
+			}
+			// The default profile holds wrong credentials: without
+			// profile= the same push is refused.
+			bad := strings.Replace(url, "profile=training&", "", 1)
+			if r := runBaton(t, environ, "push", "--progress=none", src, bad); r.code != exitFailure || !strings.Contains(r.stderr, "credentials rejected") {
+				t.Fatalf("push with the default profile's wrong credentials: %+v", r)
+			}
+		})
+	}
+}

@@ -69,10 +69,9 @@ func Open(ctx context.Context, raw string, opts Options) (bsync.Store, error) {
 		}
 		return file.New(raw)
 	}
-	u, err := url.Parse(raw)
+	u, err := parseURL(raw)
 	if err != nil {
-		// url.Parse quotes the input, which may hold a secret: say less.
-		return nil, fmt.Errorf("%w: cannot parse it as a URL", ErrBadURL)
+		return nil, err
 	}
 	if u.User != nil {
 		return nil, fmt.Errorf("%w %s: credentials do not belong in the URL; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or a profile) instead", ErrBadURL, u.Redacted())
@@ -97,6 +96,15 @@ func Open(ctx context.Context, raw string, opts Options) (bsync.Store, error) {
 		return s3aws.New(ctx, cfg)
 	}
 	return nil, fmt.Errorf("%w %s: unknown scheme %q (want s3:// or file://)", ErrBadURL, u.Redacted(), u.Scheme)
+}
+
+// parseURL parses raw without quoting it in its error: it may hold a secret.
+func parseURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: cannot parse it as a URL", ErrBadURL)
+	}
+	return u, nil
 }
 
 func s3Config(u *url.URL, opts Options) (s3config.Config, string, error) {
