@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 work=${1:-$(mktemp -d -t baton-demo.XXXXXX)}
 mkdir -p "$work"
 echo "== building baton into $work/baton"
-CGO_CFLAGS="${CGO_CFLAGS:--Wno-deprecated-declarations}" go build -o "$work/baton" ./cmd/baton
+CGO_CFLAGS="${CGO_CFLAGS:--Wno-deprecated-declarations}" go build -buildvcs=auto -o "$work/baton" ./cmd/baton
 baton="$work/baton"
 "$baton" version
 

@@ -32,10 +32,7 @@ func envName(flagName string) string {
 // flag or the variable it came from.
 func parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return usageError{err}
-		}
-		return usageError{err}
+		return usageError{err} // flag.ErrHelp too: -h exits 2 after the usage text
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	bsync "github.com/batonrun/baton/sync"
@@ -94,6 +95,22 @@ func (f *transferFlags) do(ctx context.Context, e env, verb string, op func(cont
 	return nil
 }
 
+// parseArgs parses a transfer command's flags and its two operands.
+func (f *transferFlags) parseArgs(e env, name, operands string, args []string) (first, second string, err error) {
+	fs := newFlagSet(name, e.stderr, name+" [flags] "+operands)
+	f.register(fs)
+	if err := parse(fs, args, e.getenv); err != nil {
+		return "", "", err
+	}
+	if fs.NArg() != 2 {
+		return "", "", usagef("want %s, got %d arguments", strings.Replace(operands, " ", " and ", 1), fs.NArg())
+	}
+	if err := f.validate(); err != nil {
+		return "", "", err
+	}
+	return fs.Arg(0), fs.Arg(1), nil
+}
+
 // pullCmd copies a store into a directory.
 type pullCmd struct {
 	env   env
@@ -101,18 +118,10 @@ type pullCmd struct {
 }
 
 func (c *pullCmd) Run(ctx context.Context, args []string) error {
-	fs := newFlagSet("pull", c.env.stderr, "pull [flags] SRC DIR")
-	c.flags.register(fs)
-	if err := parse(fs, args, c.env.getenv); err != nil {
+	src, dir, err := c.flags.parseArgs(c.env, "pull", "SRC DIR", args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 2 {
-		return usagef("want SRC and DIR, got %d arguments", fs.NArg())
-	}
-	if err := c.flags.validate(); err != nil {
-		return err
-	}
-	src, dir := fs.Arg(0), fs.Arg(1)
 	store, err := c.flags.open(ctx, c.env, src)
 	if err != nil {
 		return err
@@ -129,18 +138,10 @@ type pushCmd struct {
 }
 
 func (c *pushCmd) Run(ctx context.Context, args []string) error {
-	fs := newFlagSet("push", c.env.stderr, "push [flags] DIR DST")
-	c.flags.register(fs)
-	if err := parse(fs, args, c.env.getenv); err != nil {
+	dir, dst, err := c.flags.parseArgs(c.env, "push", "DIR DST", args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 2 {
-		return usagef("want DIR and DST, got %d arguments", fs.NArg())
-	}
-	if err := c.flags.validate(); err != nil {
-		return err
-	}
-	dir, dst := fs.Arg(0), fs.Arg(1)
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		return usagef("%s is not a directory", dir)
 	}
