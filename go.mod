@@ -9,6 +9,7 @@ require (
 	github.com/aws/aws-sdk-go-v2/service/s3 v1.114.10
 	github.com/aws/smithy-go v1.28.9
 	github.com/minio/minio-go/v7 v7.4.1
+	github.com/zeebo/blake3 v0.2.4
 	golang.org/x/sync v0.25.0
 )
 

@@ -1,0 +1,187 @@
+package checkpoint_test
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/batonrun/baton/checkpoint"
+	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/file"
+)
+
+// clock is a settable clock for leases.
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func newStore(t *testing.T) bsync.Store {
+	t.Helper()
+	s, err := file.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func openRepo(t *testing.T, s bsync.Store, holder string, c *clock) *checkpoint.Repo {
+	t.Helper()
+	r, err := checkpoint.Open(s, checkpoint.Options{
+		Run: "run-1", Holder: checkpoint.Holder{ID: holder, Host: holder + "-host", Platform: "test"},
+		ChunkSize: 64 << 10, LeaseDuration: time.Minute, Now: c.now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func writeFile(t *testing.T, p string, data []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, 0o640); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func randomBytes(seed uint64, n int) []byte {
+	b := make([]byte, n)
+	rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8)}).Read(b)
+	return b
+}
+
+func readTree(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		b, err := os.ReadFile(p)
+		out[filepath.ToSlash(rel)] = b
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func sameTree(t *testing.T, got, want map[string][]byte) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%d files, want %d", len(got), len(want))
+	}
+	for k, w := range want {
+		if !bytes.Equal(got[k], w) {
+			t.Fatalf("%s differs (%d bytes, want %d)", k, len(got[k]), len(w))
+		}
+	}
+}
+
+func TestCommitRestoreAndDedup(t *testing.T) {
+	c := &clock{t: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+	s := newStore(t)
+	r := openRepo(t, s, "a", c)
+	ctx := t.Context()
+	lease, err := r.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	model := randomBytes(1, 1<<20+123)
+	writeFile(t, filepath.Join(dir, "model.safetensors"), model)
+	writeFile(t, filepath.Join(dir, "optim/state.pt"), randomBytes(2, 300_000))
+	writeFile(t, filepath.Join(dir, "empty"), nil)
+	m1, err := r.Commit(ctx, lease, dir, map[string]string{"step": "100"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m1.Seq != 1 || m1.NewBytes != m1.Size {
+		t.Fatalf("first commit: seq %d, new %d of %d bytes", m1.Seq, m1.NewBytes, m1.Size)
+	}
+
+	// Nothing changed: nothing but a manifest is uploaded.
+	m2, err := r.Commit(ctx, lease, dir, nil)
+	if err != nil || m2.Seq != 2 || m2.NewBytes != 0 {
+		t.Fatalf("second commit: %+v, %v; want seq 2 and nothing new", m2, err)
+	}
+
+	// Rewrite one 64 KiB region of the model in place: one chunk is new.
+	copy(model[128<<10:], randomBytes(3, 64<<10))
+	writeFile(t, filepath.Join(dir, "model.safetensors"), model)
+	m3, err := r.Commit(ctx, lease, dir, nil)
+	if err != nil || m3.NewBytes != 64<<10 {
+		t.Fatalf("third commit: new %d bytes, %v; want exactly one 64 KiB chunk", m3.NewBytes, err)
+	}
+
+	dst := filepath.Join(t.TempDir(), "restored")
+	got, err := r.Restore(ctx, 0, dst)
+	if err != nil || got.Seq != 3 {
+		t.Fatalf("restore: %v (seq %v)", err, got)
+	}
+	sameTree(t, readTree(t, dst), readTree(t, dir))
+	fi, err := os.Stat(filepath.Join(dst, "optim/state.pt"))
+	if err != nil || fi.Mode().Perm() != 0o640 {
+		t.Fatalf("restored mode: %v, %v", fi.Mode(), err)
+	}
+
+	list, err := r.List(ctx)
+	if err != nil || len(list) != 3 || !list[2].Latest || list[0].Host != "a-host" {
+		t.Fatalf("list: %+v, %v", list, err)
+	}
+}
+
+func TestLeaseFencing(t *testing.T) {
+	c := &clock{t: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+	s := newStore(t)
+	a, b := openRepo(t, s, "a", c), openRepo(t, s, "b", c)
+	ctx := t.Context()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "x"), []byte("one"))
+
+	la, err := a.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Acquire(ctx); !errors.Is(err, checkpoint.ErrLeaseHeld) {
+		t.Fatalf("second host acquired a held lease: %v", err)
+	}
+	if _, err := a.Commit(ctx, la, dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	c.t = c.t.Add(2 * time.Minute) // a's lease expires without renewal
+	lb, err := b.Acquire(ctx)
+	if err != nil {
+		t.Fatalf("takeover after expiry: %v", err)
+	}
+	if lb.Epoch() != la.Epoch()+1 {
+		t.Fatalf("takeover epoch %d, want %d", lb.Epoch(), la.Epoch()+1)
+	}
+	// a wakes up and tries to commit: fenced off, and it learns so.
+	if _, err := a.Commit(ctx, la, dir, nil); !errors.Is(err, checkpoint.ErrLeaseLost) || !la.Lost() {
+		t.Fatalf("fenced host's commit: %v (lost %v), want ErrLeaseLost", err, la.Lost())
+	}
+	if err := la.Renew(ctx); !errors.Is(err, checkpoint.ErrLeaseLost) {
+		t.Fatalf("fenced host's renewal: %v", err)
+	}
+	writeFile(t, filepath.Join(dir, "x"), []byte("two"))
+	m, err := b.Commit(ctx, lb, dir, nil)
+	if err != nil || m.Seq != 2 || m.Epoch != lb.Epoch() {
+		t.Fatalf("new holder's commit: %+v, %v", m, err)
+	}
+	if err := lb.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Acquire(ctx); err != nil {
+		t.Fatalf("acquire after release: %v", err)
+	}
+}

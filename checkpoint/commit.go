@@ -1,0 +1,361 @@
+package checkpoint
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	gosync "sync"
+	"sync/atomic"
+	"time"
+
+	bsync "github.com/batonrun/baton/sync"
+	"github.com/zeebo/blake3"
+	"golang.org/x/sync/errgroup"
+)
+
+// readers is how many files a commit reads and hashes at once; the upload
+// workers (Options.Workers) send what they find missing.
+const readers = 4
+
+// Commit publishes the checkpoint directory dir as the run's next
+// checkpoint, in this order and only in this order:
+//
+//  1. scan dir and note the size and mtime of every regular file;
+//  2. hash the files that changed since the parent checkpoint (the one
+//     latest.json names) and upload the chunks the store lacks;
+//  3. stat every file again: if one changed while it was read, drop the
+//     commit with ErrDirChanged (the trainer was still writing);
+//  4. write manifests/<seq>.json, create-only;
+//  5. move latest.json to it, only if latest.json's ETag is still the one
+//     read in step 2, carrying the lease's epoch.
+//
+// A reader only follows latest.json, so it never sees a half-uploaded
+// checkpoint. A commit of a directory with nothing new uploads nothing but a
+// manifest. If latest.json moved on at a higher epoch, the lease was taken
+// over: Commit fails with ErrLeaseLost and the lease is marked lost.
+func (r *Repo) Commit(ctx context.Context, lease *Lease, dir string, meta map[string]string) (*Manifest, error) {
+	if lease == nil || lease.repo != r {
+		return nil, errors.New("checkpoint: commit needs this repository's lease")
+	}
+	if lease.Lost() {
+		return nil, fmt.Errorf("%w (run %s)", ErrLeaseLost, r.opts.Run)
+	}
+	if !r.opts.Now().Before(lease.Record().ExpiresAt) {
+		if err := lease.Renew(ctx); err != nil {
+			return nil, err
+		}
+	}
+	epoch := lease.Epoch()
+	latest, latestETag, err := r.readLatest(ctx)
+	if err != nil && !errors.Is(err, ErrNoCheckpoint) {
+		return nil, err
+	}
+	if latest.Epoch > epoch {
+		return nil, lease.markLost(latest.Epoch)
+	}
+	var parent *Manifest
+	if latest.Seq > 0 {
+		if parent, err = r.Manifest(ctx, latest.Seq); err != nil {
+			r.log.Warn("commit: cannot read the parent checkpoint; every file will be read again", "seq", latest.Seq, "err", err)
+			parent = nil
+		}
+	}
+
+	// 1. Scan.
+	files, err := scanDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	// 2. Hash and upload.
+	present, err := r.presentChunks(ctx, parent)
+	if err != nil {
+		return nil, err
+	}
+	m := &Manifest{
+		Version:   FormatVersion,
+		Run:       r.opts.Run,
+		Parent:    latest.Seq,
+		Epoch:     epoch,
+		Host:      r.opts.Holder.Host,
+		Platform:  r.opts.Holder.Platform,
+		Hash:      HashName,
+		ChunkSize: r.opts.ChunkSize,
+		Files:     make([]File, len(files)),
+		Meta:      meta,
+	}
+	newBytes, err := r.hashAndUpload(ctx, dir, files, parent, present, m)
+	if err != nil {
+		return nil, err
+	}
+	m.NewBytes = newBytes
+	for _, f := range m.Files {
+		m.Size += f.Size
+	}
+	// 3. Re-check.
+	for _, f := range files {
+		fi, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(f.rel)))
+		if err != nil || fi.Size() != f.size || !fi.ModTime().Equal(f.mtime) {
+			return nil, fmt.Errorf("%w: %s", ErrDirChanged, f.rel)
+		}
+	}
+	// 4. Manifest, create-only, under the next free sequence number.
+	m.Seq, err = r.nextSeq(ctx, latest.Seq)
+	if err != nil {
+		return nil, err
+	}
+	m.CreatedAt = r.opts.Now().UTC()
+	if err := m.validate(r.opts.Run, m.Seq); err != nil {
+		return nil, fmt.Errorf("checkpoint: refusing to write a manifest that breaks the format: %w", err)
+	}
+	info, err := r.putJSON(ctx, manifestKey(r.opts.Run, m.Seq), m, bsync.PutOptions{IfAbsent: true})
+	if errors.Is(err, bsync.ErrPreconditionFailed) {
+		return nil, r.lostOrRaced(ctx, lease, "manifest "+strconv.FormatInt(m.Seq, 10)+" appeared meanwhile")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("writing manifest %d: %w", m.Seq, err)
+	}
+	// 5. Publish.
+	next := Latest{Seq: m.Seq, Epoch: epoch, ManifestETag: info.ETag, UpdatedAt: m.CreatedAt, Holder: r.opts.Holder.ID}
+	opts := bsync.PutOptions{IfMatch: latestETag}
+	if latestETag == "" {
+		opts = bsync.PutOptions{IfAbsent: true}
+	}
+	_, err = r.putJSON(ctx, latestKey(r.opts.Run), next, opts)
+	if errors.Is(err, bsync.ErrPreconditionFailed) || errors.Is(err, bsync.ErrNotFound) {
+		// Our own write may have landed with its response lost.
+		if cur, _, rerr := r.readLatest(ctx); rerr == nil && cur.Seq == next.Seq && cur.ManifestETag == next.ManifestETag {
+			return m, nil
+		}
+		return nil, r.lostOrRaced(ctx, lease, "latest.json moved meanwhile")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("publishing checkpoint %d: %w", m.Seq, err)
+	}
+	return m, nil
+}
+
+// lostOrRaced explains a lost conditional write: a higher epoch in
+// latest.json means the lease was taken over.
+func (r *Repo) lostOrRaced(ctx context.Context, lease *Lease, what string) error {
+	cur, _, err := r.readLatest(ctx)
+	if err == nil && cur.Epoch > lease.Epoch() {
+		return lease.markLost(cur.Epoch)
+	}
+	return fmt.Errorf("checkpoint: commit refused, %s; is another committer running without the lease?", what)
+}
+
+// nextSeq is one more than the highest of latest's seq and any manifest
+// already written (a commit that crashed between its manifest and
+// latest.json leaves one behind, never published).
+func (r *Repo) nextSeq(ctx context.Context, latest int64) (int64, error) {
+	highest := latest
+	err := r.retry.Do(ctx, func(ctx context.Context) error {
+		return r.store.List(ctx, manifestPrefix(r.opts.Run), func(o bsync.ObjectInfo) error {
+			if seq, ok := parseManifestKey(r.opts.Run, o.Key); ok && seq > highest {
+				highest = seq
+			}
+			return nil
+		})
+	})
+	return highest + 1, err
+}
+
+func parseManifestKey(run, key string) (int64, bool) {
+	name, ok := strings.CutPrefix(key, manifestPrefix(run))
+	if !ok {
+		return 0, false
+	}
+	name, ok = strings.CutSuffix(name, ".json")
+	if !ok {
+		return 0, false
+	}
+	seq, err := strconv.ParseInt(name, 10, 64)
+	return seq, err == nil && seq > 0
+}
+
+// presentChunks returns the chunks a commit need not upload: those of the
+// parent checkpoint, and those in the store younger than half the GC grace
+// period (older unreferenced ones may be collected while this commit runs,
+// so they are sent again). One listing, not a request per chunk.
+func (r *Repo) presentChunks(ctx context.Context, parent *Manifest) (*chunkSet, error) {
+	set := &chunkSet{m: map[string]bool{}}
+	if parent != nil {
+		for _, f := range parent.Files {
+			for _, c := range f.Chunks {
+				set.m[c] = true
+			}
+		}
+	}
+	youngAfter := r.opts.Now().Add(-DefaultGCGrace / 2)
+	err := r.retry.Do(ctx, func(ctx context.Context) error {
+		return r.store.List(ctx, "chunks/", func(o bsync.ObjectInfo) error {
+			if o.LastModified.After(youngAfter) {
+				set.m[o.Key[len(o.Key)-64:]] = true
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing chunks: %w", err)
+	}
+	return set, nil
+}
+
+// chunkSet is a concurrent set of chunk hashes.
+type chunkSet struct {
+	mu gosync.Mutex
+	m  map[string]bool
+}
+
+// claim reports whether h is new, and records it as present.
+func (s *chunkSet) claim(h string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m[h] {
+		return false
+	}
+	s.m[h] = true
+	return true
+}
+
+type scanned struct {
+	rel   string
+	size  int64
+	mode  fs.FileMode
+	mtime time.Time
+}
+
+// scanDir lists the regular files under dir, sorted by path. Symbolic links
+// and special files are not part of a checkpoint.
+func scanDir(dir string) ([]scanned, error) {
+	var files []scanned
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if err := bsync.CheckKey(rel); err != nil {
+			return fmt.Errorf("%s cannot be part of a checkpoint: %w", p, err)
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		files = append(files, scanned{rel: rel, size: fi.Size(), mode: fi.Mode().Perm(), mtime: fi.ModTime()})
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %v", ErrDirChanged, err)
+		}
+		return nil, fmt.Errorf("scanning %s: %w", dir, err)
+	}
+	slices.SortFunc(files, func(a, b scanned) int { return strings.Compare(a.rel, b.rel) })
+	return files, nil
+}
+
+// hashAndUpload fills m.Files: unchanged files from the parent, the others
+// read, hashed and their missing chunks uploaded. It returns the bytes
+// uploaded.
+func (r *Repo) hashAndUpload(ctx context.Context, dir string, files []scanned, parent *Manifest, present *chunkSet, m *Manifest) (int64, error) {
+	previous := map[string]File{}
+	if parent != nil && parent.ChunkSize == r.opts.ChunkSize {
+		for _, f := range parent.Files {
+			previous[f.Path] = f
+		}
+	}
+	var uploaded atomic.Int64
+	buffers := gosync.Pool{New: func() any { b := make([]byte, r.opts.ChunkSize); return &b }}
+	uploads, uctx := errgroup.WithContext(ctx)
+	uploads.SetLimit(r.opts.Workers)
+	reads, rctx := errgroup.WithContext(uctx)
+	reads.SetLimit(readers)
+	for i, f := range files {
+		if p, ok := previous[f.rel]; ok && p.Size == f.size && p.Mode == f.mode && p.MTime.Equal(f.mtime) {
+			m.Files[i] = p
+			continue
+		}
+		reads.Go(func() error {
+			entry, err := r.readFile(rctx, filepath.Join(dir, filepath.FromSlash(f.rel)), f, func(hash string, chunk *[]byte, n int) {
+				if !present.claim(hash) {
+					buffers.Put(chunk)
+					return
+				}
+				uploads.Go(func() error {
+					defer buffers.Put(chunk)
+					err := r.retry.Do(uctx, func(ctx context.Context) error {
+						_, err := r.store.Put(ctx, chunkKey(hash), bsync.BytesPayload((*chunk)[:n]), bsync.PutOptions{})
+						return err
+					})
+					if err != nil {
+						return fmt.Errorf("uploading a chunk of %s: %w", f.rel, err)
+					}
+					uploaded.Add(int64(n))
+					return nil
+				})
+			}, &buffers)
+			m.Files[i] = entry
+			return err
+		})
+	}
+	err := reads.Wait()
+	if uerr := uploads.Wait(); err == nil {
+		err = uerr
+	}
+	return uploaded.Load(), err
+}
+
+// readFile reads the file at p chunk by chunk, hashing each chunk and the
+// whole, and hands every chunk to send (which owns the buffer from then on).
+func (r *Repo) readFile(ctx context.Context, p string, f scanned, send func(hash string, chunk *[]byte, n int), buffers *gosync.Pool) (File, error) {
+	entry := File{Path: f.rel, Size: f.size, Mode: f.mode, MTime: f.mtime}
+	fh, err := os.Open(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return entry, fmt.Errorf("%w: %s", ErrDirChanged, f.rel)
+		}
+		return entry, err
+	}
+	defer fh.Close()
+	whole := blake3.New()
+	for off := int64(0); off < f.size; off += r.opts.ChunkSize {
+		if err := ctx.Err(); err != nil {
+			return entry, err
+		}
+		want := min(r.opts.ChunkSize, f.size-off)
+		buf := buffers.Get().(*[]byte)
+		n, err := io.ReadFull(fh, (*buf)[:want])
+		if err != nil {
+			buffers.Put(buf)
+			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+				return entry, fmt.Errorf("%w: %s shrank while it was read", ErrDirChanged, f.rel)
+			}
+			return entry, fmt.Errorf("reading %s: %w", f.rel, err)
+		}
+		sum := blake3.Sum256((*buf)[:n])
+		whole.Write((*buf)[:n])
+		h := hex.EncodeToString(sum[:])
+		entry.Chunks = append(entry.Chunks, h)
+		send(h, buf, n)
+	}
+	entry.Hash = hex.EncodeToString(whole.Sum(nil))
+	if entry.Chunks == nil {
+		entry.Chunks = []string{}
+	}
+	return entry, nil
+}

@@ -1,0 +1,213 @@
+// Package checkpoint is the checkpoint repository: a run's checkpoint
+// directory committed to a sync.Store as content-addressed chunks and one
+// manifest per commit, published by moving a pointer with a conditional
+// write, under a lease that fences off hosts that lost the run. It knows
+// nothing of processes or platforms. docs/checkpoint-format.md is the spec of
+// what it writes.
+package checkpoint
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+	"time"
+
+	bsync "github.com/batonrun/baton/sync"
+)
+
+// FormatVersion is the manifest format this package writes and the newest
+// it reads.
+const FormatVersion = 1
+
+// HashName names the chunk and file hash: BLAKE3 with 256-bit output, hex
+// encoded. (BenchmarkHash compares it with SHA-256.)
+const HashName = "blake3-256"
+
+// Limits on what a manifest may describe; a manifest beyond them is refused.
+const (
+	MaxFiles     = 1 << 20 // files in one checkpoint
+	MaxFileSize  = 1 << 42 // 4 TiB
+	MaxTotalSize = 1 << 44 // 16 TiB in one checkpoint
+	MaxChunkSize = 1 << 30 // 1 GiB
+	MinChunkSize = 64 << 10
+	MaxMetaBytes = 64 << 10
+	// maxManifestBytes caps what a reader downloads before parsing.
+	maxManifestBytes = 512 << 20
+)
+
+// Keys of the remote layout, relative to the store's prefix.
+func chunkKey(hash string) string      { return "chunks/" + hash[:2] + "/" + hash }
+func runPrefix(run string) string      { return "runs/" + run + "/" }
+func leaseKey(run string) string       { return runPrefix(run) + "lease.json" }
+func latestKey(run string) string      { return runPrefix(run) + "latest.json" }
+func manifestPrefix(run string) string { return runPrefix(run) + "manifests/" }
+func manifestKey(run string, seq int64) string {
+	return fmt.Sprintf("%s%012d.json", manifestPrefix(run), seq)
+}
+
+// Manifest describes one committed checkpoint: every file of the directory
+// with its ordered chunks.
+type Manifest struct {
+	Version   int       `json:"version"`
+	Run       string    `json:"run"`
+	Seq       int64     `json:"seq"`
+	Parent    int64     `json:"parent"` // seq of the checkpoint this one followed; 0 for the first
+	Epoch     int64     `json:"epoch"`  // lease epoch of the committer
+	CreatedAt time.Time `json:"created_at"`
+	Host      string    `json:"host"`
+	Platform  string    `json:"platform"`
+	Hash      string    `json:"hash"`       // HashName
+	ChunkSize int64     `json:"chunk_size"` // every chunk but a file's last has exactly this size
+	Files     []File    `json:"files"`
+	// Size is the sum of the files' sizes; NewBytes what this commit
+	// uploaded in chunks the store lacked.
+	Size     int64             `json:"size"`
+	NewBytes int64             `json:"new_bytes"`
+	Meta     map[string]string `json:"meta,omitempty"`
+}
+
+// File is one regular file of a checkpoint.
+type File struct {
+	Path   string      `json:"path"` // slash-separated, relative to the checkpoint directory
+	Size   int64       `json:"size"`
+	Mode   fs.FileMode `json:"mode"` // permission bits only
+	MTime  time.Time   `json:"mtime"`
+	Hash   string      `json:"hash"`   // of the whole content
+	Chunks []string    `json:"chunks"` // hashes, in order
+}
+
+// Latest is the pointer that names the newest committed manifest. Readers
+// follow it and nothing else.
+type Latest struct {
+	Seq   int64 `json:"seq"`
+	Epoch int64 `json:"epoch"`
+	// ManifestETag is the ETag of manifests/<seq>.json when it was written.
+	ManifestETag string    `json:"manifest_etag"`
+	UpdatedAt    time.Time `json:"updated_at"`
+	Holder       string    `json:"holder"`
+}
+
+// LeaseRecord is the content of lease.json: who may commit to the run now.
+type LeaseRecord struct {
+	Holder    string    `json:"holder"`
+	Epoch     int64     `json:"epoch"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Platform  string    `json:"platform"`
+	Host      string    `json:"host"`
+}
+
+// ErrBadManifest is wrapped by every error about a manifest or pointer that
+// breaks the format: they are untrusted input.
+var ErrBadManifest = errors.New("invalid manifest")
+
+// CheckRunID returns an error unless id can name a run: 1 to 128 letters,
+// digits, dots, dashes and underscores, not starting with a dot.
+func CheckRunID(id string) error {
+	if id == "" || len(id) > 128 || id[0] == '.' {
+		return fmt.Errorf("run id %q: want 1 to 128 characters of [A-Za-z0-9._-], not starting with a dot", id)
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
+			return fmt.Errorf("run id %q: character %q not allowed (want [A-Za-z0-9._-])", id, r)
+		}
+	}
+	return nil
+}
+
+func validHash(h string) bool {
+	if len(h) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(h)
+	return err == nil && strings.ToLower(h) == h
+}
+
+// decodeManifest parses and validates an untrusted manifest of run at seq.
+func decodeManifest(b []byte, run string, seq int64) (*Manifest, error) {
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadManifest, err)
+	}
+	if err := m.validate(run, seq); err != nil {
+		return nil, fmt.Errorf("%w: run %s checkpoint %d: %v", ErrBadManifest, run, seq, err)
+	}
+	return &m, nil
+}
+
+// validate checks everything a restore relies on: version, identity, sane
+// sizes and counts, paths that stay inside the target directory, and chunk
+// lists that add up to the file sizes.
+func (m *Manifest) validate(run string, seq int64) error {
+	switch {
+	case m.Version < 1 || m.Version > FormatVersion:
+		return fmt.Errorf("format version %d, this baton reads 1 to %d", m.Version, FormatVersion)
+	case m.Run != run || m.Seq != seq:
+		return fmt.Errorf("manifest names run %q checkpoint %d", m.Run, m.Seq)
+	case m.Hash != HashName:
+		return fmt.Errorf("hash %q, want %q", m.Hash, HashName)
+	case m.ChunkSize < MinChunkSize || m.ChunkSize > MaxChunkSize:
+		return fmt.Errorf("chunk size %d outside [%d, %d]", m.ChunkSize, MinChunkSize, MaxChunkSize)
+	case len(m.Files) > MaxFiles:
+		return fmt.Errorf("%d files, more than %d", len(m.Files), MaxFiles)
+	}
+	var metaBytes int
+	for k, v := range m.Meta {
+		metaBytes += len(k) + len(v)
+	}
+	if metaBytes > MaxMetaBytes {
+		return fmt.Errorf("meta of %d bytes, more than %d", metaBytes, MaxMetaBytes)
+	}
+	seen := make(map[string]bool, len(m.Files))
+	var total int64
+	for _, f := range m.Files {
+		if err := bsync.CheckKey(f.Path); err != nil || path.Clean(f.Path) != f.Path {
+			return fmt.Errorf("file path %q is not a clean relative path", f.Path)
+		}
+		if seen[f.Path] {
+			return fmt.Errorf("file %q listed twice", f.Path)
+		}
+		seen[f.Path] = true
+		if f.Size < 0 || f.Size > MaxFileSize {
+			return fmt.Errorf("file %q: size %d outside [0, %d]", f.Path, f.Size, int64(MaxFileSize))
+		}
+		if total += f.Size; total > MaxTotalSize {
+			return fmt.Errorf("files add up to more than %d bytes", int64(MaxTotalSize))
+		}
+		if f.Mode&^fs.ModePerm != 0 {
+			return fmt.Errorf("file %q: mode %v is not plain permission bits", f.Path, f.Mode)
+		}
+		if want := (f.Size + m.ChunkSize - 1) / m.ChunkSize; int64(len(f.Chunks)) != want {
+			return fmt.Errorf("file %q: %d chunks for %d bytes of %d-byte chunks, want %d", f.Path, len(f.Chunks), f.Size, m.ChunkSize, want)
+		}
+		if !validHash(f.Hash) {
+			return fmt.Errorf("file %q: bad hash %q", f.Path, f.Hash)
+		}
+		for _, c := range f.Chunks {
+			if !validHash(c) {
+				return fmt.Errorf("file %q: bad chunk hash %q", f.Path, c)
+			}
+		}
+	}
+	// A path may not be both a file and a directory of another file.
+	for _, f := range m.Files {
+		for dir := path.Dir(f.Path); dir != "."; dir = path.Dir(dir) {
+			if seen[dir] {
+				return fmt.Errorf("%q is a file and also the directory of %q", dir, f.Path)
+			}
+		}
+	}
+	if total != m.Size {
+		return fmt.Errorf("files add up to %d bytes, manifest says %d", total, m.Size)
+	}
+	return nil
+}
+
+// chunkSpan returns the offset and length of chunk i of a file of size.
+func chunkSpan(size, chunkSize int64, i int) (off, n int64) {
+	off = int64(i) * chunkSize
+	return off, min(chunkSize, size-off)
+}
