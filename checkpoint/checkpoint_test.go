@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/batonrun/baton/checkpoint"
+	"github.com/batonrun/baton/internal/s3test"
 	bsync "github.com/batonrun/baton/sync"
 	"github.com/batonrun/baton/sync/file"
+	"github.com/batonrun/baton/sync/s3aws"
 )
 
 // clock is a settable clock for leases.
@@ -27,6 +29,20 @@ func newStore(t *testing.T) bsync.Store {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// eachStore runs fn on the file store and on a real versitygw (skipped, out
+// of CI, when the server is not installed).
+func eachStore(t *testing.T, fn func(t *testing.T, s bsync.Store)) {
+	t.Run("file", func(t *testing.T) { fn(t, newStore(t)) })
+	t.Run("versitygw", func(t *testing.T) {
+		srv := s3test.Start(t, s3test.Versitygw)
+		s, err := s3aws.New(t.Context(), srv.Config(srv.NewBucket(t), "ckpt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fn(t, s)
+	})
 }
 
 func openRepo(t *testing.T, s bsync.Store, holder string, c *clock) *checkpoint.Repo {
@@ -87,9 +103,10 @@ func sameTree(t *testing.T, got, want map[string][]byte) {
 	}
 }
 
-func TestCommitRestoreAndDedup(t *testing.T) {
+func TestCommitRestoreAndDedup(t *testing.T) { eachStore(t, testCommitRestoreAndDedup) }
+
+func testCommitRestoreAndDedup(t *testing.T, s bsync.Store) {
 	c := &clock{t: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
-	s := newStore(t)
 	r := openRepo(t, s, "a", c)
 	ctx := t.Context()
 	lease, err := r.Acquire(ctx)
@@ -140,9 +157,10 @@ func TestCommitRestoreAndDedup(t *testing.T) {
 	}
 }
 
-func TestLeaseFencing(t *testing.T) {
+func TestLeaseFencing(t *testing.T) { eachStore(t, testLeaseFencing) }
+
+func testLeaseFencing(t *testing.T, s bsync.Store) {
 	c := &clock{t: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
-	s := newStore(t)
 	a, b := openRepo(t, s, "a", c), openRepo(t, s, "b", c)
 	ctx := t.Context()
 	dir := t.TempDir()
@@ -183,5 +201,49 @@ func TestLeaseFencing(t *testing.T) {
 	}
 	if _, err := a.Acquire(ctx); err != nil {
 		t.Fatalf("acquire after release: %v", err)
+	}
+}
+
+// TestUnchangedFilesAreNotReread changes a file's content behind the
+// commit's back, keeping its size and mtime: the commit must take the
+// parent's entry without reading it, which shows in the unchanged hash.
+func TestUnchangedFilesAreNotReread(t *testing.T) {
+	c := &clock{t: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+	r := openRepo(t, newStore(t), "a", c)
+	ctx := t.Context()
+	lease, err := r.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	p := filepath.Join(dir, "weights.bin")
+	writeFile(t, p, randomBytes(5, 200_000))
+	m1, err := r.Commit(ctx, lease, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, p, randomBytes(6, 200_000))
+	if err := os.Chtimes(p, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := r.Commit(ctx, lease, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m2.Files[0].Hash != m1.Files[0].Hash || m2.NewBytes != 0 {
+		t.Fatalf("the commit read a file whose size and mtime had not changed (hash %s -> %s, %d new bytes)", m1.Files[0].Hash, m2.Files[0].Hash, m2.NewBytes)
+	}
+	// Once the mtime moves, the file is read again.
+	later := fi.ModTime().Add(time.Second)
+	if err := os.Chtimes(p, later, later); err != nil {
+		t.Fatal(err)
+	}
+	m3, err := r.Commit(ctx, lease, dir, nil)
+	if err != nil || m3.Files[0].Hash == m1.Files[0].Hash || m3.NewBytes != 200_000 {
+		t.Fatalf("after an mtime change: %v, new bytes %d", err, m3.NewBytes)
 	}
 }
