@@ -197,8 +197,8 @@ func (r *Repo) presentChunks(ctx context.Context, parent *Manifest) (*chunkSet, 
 	youngAfter := r.opts.Now().Add(-DefaultGCGrace / 2)
 	err := r.retry.Do(ctx, func(ctx context.Context) error {
 		return r.store.List(ctx, "chunks/", func(o bsync.ObjectInfo) error {
-			if o.LastModified.After(youngAfter) {
-				set.m[o.Key[len(o.Key)-64:]] = true
+			if hash, ok := parseChunkKey(o.Key); ok && o.LastModified.After(youngAfter) {
+				set.m[hash] = true
 			}
 			return nil
 		})

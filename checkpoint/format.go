@@ -41,7 +41,14 @@ const (
 )
 
 // Keys of the remote layout, relative to the store's prefix.
-func chunkKey(hash string) string      { return "chunks/" + hash[:2] + "/" + hash }
+func chunkKey(hash string) string { return "chunks/" + hash[:2] + "/" + hash }
+
+// parseChunkKey returns the hash a chunk key names, if it is one.
+func parseChunkKey(key string) (string, bool) {
+	hash := path.Base(key)
+	return hash, validHash(hash) && key == chunkKey(hash)
+}
+
 func runPrefix(run string) string      { return "runs/" + run + "/" }
 func leaseKey(run string) string       { return runPrefix(run) + "lease.json" }
 func latestKey(run string) string      { return runPrefix(run) + "latest.json" }

@@ -227,8 +227,11 @@ func GC(ctx context.Context, store bsync.Store, grace time.Duration, now time.Ti
 	err = retry.Do(ctx, func(ctx context.Context) error {
 		doomed, stats.Chunks, stats.KeptYoung, stats.ReferencedNow = doomed[:0], 0, 0, 0
 		return store.List(ctx, "chunks/", func(o bsync.ObjectInfo) error {
+			hash, ok := parseChunkKey(o.Key)
+			if !ok {
+				return nil // not ours: leave it alone
+			}
 			stats.Chunks++
-			hash := o.Key[strings.LastIndex(o.Key, "/")+1:]
 			switch {
 			case marked[hash]:
 				stats.ReferencedNow++
