@@ -27,8 +27,42 @@ func envName(flagName string) string {
 	return "BATON_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
+// envNamed is a flag value read from an environment variable of its own
+// instead of the one envName derives, for the few flags whose variable is
+// fixed elsewhere: --run is BATON_RUN_ID, the name the agent hands the
+// trainer.
+type envNamed struct {
+	flag.Value
+	name string
+}
+
+// String is safe on the zero value, which flag.PrintDefaults creates.
+func (v *envNamed) String() string {
+	if v == nil || v.Value == nil {
+		return ""
+	}
+	return v.Value.String()
+}
+
+// setEnvName makes the flag name of fs read from the variable env instead
+// of envName(name), and says so in its usage text. It panics if the flag is
+// not defined: that is a programming error.
+func setEnvName(fs *flag.FlagSet, name, env string) {
+	f := fs.Lookup(name)
+	f.Value = &envNamed{Value: f.Value, name: env}
+	f.Usage += " (env " + env + ")"
+}
+
+// flagEnv is the environment variable that sets flag f.
+func flagEnv(f *flag.Flag) string {
+	if v, ok := f.Value.(*envNamed); ok {
+		return v.name
+	}
+	return envName(f.Name)
+}
+
 // parse parses args, then fills every flag not given on the command line from
-// its BATON_* variable. Flags win over the environment. A bad value names the
+// its BATON_* variable (see flagEnv; setEnvName overrides the name). Flags win over the environment. A bad value names the
 // flag or the variable it came from.
 func parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
 	if err := fs.Parse(args); err != nil {
@@ -41,7 +75,7 @@ func parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
 		if given[f.Name] || err != nil {
 			return
 		}
-		name := envName(f.Name)
+		name := flagEnv(f)
 		if v := getenv(name); v != "" {
 			if serr := fs.Set(f.Name, v); serr != nil {
 				err = usagef("%s=%q: %v", name, v, serr)
@@ -55,7 +89,20 @@ func parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
 // 16M, 512KiB, 1GiB, 1048576.
 type byteSize int64
 
-func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+// String prints the size with the largest binary unit that divides it, so
+// that it reads back with Set.
+func (b *byteSize) String() string {
+	n := int64(*b)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n != 0 && n%u.mult == 0 {
+			return strconv.FormatInt(n/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
 
 func (b *byteSize) Set(s string) error {
 	units := []struct {

@@ -6,12 +6,13 @@ import (
 	"os"
 )
 
-// newLogHandler logs text on a terminal and JSON lines otherwise.
-func newLogHandler(w io.Writer) slog.Handler {
+// newLogHandler logs text on a terminal and JSON lines otherwise; opts may
+// be nil.
+func newLogHandler(w io.Writer, opts *slog.HandlerOptions) slog.Handler {
 	if isTerminal(w) {
-		return slog.NewTextHandler(w, nil)
+		return slog.NewTextHandler(w, opts)
 	}
-	return slog.NewJSONHandler(w, nil)
+	return slog.NewJSONHandler(w, opts)
 }
 
 // isTerminal reports whether w is a character device such as a terminal.

@@ -58,9 +58,11 @@ Usage:
   baton version             print the version
   baton pull [flags] SRC DIR copy a store (s3://bucket/prefix, file:///path) into a directory
   baton push [flags] DIR DST copy a directory into a store
+  baton checkpoint COMMAND  commit, list, show, restore and collect a run's
+                            checkpoints (commit|ls|show|restore|gc|pin|unpin)
 
 Run "baton COMMAND -h" for a command's flags. Every flag can also be set as an
-environment variable: --part-size is BATON_PART_SIZE.
+environment variable: --part-size is BATON_PART_SIZE (but --run is BATON_RUN_ID).
 `
 
 // run executes one command line and returns the exit status.
@@ -77,6 +79,8 @@ func run(ctx context.Context, e env, args []string) int {
 		cmd = &pullCmd{env: e}
 	case "push":
 		cmd = &pushCmd{env: e}
+	case "checkpoint":
+		cmd = &checkpointCmd{env: e}
 	case "help", "-h", "--help":
 		fmt.Fprint(e.stdout, usage)
 		return exitOK

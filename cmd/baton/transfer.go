@@ -15,30 +15,56 @@ import (
 	"github.com/batonrun/baton/sync/transfer"
 )
 
+// storeFlags are the flags of every command that opens a store.
+type storeFlags struct {
+	workers int
+	driver  string
+}
+
+func (f *storeFlags) register(fs *flag.FlagSet, workers int) {
+	fs.IntVar(&f.workers, "workers", workers, "requests in flight at once")
+	fs.StringVar(&f.driver, "s3-driver", storeurl.DefaultDriver, "S3 client library: aws or minio (the URL's driver= wins)")
+}
+
+func (f *storeFlags) validate() error {
+	switch {
+	case f.workers < 1 || f.workers > 1024:
+		return usagef("--workers=%d: want 1 to 1024", f.workers)
+	case f.driver != storeurl.DriverAWS && f.driver != storeurl.DriverMinio:
+		return usagef("--s3-driver=%q: want aws or minio", f.driver)
+	}
+	return nil
+}
+
+// open opens the store named by raw, mapping a bad URL to a usage error.
+func (f *storeFlags) open(ctx context.Context, e env, raw string) (bsync.Store, error) {
+	s, err := storeurl.Open(ctx, raw, storeurl.Options{Driver: f.driver, Getenv: e.getenv, MaxConns: f.workers})
+	if errors.Is(err, storeurl.ErrBadURL) {
+		return nil, usageError{err}
+	}
+	return s, err
+}
+
 // transferFlags are the flags that pull and push share.
 type transferFlags struct {
-	workers  int
+	storeFlags
 	partSize byteSize
-	driver   string
 	progress string
 }
 
 func (f *transferFlags) register(fs *flag.FlagSet) {
 	f.partSize = transfer.DefaultPartSize
-	fs.IntVar(&f.workers, "workers", transfer.DefaultWorkers, "requests in flight at once")
+	f.storeFlags.register(fs, transfer.DefaultWorkers)
 	fs.Var(&f.partSize, "part-size", "size of one part of a big file (at least 5MiB)")
-	fs.StringVar(&f.driver, "s3-driver", storeurl.DefaultDriver, "S3 client library: aws or minio (the URL's driver= wins)")
 	fs.StringVar(&f.progress, "progress", "auto", "progress display: auto (a bar on a terminal, else a log line every 5s), bar, log or none")
 }
 
 func (f *transferFlags) validate() error {
-	switch {
-	case f.workers < 1 || f.workers > 1024:
-		return usagef("--workers=%d: want 1 to 1024", f.workers)
-	case f.partSize < bsync.MinPartSize:
+	if err := f.storeFlags.validate(); err != nil {
+		return err
+	}
+	if f.partSize < bsync.MinPartSize {
 		return usagef("--part-size=%d: want at least 5MiB", f.partSize)
-	case f.driver != storeurl.DriverAWS && f.driver != storeurl.DriverMinio:
-		return usagef("--s3-driver=%q: want aws or minio", f.driver)
 	}
 	switch f.progress {
 	case "auto", "bar", "log", "none":
@@ -47,19 +73,10 @@ func (f *transferFlags) validate() error {
 	return usagef("--progress=%q: want auto, bar, log or none", f.progress)
 }
 
-// open opens the store named by raw, mapping a bad URL to a usage error.
-func (f *transferFlags) open(ctx context.Context, e env, raw string) (bsync.Store, error) {
-	s, err := storeurl.Open(ctx, raw, storeurl.Options{Driver: f.driver, Getenv: e.getenv, MaxConns: f.workers})
-	if errors.Is(err, storeurl.ErrBadURL) {
-		return nil, usageError{err}
-	}
-	return s, err
-}
-
 // do runs op with a transfer engine and a progress display, then prints a
 // summary line.
 func (f *transferFlags) do(ctx context.Context, e env, verb string, op func(context.Context, *transfer.Engine) (transfer.Stats, error)) error {
-	log := slog.New(newLogHandler(e.stderr))
+	log := slog.New(newLogHandler(e.stderr, nil))
 	progress := &transfer.Progress{}
 	engine := transfer.New(transfer.Options{Workers: f.workers, PartSize: int64(f.partSize), Progress: progress, Logger: log})
 

@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# Benchmark of baton checkpoint against rclone copy on one local versitygw, in
+# the same run, on a ~1 GiB checkpoint shaped like a real one:
+#
+#   model.safetensors  ~690 MiB: an 8-byte little-endian header length, a JSON
+#                      header of BF16 tensors (embeddings and 11 transformer
+#                      blocks, each block's tensors contiguous), then the data
+#   optimizer.pt       300 MiB
+#
+# The second state is a copy of the first in which whole transformer blocks,
+# chosen at random and covering at least 30% of the model file, and all of the
+# optimizer are rewritten in place with new bytes (a fine-tune with part of its
+# blocks frozen). Each round commits the first state and then the second to a
+# fresh prefix, and restores the second into an empty directory, compared
+# byte for byte with its source; rclone copy of the same directories to fresh
+# prefixes is the peer of each commit, rclone copy back the peer of the
+# restore. Every other round rclone goes first.
+#
+# The table shows the bytes the second commit uploaded against the bytes
+# changed (goal: at most 1.1x), the median wall times and their ratio to
+# rclone (below 1 means baton is faster; goal: at most 1) and the largest
+# peak RSS. With SWEEP=1 (the default) it also commits the two states with 1,
+# 4 and 16 MiB chunks and shows what the second commit uploaded.
+#
+# baton restore fsyncs every file before it moves the directory into place;
+# rclone does not.
+#
+# Usage: scripts/bench-checkpoint.sh      (ROUNDS=3 WORKERS=16 SWEEP=1 by default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-3}
+WORKERS=${WORKERS:-16}
+SWEEP=${SWEEP:-1}
+
+bin=$(scripts/install-test-servers.sh all | tail -n1)
+command -v rclone >/dev/null || { echo "rclone is missing (apt-get install rclone)" >&2; exit 1; }
+work=$(mktemp -d -t baton-bench.XXXXXX)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+CGO_CFLAGS=-Wno-deprecated-declarations go build -buildvcs=auto -o "$work/baton" ./cmd/baton
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+export AWS_ACCESS_KEY_ID=benchaccess AWS_SECRET_ACCESS_KEY=benchsecret123 AWS_REGION=us-east-1
+mkdir -p "$work/gw/bench"
+"$bin/versitygw" --access "$AWS_ACCESS_KEY_ID" --secret "$AWS_SECRET_ACCESS_KEY" --port "127.0.0.1:$port" posix "$work/gw" >"$work/gw.log" 2>&1 &
+endpoint="http://127.0.0.1:$port"
+for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+
+echo "generating the checkpoint..." >&2
+python3 - "$work/ckpt" <<'PY'
+import json, math, os, struct, sys
+out = sys.argv[1]
+os.makedirs(out)
+hidden, inter, blocks, vocab = 1536, 4096, 11, 32000
+tensors = [("model.embed_tokens.weight", [vocab, hidden])]
+for i in range(blocks):
+    p = f"model.layers.{i}."
+    tensors += [(p + "input_layernorm.weight", [hidden])]
+    tensors += [(p + f"self_attn.{x}_proj.weight", [hidden, hidden]) for x in "qkvo"]
+    tensors += [(p + "post_attention_layernorm.weight", [hidden]),
+                (p + "mlp.gate_proj.weight", [inter, hidden]), (p + "mlp.up_proj.weight", [inter, hidden]),
+                (p + "mlp.down_proj.weight", [hidden, inter])]
+tensors += [("model.norm.weight", [hidden])]
+header, off = {"__metadata__": {"format": "pt"}}, 0
+for name, shape in tensors:
+    n = 2 * math.prod(shape)  # BF16
+    header[name] = {"dtype": "BF16", "shape": shape, "data_offsets": [off, off + n]}
+    off += n
+h = json.dumps(header, separators=(",", ":")).encode()
+h += b" " * (-len(h) % 8)
+def write_random(f, n):
+    while n > 0:
+        k = min(n, 16 << 20)
+        f.write(os.urandom(k))
+        n -= k
+with open(os.path.join(out, "model.safetensors"), "wb") as f:
+    f.write(struct.pack("<Q", len(h)))
+    f.write(h)
+    write_random(f, off)
+with open(os.path.join(out, "optimizer.pt"), "wb") as f:
+    write_random(f, 300 << 20)
+PY
+echo "checkpoint: $(du -sh "$work/ckpt" | cut -f1): $(ls -l "$work/ckpt" | awk 'NR>1 {printf "%s %d  ", $9, $5}')" >&2
+
+# rclone reads its remote from the environment. Debian's rclone 1.60 fails on
+# AWS_CA_BUNDLE ("HTTPClient's transport unsupported type"), so it runs without it.
+export RCLONE_CONFIG_GW_TYPE=s3 RCLONE_CONFIG_GW_PROVIDER=Other RCLONE_CONFIG_GW_ENDPOINT="$endpoint" \
+  RCLONE_CONFIG_GW_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" RCLONE_CONFIG_GW_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
+  RCLONE_CONFIG_GW_REGION=us-east-1 RCLONE_CONFIG=/dev/null
+rclone_flags=(--transfers "$WORKERS" --checkers "$WORKERS" --multi-thread-streams "$WORKERS" --multi-thread-cutoff 16M
+  --s3-upload-concurrency "$WORKERS" --s3-chunk-size 16M --s3-upload-cutoff 16M)
+baton_flags=(--workers "$WORKERS")
+
+# measure LABEL CMD...: runs CMD, appends "LABEL seconds peak_kib" to results.
+# Dirty pages of the previous run are flushed first, so no run pays for
+# another's writeback.
+measure() {
+  local label=$1; shift
+  sync
+  /usr/bin/time -f "%e %M" -o "$work/time" "$@" >"$work/out" 2>&1 || { cat "$work/out" >&2; exit 1; }
+  echo "$label $(cat "$work/time")" >>"$work/results"
+}
+
+# same DIR REF: fails unless DIR holds exactly the files of REF, byte for byte.
+same() {
+  [ "$(ls "$1")" = "$(ls "$2")" ] || { echo "$1 holds other files than $2" >&2; exit 1; }
+  for f in "$2"/*; do
+    cmp -s "$f" "$1/$(basename "$f")" || { echo "$1/$(basename "$f") differs from $f" >&2; exit 1; }
+  done
+}
+
+# newbytes RUN PREFIX: new_bytes of the run's latest checkpoint.
+newbytes() {
+  "$work/baton" checkpoint ls --json --run "$1" --store "s3://bench/$2?endpoint=$endpoint" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)[-1]["new_bytes"])'
+}
+
+echo "rewriting 30% of the model's blocks and all of the optimizer in place, in a copy..." >&2
+cp -r "$work/ckpt" "$work/ckpt2"
+python3 - "$work/ckpt2" >"$work/changed" <<'PY'
+import collections, json, os, random, struct, sys
+d = sys.argv[1]
+model = os.path.join(d, "model.safetensors")
+size = os.path.getsize(model)
+with open(model, "rb") as f:
+    n = struct.unpack("<Q", f.read(8))[0]
+    header = json.loads(f.read(n))
+base = 8 + n
+blocks = collections.defaultdict(list)
+for name, t in header.items():
+    if name.startswith("model.layers."):
+        blocks[int(name.split(".")[2])].append(t["data_offsets"])
+order = sorted(blocks)
+random.Random(7).shuffle(order)
+changed, picked = 0, []
+with open(model, "r+b") as f:  # in place: no truncation
+    for b in order:
+        if changed >= 0.3 * size:
+            break
+        picked.append(b)
+        for begin, end in blocks[b]:
+            f.seek(base + begin)
+            f.write(os.urandom(end - begin))
+            changed += end - begin
+opt = os.path.join(d, "optimizer.pt")
+osize = os.path.getsize(opt)
+with open(opt, "r+b") as f:
+    for off in range(0, osize, 16 << 20):
+        f.write(os.urandom(min(16 << 20, osize - off)))
+print(changed + osize, changed, size, len(picked), len(blocks))
+PY
+read -r changed model_changed model_size picked nblocks <"$work/changed"
+echo "rewrote $picked of $nblocks blocks ($model_changed of $model_size bytes of the model) and the optimizer: $changed bytes" >&2
+
+# Each round commits both states to a fresh prefix and copies them with
+# rclone to fresh prefixes, then restores the second; every other round
+# rclone goes first. A round's objects are deleted from the gateway's
+# directory at its end.
+: >"$work/uploaded"
+for round in $(seq "$ROUNDS"); do
+  echo "round $round/$ROUNDS" >&2
+  store="s3://bench/ckpt-$round?endpoint=$endpoint"
+  tools=(baton rclone)
+  [ $((round % 2)) = 0 ] && tools=(rclone baton)
+  for state in 1 2; do
+    src=$work/ckpt
+    [ "$state" = 1 ] || src=$work/ckpt2
+    for tool in "${tools[@]}"; do
+      case $tool in
+        baton) measure "commit$state baton" "$work/baton" checkpoint commit "${baton_flags[@]}" --run bench --store "$store" "$src" ;;
+        rclone) measure "commit$state rclone" env -u AWS_CA_BUNDLE rclone copy "${rclone_flags[@]}" "$src" "gw:bench/rclone-$round-$state" ;;
+      esac
+    done
+  done
+  newbytes bench "ckpt-$round" >>"$work/uploaded"
+  for tool in "${tools[@]}"; do
+    dst="$work/restore-$tool"
+    case $tool in
+      baton) measure "restore baton" "$work/baton" checkpoint restore "${baton_flags[@]}" --run bench --store "$store" "$dst" ;;
+      rclone) measure "restore rclone" env -u AWS_CA_BUNDLE rclone copy "${rclone_flags[@]}" "gw:bench/rclone-$round-2" "$dst" ;;
+    esac
+    same "$dst" "$work/ckpt2"
+    rm -rf "$dst"
+  done
+  rm -rf "$work/gw/bench/ckpt-$round" "$work/gw/bench/rclone-$round-"*
+done
+uploaded=$(sort -n "$work/uploaded" | tail -n1)
+[ "$(sort -u "$work/uploaded" | wc -l)" = 1 ] || echo "warning: the second commit uploaded different amounts: $(tr '\n' ' ' <"$work/uploaded")" >&2
+
+: >"$work/sweep"
+if [ "$SWEEP" = 1 ]; then
+  for cs in 1 4 16; do
+    echo "chunk size $cs MiB: two commits..." >&2
+    sweep_store="s3://bench/sweep-$cs?endpoint=$endpoint"
+    "$work/baton" checkpoint commit "${baton_flags[@]}" --chunk-size "${cs}MiB" --run bench --store "$sweep_store" "$work/ckpt" >/dev/null
+    sync
+    /usr/bin/time -f "%e %M" -o "$work/time" "$work/baton" checkpoint commit "${baton_flags[@]}" --chunk-size "${cs}MiB" \
+      --run bench --store "$sweep_store" "$work/ckpt2" >/dev/null
+    echo "$cs $(newbytes bench "sweep-$cs") $(cat "$work/time")" >>"$work/sweep"
+    rm -rf "$work/gw/bench/sweep-$cs"
+  done
+fi
+
+python3 - "$work/results" "$work/sweep" "$WORKERS" "$changed" "$uploaded" "$model_changed" "$model_size" "$picked" "$nblocks" <<'PY'
+import collections, statistics, sys
+results, sweep, workers = sys.argv[1], sys.argv[2], sys.argv[3]
+changed, uploaded, model_changed, model_size, picked, nblocks = map(int, sys.argv[4:])
+runs = collections.defaultdict(list)
+for line in open(results):
+    op, tool, secs, kib = line.split()
+    runs[(op, tool)].append((float(secs), int(kib)))
+MiB = 1 << 20
+print(f"baton checkpoint vs rclone copy on one local versitygw, {workers} workers each, "
+      f"median of {len(runs[('commit1', 'baton')])} runs")
+print(f"second commit: {changed / MiB:.1f} MiB changed ({picked} of {nblocks} blocks = "
+      f"{100 * model_changed / model_size:.1f}% of the model, and all of the optimizer); "
+      f"baton uploaded {uploaded / MiB:.1f} MiB = {uploaded / changed:.3f}x the changed bytes (goal <= 1.1)")
+print(f"{'op':8} {'baton s':>8} {'rclone s':>9} {'vs rclone':>9} {'baton RSS MiB':>13} {'rclone RSS MiB':>14}")
+names = {"commit1": "commit 1", "commit2": "commit 2", "restore": "restore"}
+for op in ("commit1", "commit2", "restore"):
+    b, r = runs[(op, "baton")], runs[(op, "rclone")]
+    bs, rs = statistics.median(s for s, _ in b), statistics.median(s for s, _ in r)
+    print(f"{names[op]:8} {bs:8.2f} {rs:9.2f} {bs / rs:9.2f} {max(k for _, k in b) / 1024:13.0f} {max(k for _, k in r) / 1024:14.0f}")
+rows = sorted(tuple(map(float, l.split())) for l in open(sweep))
+if rows:
+    print("second commit by chunk size (one run each):")
+    print(f"{'chunk MiB':>9} {'uploaded MiB':>12} {'vs changed':>10} {'wall s':>7} {'RSS MiB':>8}")
+    for cs, up, secs, kib in rows:
+        print(f"{cs:9.0f} {up / MiB:12.1f} {up / changed:10.3f} {secs:7.2f} {kib / 1024:8.0f}")
+PY
