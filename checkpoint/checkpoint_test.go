@@ -218,6 +218,11 @@ func TestUnchangedFilesAreNotReread(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "weights.bin")
 	writeFile(t, p, randomBytes(5, 200_000))
+	// Written well before the scan: not "racily clean".
+	hourAgo := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(p, hourAgo, hourAgo); err != nil {
+		t.Fatal(err)
+	}
 	m1, err := r.Commit(ctx, lease, dir, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -238,12 +243,47 @@ func TestUnchangedFilesAreNotReread(t *testing.T) {
 		t.Fatalf("the commit read a file whose size and mtime had not changed (hash %s -> %s, %d new bytes)", m1.Files[0].Hash, m2.Files[0].Hash, m2.NewBytes)
 	}
 	// Once the mtime moves, the file is read again.
-	later := fi.ModTime().Add(time.Second)
+	later := fi.ModTime().Add(time.Minute)
 	if err := os.Chtimes(p, later, later); err != nil {
 		t.Fatal(err)
 	}
 	m3, err := r.Commit(ctx, lease, dir, nil)
 	if err != nil || m3.Files[0].Hash == m1.Files[0].Hash || m3.NewBytes != 200_000 {
 		t.Fatalf("after an mtime change: %v, new bytes %d", err, m3.NewBytes)
+	}
+}
+
+// TestRacilyCleanFilesAreReread: a file whose mtime is within a tick of the
+// parent's scan may have been rewritten unseen, so it is read again even
+// though its size and mtime match.
+func TestRacilyCleanFilesAreReread(t *testing.T) {
+	c := &clock{t: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+	r := openRepo(t, newStore(t), "a", c)
+	ctx := t.Context()
+	lease, err := r.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	p := filepath.Join(dir, "weights.bin")
+	writeFile(t, p, randomBytes(5, 200_000))
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1, err := r.Commit(ctx, lease, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, p, randomBytes(6, 200_000)) // same size, and the same mtime below
+	if err := os.Chtimes(p, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := r.Commit(ctx, lease, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m2.Files[0].Hash == m1.Files[0].Hash {
+		t.Fatal("a file written within a second of the parent's scan was taken as unchanged")
 	}
 }

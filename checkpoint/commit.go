@@ -21,6 +21,10 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
+// racyWindow is how close to a scan a file's mtime may be before the file
+// counts as possibly changed within one timestamp tick.
+const racyWindow = time.Second
+
 // readers is how many files a commit reads and hashes at once; the upload
 // workers (Options.Workers) send what they find missing.
 const readers = 4
@@ -70,6 +74,7 @@ func (r *Repo) Commit(ctx context.Context, lease *Lease, dir string, meta map[st
 	}
 
 	// 1. Scan.
+	scannedAt := time.Now() // the file system's clock, not the injected one
 	files, err := scanDir(dir)
 	if err != nil {
 		return nil, err
@@ -90,6 +95,7 @@ func (r *Repo) Commit(ctx context.Context, lease *Lease, dir string, meta map[st
 		ChunkSize: r.opts.ChunkSize,
 		Files:     make([]File, len(files)),
 		Meta:      meta,
+		ScannedAt: scannedAt.UTC(),
 	}
 	newBytes, err := r.hashAndUpload(ctx, dir, files, parent, present, m)
 	if err != nil {
@@ -273,10 +279,17 @@ func scanDir(dir string) ([]scanned, error) {
 // read, hashed and their missing chunks uploaded. It returns the bytes
 // uploaded.
 func (r *Repo) hashAndUpload(ctx context.Context, dir string, files []scanned, parent *Manifest, present *chunkSet, m *Manifest) (int64, error) {
+	// A parent entry is reused only if its mtime was well before the
+	// parent's scan: a file written within a timestamp tick of the scan
+	// could be rewritten with the same size and mtime ("racily clean", as
+	// git calls it), so it is read again.
 	previous := map[string]File{}
 	if parent != nil && parent.ChunkSize == r.opts.ChunkSize {
+		settled := parent.ScannedAt.Add(-racyWindow)
 		for _, f := range parent.Files {
-			previous[f.Path] = f
+			if f.MTime.Before(settled) {
+				previous[f.Path] = f
+			}
 		}
 	}
 	var uploaded atomic.Int64

@@ -66,6 +66,10 @@ type Manifest struct {
 	Parent    int64     `json:"parent"` // seq of the checkpoint this one followed; 0 for the first
 	Epoch     int64     `json:"epoch"`  // lease epoch of the committer
 	CreatedAt time.Time `json:"created_at"`
+	// ScannedAt is when the committer scanned the directory, by the host's
+	// clock: a file whose mtime is not well before it may have changed
+	// within the same timestamp tick, so the next commit reads it again.
+	ScannedAt time.Time `json:"scanned_at"`
 	Host      string    `json:"host"`
 	Platform  string    `json:"platform"`
 	Hash      string    `json:"hash"`       // HashName

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	bsync "github.com/batonrun/baton/sync"
 	"github.com/zeebo/blake3"
@@ -84,9 +85,16 @@ func (r *Repo) download(ctx context.Context, m *Manifest, staging string) error 
 			return fmt.Errorf("%s: %w", f.Path, err)
 		}
 	}
+	// Each file is verified and synced as soon as its last chunk is
+	// written, on that chunk's worker, while other downloads go on.
+	left := make([]atomic.Int64, len(m.Files))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.opts.Workers)
 	for i, f := range m.Files {
+		left[i].Store(int64(len(f.Chunks)))
+		if len(f.Chunks) == 0 {
+			g.Go(func() error { return verifyFile(handles[i], f) })
+		}
 		for c, hash := range f.Chunks {
 			off, n := chunkSpan(f.Size, m.ChunkSize, c)
 			g.Go(func() error {
@@ -100,19 +108,14 @@ func (r *Repo) download(ctx context.Context, m *Manifest, staging string) error 
 				if _, err := handles[i].WriteAt(data, off); err != nil {
 					return fmt.Errorf("writing %s: %w", f.Path, err)
 				}
+				if left[i].Add(-1) == 0 {
+					return verifyFile(handles[i], f)
+				}
 				return nil
 			})
 		}
 	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	for i, f := range m.Files {
-		if err := verifyFile(handles[i], f); err != nil {
-			return err
-		}
-	}
-	return nil
+	return g.Wait()
 }
 
 // fetchChunk downloads one chunk of n bytes and checks its hash.
