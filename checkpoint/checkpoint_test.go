@@ -287,3 +287,19 @@ func TestRacilyCleanFilesAreReread(t *testing.T) {
 		t.Fatal("a file written within a second of the parent's scan was taken as unchanged")
 	}
 }
+
+// TestFencedEmptyRunHasNoCheckpoint: a takeover before any commit leaves a
+// pointer to checkpoint 0, which readers treat as "no checkpoint".
+func TestFencedEmptyRunHasNoCheckpoint(t *testing.T) {
+	c := &clock{t: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+	r := openRepo(t, newStore(t), "a", c)
+	if _, err := r.Acquire(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Restore(t.Context(), 0, t.TempDir()); !errors.Is(err, checkpoint.ErrNoCheckpoint) {
+		t.Fatalf("restore of a fenced empty run: %v, want ErrNoCheckpoint", err)
+	}
+	if list, err := r.List(t.Context()); err != nil || len(list) != 0 {
+		t.Fatalf("list of a fenced empty run: %v, %v", list, err)
+	}
+}

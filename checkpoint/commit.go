@@ -58,8 +58,8 @@ func (r *Repo) Commit(ctx context.Context, lease *Lease, dir string, meta map[st
 		}
 	}
 	epoch := lease.Epoch()
-	latest, latestETag, err := r.readLatest(ctx)
-	if err != nil && !errors.Is(err, ErrNoCheckpoint) {
+	latest, latestETag, err := r.readPointer(ctx)
+	if err != nil {
 		return nil, err
 	}
 	if latest.Epoch > epoch {
@@ -137,7 +137,7 @@ func (r *Repo) Commit(ctx context.Context, lease *Lease, dir string, meta map[st
 	_, err = r.putJSON(ctx, latestKey(r.opts.Run), next, opts)
 	if errors.Is(err, bsync.ErrPreconditionFailed) || errors.Is(err, bsync.ErrNotFound) {
 		// Our own write may have landed with its response lost.
-		if cur, _, rerr := r.readLatest(ctx); rerr == nil && cur.Seq == next.Seq && cur.ManifestETag == next.ManifestETag {
+		if cur, _, rerr := r.readPointer(ctx); rerr == nil && cur.Seq == next.Seq && cur.ManifestETag == next.ManifestETag {
 			return m, nil
 		}
 		return nil, r.lostOrRaced(ctx, lease, "latest.json moved meanwhile")
@@ -151,7 +151,7 @@ func (r *Repo) Commit(ctx context.Context, lease *Lease, dir string, meta map[st
 // lostOrRaced explains a lost conditional write: a higher epoch in
 // latest.json means the lease was taken over.
 func (r *Repo) lostOrRaced(ctx context.Context, lease *Lease, what string) error {
-	cur, _, err := r.readLatest(ctx)
+	cur, _, err := r.readPointer(ctx)
 	if err == nil && cur.Epoch > lease.Epoch() {
 		return lease.markLost(cur.Epoch)
 	}

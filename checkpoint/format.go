@@ -7,6 +7,7 @@
 package checkpoint
 
 import (
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -139,15 +140,49 @@ func validHash(h string) bool {
 }
 
 // decodeManifest parses and validates an untrusted manifest of run at seq.
+// The file list is decoded one entry at a time and refused past MaxFiles, so
+// a small manifest of many tiny entries cannot take gigabytes of memory.
 func decodeManifest(b []byte, run string, seq int64) (*Manifest, error) {
-	var m Manifest
-	if err := json.Unmarshal(b, &m); err != nil {
+	var outer struct {
+		Manifest
+		Files json.RawMessage `json:"files"` // shadows Manifest.Files
+	}
+	if err := json.Unmarshal(b, &outer); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadManifest, err)
 	}
+	m := outer.Manifest
+	files, err := decodeFiles(outer.Files)
+	if err != nil {
+		return nil, fmt.Errorf("%w: run %s checkpoint %d: %v", ErrBadManifest, run, seq, err)
+	}
+	m.Files = files
 	if err := m.validate(run, seq); err != nil {
 		return nil, fmt.Errorf("%w: run %s checkpoint %d: %v", ErrBadManifest, run, seq, err)
 	}
 	return &m, nil
+}
+
+// decodeFiles decodes a JSON array of File, at most MaxFiles of them.
+func decodeFiles(raw json.RawMessage) ([]File, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+		return nil, errors.New("files is not a list")
+	}
+	var files []File
+	for dec.More() {
+		if len(files) == MaxFiles {
+			return nil, fmt.Errorf("more than %d files", MaxFiles)
+		}
+		var f File
+		if err := dec.Decode(&f); err != nil {
+			return nil, fmt.Errorf("files[%d]: %v", len(files), err)
+		}
+		files = append(files, f)
+	}
+	return files, nil
 }
 
 // validate checks everything a restore relies on: version, identity, sane
@@ -206,7 +241,7 @@ func (m *Manifest) validate(run string, seq int64) error {
 	}
 	// A path may not be both a file and a directory of another file.
 	for _, f := range m.Files {
-		for dir := path.Dir(f.Path); dir != "."; dir = path.Dir(dir) {
+		for dir := path.Dir(f.Path); dir != "." && dir != "/"; dir = path.Dir(dir) {
 			if seen[dir] {
 				return fmt.Errorf("%q is a file and also the directory of %q", dir, f.Path)
 			}

@@ -63,8 +63,8 @@ func (r *Repo) Acquire(ctx context.Context) (*Lease, error) {
 		case err != nil: // no lease yet
 			// A lease file can be lost (a bucket restored, a hand deleting
 			// it); the epoch must still exceed any latest.json carries.
-			latest, _, lerr := r.readLatest(ctx)
-			if lerr != nil && !errors.Is(lerr, ErrNoCheckpoint) {
+			latest, _, lerr := r.readPointer(ctx)
+			if lerr != nil {
 				return nil, lerr
 			}
 			next.Epoch = latest.Epoch + 1
@@ -94,29 +94,32 @@ func (r *Repo) Acquire(ctx context.Context) (*Lease, error) {
 }
 
 // fence rewrites latest.json with this lease's epoch, so that a former
-// holder's next attempt to move it fails.
+// holder's next attempt to move it fails. A run with no checkpoint yet gets
+// a pointer to checkpoint 0 at this epoch: without it, a former holder could
+// still publish the run's first checkpoint with a create-only write.
 func (l *Lease) fence(ctx context.Context) error {
 	r := l.repo
 	for {
-		latest, etag, err := r.readLatest(ctx)
-		if errors.Is(err, ErrNoCheckpoint) {
-			return nil
-		}
+		latest, etag, err := r.readPointer(ctx)
 		if err != nil {
 			return err
 		}
 		if latest.Epoch > l.rec.Epoch {
 			return l.markLost(latest.Epoch)
 		}
-		if latest.Epoch == l.rec.Epoch {
+		if etag != "" && latest.Epoch == l.rec.Epoch {
 			return nil
+		}
+		opts := bsync.PutOptions{IfMatch: etag}
+		if etag == "" {
+			opts = bsync.PutOptions{IfAbsent: true}
 		}
 		latest.Epoch = l.rec.Epoch
 		latest.Holder = l.rec.Holder
 		latest.UpdatedAt = r.opts.Now()
-		_, err = r.putJSON(ctx, latestKey(r.opts.Run), latest, bsync.PutOptions{IfMatch: etag})
-		if errors.Is(err, bsync.ErrPreconditionFailed) {
-			continue // the former holder committed meanwhile: fence that
+		_, err = r.putJSON(ctx, latestKey(r.opts.Run), latest, opts)
+		if errors.Is(err, bsync.ErrPreconditionFailed) || errors.Is(err, bsync.ErrNotFound) {
+			continue // the former holder wrote meanwhile: fence that
 		}
 		return err
 	}

@@ -156,20 +156,32 @@ func (r *Repo) putJSON(ctx context.Context, key string, v any, opts bsync.PutOpt
 	return info, err
 }
 
-// readLatest returns the run's pointer and its ETag, or ErrNoCheckpoint.
-func (r *Repo) readLatest(ctx context.Context) (Latest, string, error) {
+// readPointer returns latest.json and its ETag. A missing pointer is the
+// zero Latest with an empty ETag. Seq 0 is a valid pointer: a run whose
+// lease was taken (and fenced at Epoch) before any checkpoint was published.
+func (r *Repo) readPointer(ctx context.Context) (Latest, string, error) {
 	var l Latest
 	etag, err := r.getJSON(ctx, latestKey(r.opts.Run), 64<<10, &l)
 	if errors.Is(err, bsync.ErrNotFound) {
-		return Latest{}, "", ErrNoCheckpoint
+		return Latest{}, "", nil
 	}
 	if err != nil {
 		return Latest{}, "", err
 	}
-	if l.Seq < 1 || l.Epoch < 1 {
+	if l.Seq < 0 || l.Epoch < 1 {
 		return Latest{}, "", fmt.Errorf("%w: latest.json of run %s names checkpoint %d at epoch %d", ErrBadManifest, r.opts.Run, l.Seq, l.Epoch)
 	}
 	return l, etag, nil
+}
+
+// readLatest returns the pointer of a run that has a published checkpoint,
+// or ErrNoCheckpoint.
+func (r *Repo) readLatest(ctx context.Context) (Latest, string, error) {
+	l, etag, err := r.readPointer(ctx)
+	if err == nil && l.Seq == 0 {
+		return Latest{}, "", ErrNoCheckpoint
+	}
+	return l, etag, err
 }
 
 // Manifest returns checkpoint seq of the run, validated; seq 0 means the one

@@ -25,6 +25,9 @@ import (
 // directory is removed, dir is left as it was, and the error says what
 // happened.
 //
+// If dir is a symbolic link, the link itself is replaced by the restored
+// directory; what it pointed to is left alone.
+//
 // The manifest is untrusted: it is validated (paths, sizes, counts) before
 // anything is written, and files are only created inside the fresh staging
 // directory, which holds no symbolic link.
@@ -42,6 +45,9 @@ func (r *Repo) Restore(ctx context.Context, seq int64, dir string) (*Manifest, e
 		return nil, fmt.Errorf("restore: %w", err)
 	}
 	staging, err := os.MkdirTemp(parent, "."+base+".baton-restore-")
+	if err == nil {
+		err = os.Chmod(staging, 0o755) // MkdirTemp makes it 0700
+	}
 	if err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
