@@ -1,0 +1,209 @@
+// Package config is the configuration of "baton run": every setting, where it
+// came from, and whether it makes sense.
+//
+// A setting is read, in this order of precedence, from a command-line flag
+// (--checkpoint-interval), a BATON_* environment variable
+// (BATON_CHECKPOINT_INTERVAL), the YAML file named by --config or
+// BATON_CONFIG (checkpoint_interval), and finally its default. All four names
+// and the default sit in the struct tags of Config, the one place they are
+// written down: Load reads them, Validate names the key as the user wrote it,
+// and Reference renders the table of docs/config.md from them.
+//
+// Load parses (a value that is not a duration, an unknown flag or YAML key);
+// Validate judges (a duration that is negative, an exit action that does not
+// exist). Both return a *Error, which a command maps to exit status 2 before
+// anything is pulled.
+package config
+
+//go:generate go test -run=^TestReferenceIsUpToDate$ . -update
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is every setting of "baton run". Each field's tags give its flag
+// name (flag), its environment variable (env), its YAML key (yaml; "-" for
+// none), its default as it would be written on the command line (default),
+// the values it may take (enum, optional) and a one-line meaning (help).
+type Config struct {
+	// ConfigFile is the YAML file read for the settings not given as flags
+	// or environment variables.
+	ConfigFile string `flag:"config" env:"BATON_CONFIG" yaml:"-" default:"" help:"YAML file of settings, keyed as in docs/config.md; flags and BATON_* variables win over it, it wins over the defaults"`
+	// Store is the URL of the store that holds the run.
+	Store string `flag:"store" env:"BATON_STORE" yaml:"store" default:"" help:"required: the store that holds checkpoints, logs and telemetry: s3://bucket/prefix (AWS or any S3-compatible server; credentials come from the AWS_* variables, never the URL), file:///path or a path (a network volume); see docs/storage.md"`
+	// RunID names the run; the same ID on another host resumes it.
+	RunID string `flag:"run" env:"BATON_RUN_ID" yaml:"run_id" default:"" help:"required: the run's name, 1 to 128 of [A-Za-z0-9._-]; the same name on another host resumes the run; the trainer sees it as BATON_RUN_ID"`
+	// CheckpointDir is the directory the trainer saves into.
+	CheckpointDir string `flag:"checkpoint-dir" env:"BATON_CHECKPOINT_DIR" yaml:"checkpoint_dir" default:"./checkpoints" help:"the directory the trainer saves its checkpoints into: restored before it starts, committed from while it runs; a relative path is taken from the working directory and the trainer sees it absolute as BATON_CHECKPOINT_DIR; local disk is fine, since the store, not the disk, carries the run to its next host"`
+	// CheckpointInterval is the period of timed commits; 0 turns them off.
+	CheckpointInterval time.Duration `flag:"checkpoint-interval" env:"BATON_CHECKPOINT_INTERVAL" yaml:"checkpoint_interval" default:"10m" help:"commit the checkpoint directory this often; 0: only when the trainer asks (baton checkpoint commit) and at exit; 0 or at least 10s; 10m bounds the work a preemption can cost without uploading a big model all the time (unchanged chunks are never uploaded twice)"`
+	// Quiescence is how long the directory must be unchanged before a timed
+	// commit.
+	Quiescence time.Duration `flag:"quiescence" env:"BATON_QUIESCENCE" yaml:"quiescence" default:"5s" help:"a timed commit waits until no file in the checkpoint directory changed for this long, so that a checkpoint still being written is not taken; shorter than the interval"`
+	// Keep is how many checkpoints retention keeps; 0 keeps all.
+	Keep int `flag:"keep" env:"BATON_KEEP" yaml:"keep" default:"3" help:"keep the newest K checkpoints of the run in the store (and the pinned ones) and delete older ones; 0 keeps every one; 3 leaves two to fall back on if the newest is bad"`
+	// Code is where the training code comes from; see ParseCode.
+	Code string `flag:"code" env:"BATON_CODE" yaml:"code" default:"" help:"the training code, fetched before the trainer starts: a git URL with an optional #ref (https://github.com/me/repo.git#v1, git@github.com:me/repo.git#main), a store prefix (s3://bucket/code, file:///src) or a tarball (.tar, .tar.gz, .tgz) in a store; empty: the code is in the image already"`
+	// CodeDir is where Code is fetched to.
+	CodeDir string `flag:"code-dir" env:"BATON_CODE_DIR" yaml:"code_dir" default:"./code" help:"where --code is fetched to; when --code is set, the trainer starts in this directory"`
+	// Data are the datasets to pull before the trainer starts.
+	Data []DataMapping `flag:"data" env:"BATON_DATA" yaml:"data" default:"" help:"datasets to pull before the trainer starts, as SRC=DST (SRC a store prefix or URL as for --store, DST a local directory); several are separated by commas or newlines, or given as repeated --data flags or a YAML list or mapping; what is already there is not downloaded again"`
+	// OnExit is what happens to the machine when the run ends.
+	OnExit string `flag:"on-exit" env:"BATON_ON_EXIT" yaml:"on_exit" enum:"none,stop,terminate" default:"none" help:"what to do with the machine when the run ends: none (just exit), stop (stop the pod or instance; its disk is kept and billed) or terminate (delete it), through the platform's API (RUNPOD_API_KEY, CONTAINER_API_KEY); none by default because ending the billing is the user's call, but a platform may start an exited container again (a Kubernetes pod with restartPolicy Always does)"`
+	// OnFailure overrides OnExit when the run failed; empty means OnExit.
+	OnFailure string `flag:"on-failure" env:"BATON_ON_FAILURE" yaml:"on_failure" enum:"none,stop,terminate" default:"" help:"the same, for a run that failed (the trainer failed after its restarts, or the host was given up for bad health); empty: as --on-exit; e.g. --on-exit=terminate --on-failure=stop keeps a failed machine to look at"`
+	// Restarts is how many times a failed trainer is started again.
+	Restarts int `flag:"restarts" env:"BATON_RESTARTS" yaml:"restarts" default:"3" help:"start the trainer again this many times after it fails, each attempt resuming from the newest checkpoint; 3 rides out a transient crash (an NCCL timeout, a killed data loader) while a bug still fails within minutes"`
+	// RestartBackoff is the wait before the first restart.
+	RestartBackoff time.Duration `flag:"restart-backoff" env:"BATON_RESTART_BACKOFF" yaml:"restart_backoff" default:"10s" help:"wait this long before the first restart, twice as long before each further one, at most 5m"`
+	// Grace is how long the trainer has between SIGTERM and SIGKILL.
+	Grace time.Duration `flag:"grace" env:"BATON_GRACE" yaml:"grace" default:"8s" help:"on SIGTERM or SIGINT, how long the trainer has to save and exit before SIGKILL (the final commit starts at once); 8s fits Docker's 10s stop timeout with room to finish the commit; RunPod spot gives 5s, so use 3s there; 1s to 10m"`
+	// LeaseDuration is how long the run's lease lasts unless renewed.
+	LeaseDuration time.Duration `flag:"lease-duration" env:"BATON_LEASE_DURATION" yaml:"lease_duration" default:"2m" help:"how long this host's lease on the run lasts unless renewed: a host that vanished holds the run up this long at most, and one cut off from the store this long stops committing; 10s to 1h"`
+	// Workers is the number of requests in flight to the store.
+	Workers int `flag:"workers" env:"BATON_WORKERS" yaml:"workers" default:"16" help:"requests in flight to the store at once, 1 to 1024"`
+	// PartSize is the size of one part of a big file in a transfer.
+	PartSize ByteSize `flag:"part-size" env:"BATON_PART_SIZE" yaml:"part_size" default:"16MiB" help:"size of one part of a big file when pulling code and data, 5MiB to 5GiB"`
+	// ChunkSize is the chunk size of checkpoint commits.
+	ChunkSize ByteSize `flag:"chunk-size" env:"BATON_CHUNK_SIZE" yaml:"chunk_size" default:"4MiB" help:"chunk size of a checkpoint commit, 64KiB to 1GiB; 4MiB dedupes best (measured: 75% of a partly frozen model's chunks reused between checkpoints, 50% at 64MiB)"`
+	// S3Driver is the S3 client library.
+	S3Driver string `flag:"s3-driver" env:"BATON_S3_DRIVER" yaml:"s3_driver" enum:"aws,minio" default:"aws" help:"S3 client library: aws (the whole AWS credential chain) or minio; a store URL's driver= wins"`
+	// MetricsListen is the address of the Prometheus endpoint; empty turns
+	// it off.
+	MetricsListen string `flag:"metrics-listen" env:"BATON_METRICS_LISTEN" yaml:"metrics_listen" default:"127.0.0.1:9400" help:"HOST:PORT of the Prometheus endpoint (GPU series under dcgm-exporter's names, on its port); empty: off; only loopback unless --metrics-token is set, because RunPod's proxy makes every HTTP port public"`
+	// MetricsToken is the bearer token the metrics endpoint requires.
+	MetricsToken string `flag:"metrics-token" env:"BATON_METRICS_TOKEN" yaml:"metrics_token" default:"" help:"bearer token the metrics endpoint requires; needed to listen beyond loopback; never printed"`
+	// LogFormat is the format of baton's own log lines.
+	LogFormat string `flag:"log-format" env:"BATON_LOG_FORMAT" yaml:"log_format" enum:"auto,json,text" default:"auto" help:"format of baton's own log lines; auto: text on a terminal, JSON otherwise, which the platforms' log collectors parse"`
+	// Detach starts baton in the background.
+	Detach bool `flag:"detach" env:"BATON_DETACH" yaml:"detach" default:"false" help:"start in the background and return at once, for Vast's ssh and jupyter modes where baton runs from onstart; running it again while that baton lives does nothing"`
+	// PIDFile is where a detached baton writes its process ID.
+	PIDFile string `flag:"pid-file" env:"BATON_PID_FILE" yaml:"pid_file" default:"/tmp/baton.pid" help:"with --detach: the file holding the background baton's process ID, which makes a second --detach a no-op"`
+	// LogFile is where a detached baton writes its output.
+	LogFile string `flag:"log-file" env:"BATON_LOG_FILE" yaml:"log_file" default:"/tmp/baton.log" help:"with --detach: the file that receives baton's and the trainer's output"`
+
+	// origins records where each setting came from, by flag name.
+	origins map[string]origin
+}
+
+// DataMapping is one dataset to pull: the store prefix Src into the local
+// directory Dst.
+type DataMapping struct {
+	Src string
+	Dst string
+}
+
+// String writes m as SRC=DST.
+func (m DataMapping) String() string { return m.Src + "=" + m.Dst }
+
+// FailureAction is the exit action of a failed run: OnFailure, or OnExit
+// where OnFailure is empty.
+func (c Config) FailureAction() string {
+	if c.OnFailure != "" {
+		return c.OnFailure
+	}
+	return c.OnExit
+}
+
+// Origin says where the value of the setting with the given flag name came
+// from. A platform-aware default (the checkpoint directory under RunPod's
+// /workspace, say) may replace a value whose Source is SourceDefault. The
+// Origin of an unknown name, or of a Config not made by Load, is
+// SourceDefault.
+func (c Config) Origin(flagName string) Origin {
+	if o, ok := c.origins[flagName]; ok {
+		return o.Origin
+	}
+	return Origin{Source: SourceDefault, Key: "--" + flagName}
+}
+
+// Source is where a value came from.
+type Source int
+
+// The sources, in increasing order of precedence.
+const (
+	SourceDefault Source = iota // the default in Config's tags
+	SourceFile                  // the YAML file
+	SourceEnv                   // a BATON_* environment variable
+	SourceFlag                  // a command-line flag
+)
+
+// String names the source: default, file, env or flag.
+func (s Source) String() string {
+	switch s {
+	case SourceDefault:
+		return "default"
+	case SourceFile:
+		return "file"
+	case SourceEnv:
+		return "env"
+	case SourceFlag:
+		return "flag"
+	}
+	return "Source(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Origin is where one value came from.
+type Origin struct {
+	// Source is the kind of place.
+	Source Source
+	// Key is the name as the user wrote it: "--keep", "BATON_KEEP" or
+	// "keep"; an element of a list has its index: "data[1]",
+	// "BATON_DATA[1]", "--data[1]". A default's key is its flag.
+	Key string
+	// File and Line locate a value from the YAML file (Line 0: unknown).
+	File string
+	Line int
+}
+
+// origin is an Origin with the text the user wrote, and the origins of a
+// list's elements.
+type origin struct {
+	Origin
+	raw   string
+	items []origin
+}
+
+// ByteSize is a number of bytes, written with an optional binary unit:
+// 16MiB, 16M, 512KiB, 1GiB, 1048576.
+type ByteSize int64
+
+// String writes b with the largest binary unit that divides it, so that
+// ParseByteSize reads it back.
+func (b ByteSize) String() string {
+	n := int64(b)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n != 0 && n%u.mult == 0 {
+			return strconv.FormatInt(n/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// ParseByteSize reads a size written as ByteSize.String writes it, or with
+// the short units K, M, G or B.
+func ParseByteSize(s string) (ByteSize, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"B", 1}}
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range units {
+		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = rest, u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n < 0 || n > (1<<63-1)/mult {
+		return 0, errors.New("not a size (want e.g. 16MiB, 512KiB, 1GiB or a number of bytes)")
+	}
+	return ByteSize(n * mult), nil
+}

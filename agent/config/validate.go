@@ -1,0 +1,383 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"net/url"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/batonrun/baton/checkpoint"
+	bsync "github.com/batonrun/baton/sync"
+)
+
+// Limits that Validate enforces.
+const (
+	MinCheckpointInterval = 10 * time.Second
+	MinGrace              = time.Second
+	MaxGrace              = 10 * time.Minute
+	MinLeaseDuration      = 10 * time.Second
+	MaxLeaseDuration      = time.Hour
+	MaxWorkers            = 1024
+	MaxPartSize           = 5 << 30 // S3's largest part
+)
+
+// Validate returns the first problem of c, in the order of Config's fields,
+// as a *Error that names the key the way the user wrote it; nil if there is
+// none.
+func (c Config) Validate() error {
+	v := reflect.ValueOf(c)
+	for _, s := range Settings() {
+		if err := c.check(s, v.Field(s.index)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// check returns the problem of setting s, whose value is v, or nil.
+func (c Config) check(s Setting, v reflect.Value) error {
+	fail := func(format string, args ...any) error { return c.fail(s, fmt.Sprintf(format, args...)) }
+	if s.Values != nil {
+		if got := v.String(); !(got == "" && s.Default == "") && !slices.Contains(s.Values, got) {
+			return fail("want %s", orList(s.Values))
+		}
+	}
+	switch s.Flag {
+	case "store":
+		if c.Store == "" {
+			return fail("required (or set %s, or %s in the config file)", s.Env, s.YAML)
+		}
+		if p := storeURLProblem(c.Store); p != "" {
+			return fail("%s", p)
+		}
+	case "run":
+		if c.RunID == "" {
+			return fail("required (or set %s, or %s in the config file)", s.Env, s.YAML)
+		}
+		if err := checkpoint.CheckRunID(c.RunID); err != nil {
+			return fail("want 1 to 128 of [A-Za-z0-9._-], not starting with a dot")
+		}
+	case "checkpoint-dir":
+		if strings.TrimSpace(c.CheckpointDir) == "" {
+			return fail("empty")
+		}
+	case "checkpoint-interval":
+		if c.CheckpointInterval != 0 && c.CheckpointInterval < MinCheckpointInterval {
+			return fail("want 0 (no timed commits) or at least %s", MinCheckpointInterval)
+		}
+	case "quiescence":
+		if c.Quiescence < 0 {
+			return fail("negative")
+		}
+		if c.CheckpointInterval > 0 && c.Quiescence >= c.CheckpointInterval {
+			return fail("want less than the checkpoint interval (%s)", c.CheckpointInterval)
+		}
+	case "keep", "restarts":
+		if v.Int() < 0 {
+			return fail("negative")
+		}
+	case "code":
+		if _, err := ParseCode(c.Code); err != nil {
+			return fail("%v", err)
+		}
+	case "code-dir":
+		if c.Code != "" && strings.TrimSpace(c.CodeDir) == "" {
+			return fail("empty, but --code is set")
+		}
+	case "data":
+		return c.checkData(s)
+	case "restart-backoff":
+		if c.RestartBackoff < 0 {
+			return fail("negative")
+		}
+	case "grace":
+		if c.Grace < MinGrace || c.Grace > MaxGrace {
+			return fail("want %s to %s", MinGrace, MaxGrace)
+		}
+	case "lease-duration":
+		if c.LeaseDuration < MinLeaseDuration || c.LeaseDuration > MaxLeaseDuration {
+			return fail("want %s to %s", MinLeaseDuration, MaxLeaseDuration)
+		}
+	case "workers":
+		if c.Workers < 1 || c.Workers > MaxWorkers {
+			return fail("want 1 to %d", MaxWorkers)
+		}
+	case "part-size":
+		if c.PartSize < bsync.MinPartSize || c.PartSize > MaxPartSize {
+			return fail("want %s to %s", ByteSize(bsync.MinPartSize), ByteSize(MaxPartSize))
+		}
+	case "chunk-size":
+		if c.ChunkSize < checkpoint.MinChunkSize || c.ChunkSize > checkpoint.MaxChunkSize {
+			return fail("want %s to %s", ByteSize(checkpoint.MinChunkSize), ByteSize(checkpoint.MaxChunkSize))
+		}
+	case "metrics-listen":
+		return c.checkMetrics(s)
+	case "metrics-token":
+		if strings.IndexFunc(c.MetricsToken, unicode.IsSpace) >= 0 {
+			return fail("holds white space")
+		}
+	case "pid-file", "log-file":
+		if c.Detach && strings.TrimSpace(v.String()) == "" {
+			return fail("empty, but --detach is set")
+		}
+	}
+	return nil
+}
+
+// checkData checks every dataset mapping: SRC a store URL, DST a
+// directory no other mapping uses.
+func (c Config) checkData(s Setting) error {
+	seen := map[string]int{}
+	for i, m := range c.Data {
+		if p := storeURLProblem(m.Src); p != "" {
+			return c.failItem(s, i, "SRC: "+p)
+		}
+		if u, err := url.Parse(m.Src); err == nil && strings.Contains(m.Src, "://") {
+			q := u.Query()
+			for _, k := range slices.Sorted(maps.Keys(q)) {
+				if vs := q[k]; vs[len(vs)-1] == "" {
+					return c.failItem(s, i, fmt.Sprintf("SRC's query parameter %q has no value; want SRC=DST", k))
+				}
+			}
+		}
+		dst := filepath.Clean(m.Dst)
+		if j, dup := seen[dst]; dup {
+			return c.failItem(s, i, fmt.Sprintf("DST %s is also the DST of %s", m.Dst, c.itemKey(s, j)))
+		}
+		seen[dst] = i
+	}
+	return nil
+}
+
+// checkMetrics checks the metrics address: HOST:PORT, on loopback unless a
+// token guards it.
+func (c Config) checkMetrics(s Setting) error {
+	if c.MetricsListen == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(c.MetricsListen)
+	if err != nil {
+		return c.fail(s, "want HOST:PORT, e.g. 127.0.0.1:9400")
+	}
+	if n, err := net.LookupPort("tcp", port); err != nil || n < 1 || n > 65535 {
+		return c.fail(s, "want a port of 1 to 65535")
+	}
+	if c.MetricsToken != "" {
+		return nil
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return c.fail(s, "beyond loopback only with a metrics token (RunPod's proxy makes every HTTP port public); set --metrics-token or listen on 127.0.0.1")
+	}
+	return nil
+}
+
+// fail returns the *Error of setting s with the given problem, naming the
+// key and value as they were written.
+func (c Config) fail(s Setting, problem string) error {
+	o, ok := c.origins[s.Flag]
+	if !ok { // not made by Load: name the flag, print the value
+		o = origin{Origin: Origin{Source: SourceDefault, Key: "--" + s.Flag}, raw: formatValue(reflect.ValueOf(c).Field(s.index))}
+	}
+	return &Error{Source: o.Source, Key: o.Key, File: o.File, Line: o.Line, Value: redactValue(s, o.raw), Problem: problem}
+}
+
+// failItem returns the *Error of element i of list setting s.
+func (c Config) failItem(s Setting, i int, problem string) error {
+	o := c.origins[s.Flag]
+	if i < len(o.items) {
+		it := o.items[i]
+		return &Error{Source: it.Source, Key: it.Key, File: it.File, Line: it.Line, Value: redactValue(s, it.raw), Problem: problem}
+	}
+	return &Error{Source: SourceDefault, Key: fmt.Sprintf("--%s[%d]", s.Flag, i), Value: redactValue(s, c.Data[i].String()), Problem: problem}
+}
+
+// itemKey is the key of element i of list setting s as the user wrote it.
+func (c Config) itemKey(s Setting, i int) string {
+	if o := c.origins[s.Flag]; i < len(o.items) {
+		return o.items[i].Key
+	}
+	return fmt.Sprintf("--%s[%d]", s.Flag, i)
+}
+
+// formatValue writes a field's value as it would be written on the command
+// line.
+func formatValue(v reflect.Value) string {
+	if list, ok := v.Interface().([]DataMapping); ok {
+		parts := make([]string, len(list))
+		for i, m := range list {
+			parts[i] = m.String()
+		}
+		return strings.Join(parts, ",")
+	}
+	return fmt.Sprint(v.Interface())
+}
+
+// storeURLProblem returns what is wrong with a store URL, or "". It checks
+// the form only; opening the store checks the rest.
+func storeURLProblem(raw string) string {
+	if strings.TrimSpace(raw) == "" {
+		return "empty"
+	}
+	if !strings.Contains(raw, "://") {
+		return "" // a path
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "not a URL"
+	}
+	if u.User != nil {
+		return "credentials do not belong in the URL; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or a profile) instead"
+	}
+	switch u.Scheme {
+	case "s3":
+		if u.Host == "" {
+			return "no bucket; want s3://bucket/prefix"
+		}
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			return "want file:///absolute/path (three slashes)"
+		}
+		if u.Path == "" {
+			return "no path; want file:///absolute/path"
+		}
+	default:
+		return fmt.Sprintf("scheme %q: want s3://bucket/prefix, file:///path or a path", u.Scheme)
+	}
+	return ""
+}
+
+// orList writes a, b or c.
+func orList(values []string) string {
+	if len(values) == 1 {
+		return values[0]
+	}
+	return strings.Join(values[:len(values)-1], ", ") + " or " + values[len(values)-1]
+}
+
+// CodeKind is the kind of source the training code comes from.
+type CodeKind int
+
+// The kinds of code source.
+const (
+	CodeNone    CodeKind = iota // no --code: the code is in the image
+	CodeGit                     // a git repository, at Code.Ref if set
+	CodeTarball                 // a .tar, .tar.gz or .tgz object or file
+	CodePrefix                  // a store prefix (s3://, file://) or directory
+)
+
+// String names the kind: none, git, tarball or prefix.
+func (k CodeKind) String() string {
+	switch k {
+	case CodeNone:
+		return "none"
+	case CodeGit:
+		return "git"
+	case CodeTarball:
+		return "tarball"
+	case CodePrefix:
+		return "prefix"
+	}
+	return fmt.Sprintf("CodeKind(%d)", int(k))
+}
+
+// Code is a parsed --code value.
+type Code struct {
+	// Kind is what URL names.
+	Kind CodeKind
+	// URL is what to fetch: for git, the URL git understands (a git+
+	// prefix removed), else the store URL or path.
+	URL string
+	// Ref is the git branch, tag or commit after "#"; empty: the default
+	// branch.
+	Ref string
+}
+
+// gitHosts serve git over plain https URLs without the .git suffix.
+func gitHosts() []string {
+	return []string{"github.com", "gitlab.com", "bitbucket.org", "codeberg.org", "huggingface.co"}
+}
+
+// ParseCode parses a --code value:
+//
+//	https://github.com/me/repo.git#v1   git (https, ssh://, git://, git+https://, user@host:path;
+//	git@github.com:me/repo.git#main     plain https on github.com and other known hosts)
+//	s3://bucket/code.tar.gz             a tarball: .tar, .tar.gz or .tgz, in a store or a path
+//	s3://bucket/code, /src              a store prefix or directory, copied as it is
+//
+// An empty value is CodeNone.
+func ParseCode(raw string) (Code, error) {
+	if raw == "" {
+		return Code{Kind: CodeNone}, nil
+	}
+	if strings.HasPrefix(raw, "-") {
+		return Code{}, errors.New("must not start with -")
+	}
+	loc, ref, hasRef := strings.Cut(raw, "#")
+	if hasRef {
+		if ref == "" || strings.HasPrefix(ref, "-") || strings.Contains(ref, "..") ||
+			strings.IndexFunc(ref, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+			return Code{}, fmt.Errorf("git ref %q: want a branch, tag or commit", ref)
+		}
+	}
+	tarball := strings.HasSuffix(loc, ".tar") || strings.HasSuffix(loc, ".tar.gz") || strings.HasSuffix(loc, ".tgz")
+	if kind, url, ok := gitURL(loc); ok && !tarball {
+		if strings.IndexFunc(url, unicode.IsSpace) >= 0 {
+			return Code{}, errors.New("white space in a git URL")
+		}
+		return Code{Kind: kind, URL: url, Ref: ref}, nil
+	}
+	if hasRef {
+		return Code{}, errors.New("#ref only applies to a git URL (ending in .git, or git@host:path)")
+	}
+	scheme, _, _ := strings.Cut(loc, "://")
+	if tarball && (scheme == "http" || scheme == "https") {
+		return Code{Kind: CodeTarball, URL: loc}, nil
+	}
+	if p := storeURLProblem(loc); p != "" {
+		if scheme == "http" || scheme == "https" {
+			return Code{}, errors.New("want a git repository (ending in .git) or a tarball (.tar, .tar.gz, .tgz)")
+		}
+		return Code{}, errors.New(p)
+	}
+	if tarball {
+		return Code{Kind: CodeTarball, URL: loc}, nil
+	}
+	return Code{Kind: CodePrefix, URL: loc}, nil
+}
+
+// gitURL reports whether loc names a git repository, and the URL to give
+// git.
+func gitURL(loc string) (CodeKind, string, bool) {
+	if rest, ok := strings.CutPrefix(loc, "git+"); ok {
+		return CodeGit, rest, strings.Contains(rest, "://")
+	}
+	scheme, rest, hasScheme := strings.Cut(loc, "://")
+	if !hasScheme {
+		// scp-like user@host:path, as in git@github.com:me/repo.git
+		at := strings.Index(loc, "@")
+		colon := strings.Index(loc, ":")
+		slash := strings.Index(loc, "/")
+		return CodeGit, loc, at > 0 && colon > at+1 && (slash < 0 || colon < slash)
+	}
+	switch scheme {
+	case "git", "ssh":
+		return CodeGit, loc, true
+	case "http", "https":
+		if strings.HasSuffix(loc, ".git") {
+			return CodeGit, loc, true
+		}
+		host, _, _ := strings.Cut(rest, "/")
+		if i := strings.LastIndex(host, "@"); i >= 0 {
+			host = host[i+1:]
+		}
+		return CodeGit, loc, slices.Contains(gitHosts(), strings.ToLower(host))
+	}
+	return CodeGit, loc, false
+}
