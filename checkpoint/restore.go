@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	gosync "sync"
 	"sync/atomic"
 
 	bsync "github.com/batonrun/baton/sync"
@@ -91,15 +92,21 @@ func (r *Repo) download(ctx context.Context, m *Manifest, staging string) error 
 			return fmt.Errorf("%s: %w", f.Path, err)
 		}
 	}
-	// Each file is verified and synced as soon as its last chunk is
-	// written, on that chunk's worker, while other downloads go on.
+	// Each file is finished (whole-file hash, fsync, mode, mtime) as soon
+	// as its last chunk is written, on that chunk's worker, while other
+	// downloads go on. The whole-file hash is computed from the chunks as
+	// they arrive in order; only a file whose chunks arrived too far out of
+	// order is read back to be hashed.
 	left := make([]atomic.Int64, len(m.Files))
+	hashers := make([]*orderedHasher, len(m.Files))
+	buffers := gosync.Pool{New: func() any { b := make([]byte, m.ChunkSize); return &b }}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.opts.Workers)
 	for i, f := range m.Files {
 		left[i].Store(int64(len(f.Chunks)))
+		hashers[i] = &orderedHasher{h: blake3.New(), pending: map[int]*[]byte{}}
 		if len(f.Chunks) == 0 {
-			g.Go(func() error { return verifyFile(handles[i], f) })
+			g.Go(func() error { return finishFile(handles[i], f, hashers[i]) })
 		}
 		for c, hash := range f.Chunks {
 			off, n := chunkSpan(f.Size, m.ChunkSize, c)
@@ -107,15 +114,21 @@ func (r *Repo) download(ctx context.Context, m *Manifest, staging string) error 
 				if err := gctx.Err(); err != nil {
 					return err
 				}
-				data, err := r.fetchChunk(gctx, hash, n)
-				if err != nil {
+				buf := buffers.Get().(*[]byte)
+				data := (*buf)[:n]
+				if err := r.fetchChunk(gctx, hash, data); err != nil {
+					buffers.Put(buf)
 					return fmt.Errorf("%s: %w", f.Path, err)
 				}
 				if _, err := handles[i].WriteAt(data, off); err != nil {
+					buffers.Put(buf)
 					return fmt.Errorf("writing %s: %w", f.Path, err)
 				}
+				for _, done := range hashers[i].add(c, buf, n) {
+					buffers.Put(done)
+				}
 				if left[i].Add(-1) == 0 {
-					return verifyFile(handles[i], f)
+					return finishFile(handles[i], f, hashers[i])
 				}
 				return nil
 			})
@@ -124,9 +137,69 @@ func (r *Repo) download(ctx context.Context, m *Manifest, staging string) error 
 	return g.Wait()
 }
 
-// fetchChunk downloads one chunk of n bytes and checks its hash.
-func (r *Repo) fetchChunk(ctx context.Context, hash string, n int64) ([]byte, error) {
-	var data []byte
+// maxPending is how many out-of-order chunks of one file an orderedHasher
+// holds before it gives up and leaves the file to be read back.
+const maxPending = 8
+
+// orderedHasher hashes a file's chunks in file order as they arrive, holding
+// the few that arrive early.
+type orderedHasher struct {
+	mu      gosync.Mutex
+	h       *blake3.Hasher
+	next    int
+	pending map[int]*[]byte
+	sizes   map[int]int64
+	gaveUp  bool
+}
+
+// add takes chunk i (its first n bytes of buf) and returns the buffers it no
+// longer needs.
+func (o *orderedHasher) add(i int, buf *[]byte, n int64) []*[]byte {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.gaveUp {
+		return []*[]byte{buf}
+	}
+	if o.sizes == nil {
+		o.sizes = map[int]int64{}
+	}
+	o.pending[i], o.sizes[i] = buf, n
+	var done []*[]byte
+	for {
+		b, ok := o.pending[o.next]
+		if !ok {
+			break
+		}
+		o.h.Write((*b)[:o.sizes[o.next]])
+		delete(o.pending, o.next)
+		done = append(done, b)
+		o.next++
+	}
+	if len(o.pending) > maxPending {
+		o.gaveUp = true
+		for k, b := range o.pending {
+			done = append(done, b)
+			delete(o.pending, k)
+		}
+	}
+	return done
+}
+
+// sum returns the whole-file hash, or nil if the chunks came too far out of
+// order to hash them as they arrived.
+func (o *orderedHasher) sum(chunks int) []byte {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.gaveUp || o.next != chunks {
+		return nil
+	}
+	return o.h.Sum(nil)
+}
+
+// fetchChunk downloads the chunk named hash into data, which has the
+// chunk's length, and checks its hash.
+func (r *Repo) fetchChunk(ctx context.Context, hash string, data []byte) error {
+	n := int64(len(data))
 	err := r.retry.Do(ctx, func(ctx context.Context) error {
 		rc, info, err := r.store.Get(ctx, chunkKey(hash), 0, -1)
 		if err != nil {
@@ -136,30 +209,32 @@ func (r *Repo) fetchChunk(ctx context.Context, hash string, n int64) ([]byte, er
 		if info.Size != n {
 			return fmt.Errorf("%w: chunk %s is %d bytes, the manifest says %d", ErrBadManifest, hash, info.Size, n)
 		}
-		data = make([]byte, n)
-		_, err = io.ReadFull(rc, data)
-		if err != nil {
+		if _, err := io.ReadFull(rc, data); err != nil {
 			return &bsync.Error{Op: "get", Key: chunkKey(hash), Kind: bsync.ErrTransient, Err: err}
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if sum := blake3.Sum256(data); hex.EncodeToString(sum[:]) != hash {
-		return nil, fmt.Errorf("chunk %s: content does not match its hash (corrupt store?)", hash)
+		return fmt.Errorf("chunk %s: content does not match its hash (corrupt store?)", hash)
 	}
-	return data, nil
+	return nil
 }
 
-// verifyFile re-reads a written file, checks its hash, and gives it its mode
-// and mtime.
-func verifyFile(fh *os.File, f File) error {
-	h := blake3.New()
-	if _, err := io.Copy(h, io.NewSectionReader(fh, 0, f.Size)); err != nil {
-		return fmt.Errorf("verifying %s: %w", f.Path, err)
+// finishFile checks a written file's whole-file hash (from the hasher, or by
+// reading the file back), makes it durable and gives it its mode and mtime.
+func finishFile(fh *os.File, f File, o *orderedHasher) error {
+	sum := o.sum(len(f.Chunks))
+	if sum == nil {
+		h := blake3.New()
+		if _, err := io.Copy(h, io.NewSectionReader(fh, 0, f.Size)); err != nil {
+			return fmt.Errorf("verifying %s: %w", f.Path, err)
+		}
+		sum = h.Sum(nil)
 	}
-	if got, _ := hex.DecodeString(f.Hash); !bytes.Equal(h.Sum(nil), got) {
+	if want, _ := hex.DecodeString(f.Hash); !bytes.Equal(sum, want) {
 		return fmt.Errorf("%s: restored content does not match the file hash", f.Path)
 	}
 	if err := fh.Sync(); err != nil {
