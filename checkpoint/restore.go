@@ -106,7 +106,7 @@ func (r *Repo) download(ctx context.Context, m *Manifest, staging string) error 
 		left[i].Store(int64(len(f.Chunks)))
 		hashers[i] = &orderedHasher{h: blake3.New(), pending: map[int]*[]byte{}}
 		if len(f.Chunks) == 0 {
-			g.Go(func() error { return finishFile(handles[i], f, hashers[i]) })
+			g.Go(func() error { return finishFile(handles[i], f, m.ChunkSize, hashers[i]) })
 		}
 		for c, hash := range f.Chunks {
 			off, n := chunkSpan(f.Size, m.ChunkSize, c)
@@ -128,7 +128,7 @@ func (r *Repo) download(ctx context.Context, m *Manifest, staging string) error 
 					buffers.Put(done)
 				}
 				if left[i].Add(-1) == 0 {
-					return finishFile(handles[i], f, hashers[i])
+					return finishFile(handles[i], f, m.ChunkSize, hashers[i])
 				}
 				return nil
 			})
@@ -197,7 +197,8 @@ func (o *orderedHasher) sum(chunks int) []byte {
 }
 
 // fetchChunk downloads the chunk named hash into data, which has the
-// chunk's length, and checks its hash.
+// chunk's length. Its content is checked later, with the whole file (see
+// finishFile).
 func (r *Repo) fetchChunk(ctx context.Context, hash string, data []byte) error {
 	n := int64(len(data))
 	err := r.retry.Do(ctx, func(ctx context.Context) error {
@@ -217,25 +218,20 @@ func (r *Repo) fetchChunk(ctx context.Context, hash string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	if sum := blake3.Sum256(data); hex.EncodeToString(sum[:]) != hash {
-		return fmt.Errorf("chunk %s: content does not match its hash (corrupt store?)", hash)
-	}
 	return nil
 }
 
-// finishFile checks a written file's whole-file hash (from the hasher, or by
-// reading the file back), makes it durable and gives it its mode and mtime.
-func finishFile(fh *os.File, f File, o *orderedHasher) error {
-	sum := o.sum(len(f.Chunks))
-	if sum == nil {
-		h := blake3.New()
-		if _, err := io.Copy(h, io.NewSectionReader(fh, 0, f.Size)); err != nil {
-			return fmt.Errorf("verifying %s: %w", f.Path, err)
+// finishFile checks a written file against the manifest, makes it durable
+// and gives it its mode and mtime. The whole-file hash, computed from the
+// chunks as they arrived in order, covers every byte; when it is missing (the
+// chunks came too far out of order) or wrong, the file is read back and each
+// chunk checked against its own hash, so the error names the bad chunk.
+func finishFile(fh *os.File, f File, chunkSize int64, o *orderedHasher) error {
+	want, _ := hex.DecodeString(f.Hash)
+	if sum := o.sum(len(f.Chunks)); sum == nil || !bytes.Equal(sum, want) {
+		if err := verifyChunks(fh, f, chunkSize, want); err != nil {
+			return err
 		}
-		sum = h.Sum(nil)
-	}
-	if want, _ := hex.DecodeString(f.Hash); !bytes.Equal(sum, want) {
-		return fmt.Errorf("%s: restored content does not match the file hash", f.Path)
 	}
 	if err := fh.Sync(); err != nil {
 		return fmt.Errorf("%s: %w", f.Path, err)
@@ -244,6 +240,27 @@ func finishFile(fh *os.File, f File, o *orderedHasher) error {
 		return fmt.Errorf("%s: %w", f.Path, err)
 	}
 	return os.Chtimes(fh.Name(), f.MTime, f.MTime)
+}
+
+// verifyChunks reads a written file back and checks each chunk's hash and
+// the whole-file hash.
+func verifyChunks(fh *os.File, f File, chunkSize int64, want []byte) error {
+	whole := blake3.New()
+	buf := make([]byte, min(chunkSize, f.Size))
+	for i, hash := range f.Chunks {
+		off, n := chunkSpan(f.Size, chunkSize, i)
+		if _, err := fh.ReadAt(buf[:n], off); err != nil {
+			return fmt.Errorf("verifying %s: %w", f.Path, err)
+		}
+		if sum := blake3.Sum256(buf[:n]); hex.EncodeToString(sum[:]) != hash {
+			return fmt.Errorf("%s: chunk %s: content does not match its hash (corrupt store?)", f.Path, hash)
+		}
+		whole.Write(buf[:n])
+	}
+	if !bytes.Equal(whole.Sum(nil), want) {
+		return fmt.Errorf("%s: restored content does not match the file hash", f.Path)
+	}
+	return nil
 }
 
 // swapDir puts staging where dir is: dir, if it exists, is first renamed
