@@ -23,7 +23,8 @@
 # 4 and 16 MiB chunks and shows what the second commit uploaded.
 #
 # baton restore fsyncs every file before it moves the directory into place;
-# rclone does not.
+# rclone does not, so the restore is also compared with rclone copy followed
+# by an fsync of the files it wrote (coreutils sync FILE...).
 #
 # Usage: scripts/bench-checkpoint.sh      (ROUNDS=3 WORKERS=16 SWEEP=1 by default)
 set -euo pipefail
@@ -173,11 +174,15 @@ for round in $(seq "$ROUNDS"); do
     done
   done
   newbytes bench "ckpt-$round" >>"$work/uploaded"
-  for tool in "${tools[@]}"; do
+  for tool in "${tools[@]}" rclone-fsync; do
     dst="$work/restore-$tool"
     case $tool in
       baton) measure "restore baton" "$work/baton" checkpoint restore "${baton_flags[@]}" --run bench --store "$store" "$dst" ;;
       rclone) measure "restore rclone" env -u AWS_CA_BUNDLE rclone copy "${rclone_flags[@]}" "gw:bench/rclone-$round-2" "$dst" ;;
+      # The durable peer: rclone copy, then fsync of the files it wrote (baton
+      # restore fsyncs every file before it moves the directory into place).
+      rclone-fsync) measure "restore rclone-fsync" env -u AWS_CA_BUNDLE sh -c \
+          'rclone copy "$@" && find "$0" -type f -exec sync {} +' "$dst" "${rclone_flags[@]}" "gw:bench/rclone-$round-2" "$dst" ;;
     esac
     same "$dst" "$work/ckpt2"
     rm -rf "$dst"
@@ -221,6 +226,10 @@ for op in ("commit1", "commit2", "restore"):
     b, r = runs[(op, "baton")], runs[(op, "rclone")]
     bs, rs = statistics.median(s for s, _ in b), statistics.median(s for s, _ in r)
     print(f"{names[op]:8} {bs:8.2f} {rs:9.2f} {bs / rs:9.2f} {max(k for _, k in b) / 1024:13.0f} {max(k for _, k in r) / 1024:14.0f}")
+d = runs[("restore", "rclone-fsync")]
+ds = statistics.median(s for s, _ in d)
+bs = statistics.median(s for s, _ in runs[("restore", "baton")])
+print(f"{'restore':8} {bs:8.2f} {ds:9.2f} {bs / ds:9.2f}   against rclone copy + fsync of the files it wrote")
 rows = sorted(tuple(map(float, l.split())) for l in open(sweep))
 if rows:
     print("second commit by chunk size (one run each):")
