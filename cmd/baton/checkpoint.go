@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/batonrun/baton/agent"
 	"io"
 	"log/slog"
 	"os"
@@ -211,8 +212,17 @@ func (m metaFlag) Set(s string) error {
 	return nil
 }
 
-// commit is "baton checkpoint commit DIR".
+// commit is "baton checkpoint commit DIR". Inside `baton run`
+// (BATON_AGENT_SOCKET is set) with no arguments, it asks the agent, which
+// holds the run's lease, to commit now, and waits until it has.
 func (c *checkpointCmd) commit(ctx context.Context, args []string) error {
+	if sock := c.env.getenv("BATON_AGENT_SOCKET"); sock != "" && len(args) == 0 {
+		if err := agent.RequestCommit(ctx, sock); err != nil {
+			return err
+		}
+		fmt.Fprintln(c.env.stdout, "committed (by baton run)")
+		return nil
+	}
 	fs := newFlagSet("checkpoint commit", c.env.stderr, "checkpoint commit [flags] DIR")
 	var f checkpointFlags
 	f.register(fs, true)

@@ -56,6 +56,8 @@ const usage = `baton makes a training run outlive its container.
 
 Usage:
   baton version             print the version
+  baton run [flags] -- CMD  run a trainer: restore, supervise, commit, resume
+                            elsewhere (settings: docs/config.md)
   baton pull [flags] SRC DIR copy a store (s3://bucket/prefix, file:///path) into a directory
   baton push [flags] DIR DST copy a directory into a store
   baton checkpoint COMMAND  commit, list, show, restore and collect a run's
@@ -79,6 +81,8 @@ func run(ctx context.Context, e env, args []string) int {
 		cmd = &pullCmd{env: e}
 	case "push":
 		cmd = &pushCmd{env: e}
+	case "run":
+		cmd = &runCmd{env: e}
 	case "checkpoint":
 		cmd = &checkpointCmd{env: e}
 	case "help", "-h", "--help":
@@ -91,6 +95,10 @@ func run(ctx context.Context, e env, args []string) int {
 	err := cmd.Run(ctx, args[1:])
 	if err == nil {
 		return exitOK
+	}
+	var code exitCode
+	if errors.As(err, &code) {
+		return int(code) // baton run: the trainer's status; the agent logged why
 	}
 	fmt.Fprintf(e.stderr, "baton %s: %s\n", args[0], redact(oneLine(err.Error()), e.environ))
 	if errors.As(err, new(usageError)) {

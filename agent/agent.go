@@ -1,0 +1,333 @@
+// Package agent is the lifecycle of one run on one host, what `baton run`
+// does: detect the platform, take the run's lease, pull the code and the
+// data, restore the newest checkpoint, supervise the trainer, commit its
+// checkpoint directory on a timer and when asked, commit once more when it
+// stops, release the lease and carry out the exit action. Nothing imports it
+// but cmd/baton.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	gosync "sync"
+	"syscall"
+	"time"
+
+	"github.com/batonrun/baton/agent/config"
+	"github.com/batonrun/baton/agent/platform"
+	"github.com/batonrun/baton/agent/supervise"
+	"github.com/batonrun/baton/checkpoint"
+	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storeurl"
+	"github.com/batonrun/baton/sync/transfer"
+)
+
+// Exit statuses of `baton run` besides the trainer's own.
+const (
+	// ExitSetup: baton could not prepare the run (store, code, data,
+	// restore).
+	ExitSetup = 1
+	// ExitLeaseHeld: another host holds the run's lease; this one did not
+	// start the trainer.
+	ExitLeaseHeld = 75
+	// ExitLeaseLost: another host took the run over while this one trained;
+	// the trainer was stopped and nothing more was committed.
+	ExitLeaseLost = 76
+)
+
+// Deps are the agent's ties to the process, injected so tests can drive it.
+type Deps struct {
+	// Environ is the process environment (os.Environ()).
+	Environ []string
+	// Root is the file system platform detection looks at (os.DirFS("/")).
+	Root fs.FS
+	// Stdout and Stderr receive the trainer's output unchanged.
+	Stdout, Stderr io.Writer
+	// Logger receives baton's own log.
+	Logger *slog.Logger
+	// Signals delivers SIGTERM and SIGINT (stop the trainer) and SIGUSR1
+	// (commit now) sent to baton.
+	Signals <-chan os.Signal
+}
+
+// Run carries out one run of command under cfg (already validated) and
+// returns baton's exit status: the trainer's, or one of the Exit constants.
+func Run(ctx context.Context, cfg config.Config, command []string, d Deps) int {
+	a := &agent{cfg: cfg, deps: d, log: d.Logger}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	code, err := a.run(ctx, command)
+	if err != nil {
+		a.log.Error("run failed", "err", err)
+	}
+	return code
+}
+
+type agent struct {
+	cfg   config.Config
+	deps  Deps
+	log   *slog.Logger
+	desc  platform.Description
+	store bsync.Store
+	repo  *checkpoint.Repo
+	lease *checkpoint.Lease
+	dir   string // the checkpoint directory, absolute
+
+	commitMu gosync.Mutex // one commit at a time
+	lost     chan struct{}
+	lostOnce gosync.Once
+}
+
+func (a *agent) run(ctx context.Context, command []string) (int, error) {
+	if len(command) == 0 {
+		return ExitSetup, errors.New("no trainer command: put it after --")
+	}
+	a.desc = platform.Detect(a.deps.Environ, a.deps.Root)
+	if a.desc.Host == "" {
+		a.desc.Host, _ = os.Hostname() // in a container: its id
+	}
+	a.log.Info("baton run", append([]any{"run", a.cfg.RunID}, attrs(a.desc.LogAttrs())...)...)
+
+	var err error
+	if a.dir, err = filepath.Abs(a.cfg.CheckpointDir); err != nil {
+		return ExitSetup, err
+	}
+	getenv := platform.Getenv(a.deps.Environ)
+	if a.store, err = storeurl.Open(ctx, a.cfg.Store, storeurl.Options{Driver: a.cfg.S3Driver, Getenv: getenv, MaxConns: a.cfg.Workers}); err != nil {
+		return ExitSetup, fmt.Errorf("store: %w", err)
+	}
+	holder := checkpoint.Holder{ID: holderID(a.desc), Host: a.desc.Host, Platform: a.desc.Platform}
+	a.repo, err = checkpoint.Open(a.store, checkpoint.Options{
+		Run: a.cfg.RunID, Holder: holder, ChunkSize: int64(a.cfg.ChunkSize), Workers: a.cfg.Workers,
+		LeaseDuration: a.cfg.LeaseDuration, Logger: a.log,
+	})
+	if err != nil {
+		return ExitSetup, err
+	}
+	a.lease, err = a.repo.Acquire(ctx)
+	if errors.Is(err, checkpoint.ErrLeaseHeld) {
+		return ExitLeaseHeld, err
+	}
+	if err != nil {
+		return ExitSetup, fmt.Errorf("lease: %w", err)
+	}
+	a.lost = make(chan struct{})
+	renewCtx, stopRenew := context.WithCancel(ctx)
+	defer stopRenew()
+	go a.renew(renewCtx)
+
+	if err := a.fetchData(ctx); err != nil {
+		a.release(ctx)
+		return ExitSetup, err
+	}
+	resumeFrom, err := a.prepareCheckpointDir(ctx)
+	if err != nil {
+		a.release(ctx)
+		return ExitSetup, err
+	}
+	exit, err := a.supervise(ctx, command, resumeFrom)
+	if a.isLost() {
+		return ExitLeaseLost, fmt.Errorf("%w: the trainer was stopped", checkpoint.ErrLeaseLost)
+	}
+	if err != nil && !errors.Is(err, supervise.ErrStopRequested) {
+		a.log.Error("trainer", "err", err)
+	}
+	a.finalCommit(ctx)
+	a.release(ctx)
+	a.exitAction(ctx, exit.Success(), getenv)
+	a.log.Info("run ended", "trainer", exit.String(), "status", exit.StatusCode())
+	return exit.StatusCode(), nil
+}
+
+// holderID names this host's claim on the run: stable across restarts of
+// baton on the same instance, so a restarted agent takes its lease back at
+// once.
+func holderID(d platform.Description) string {
+	id := d.InstanceID
+	if id == "" {
+		id = d.Host
+	}
+	if id == "" {
+		id = "unknown-host" // never shared by design: Run fills Host from os.Hostname
+	}
+	return d.Platform + ":" + id
+}
+
+// renew keeps the lease alive; a lost lease stops the trainer.
+func (a *agent) renew(ctx context.Context) {
+	t := time.NewTicker(a.cfg.LeaseDuration / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			err := a.lease.Renew(ctx)
+			if errors.Is(err, checkpoint.ErrLeaseLost) {
+				a.markLost(err)
+				return
+			}
+			if err != nil {
+				a.log.Warn("lease renewal failed; trying again", "err", err)
+			}
+		}
+	}
+}
+
+func (a *agent) markLost(err error) {
+	a.lostOnce.Do(func() {
+		a.log.Error("lease lost: another host took the run over; stopping the trainer, committing nothing more", "err", err)
+		close(a.lost)
+	})
+}
+
+func (a *agent) isLost() bool {
+	select {
+	case <-a.lost:
+		return true
+	default:
+		return false
+	}
+}
+
+// fetchData pulls every SRC=DST dataset, skipping what is already present.
+func (a *agent) fetchData(ctx context.Context) error {
+	getenv := platform.Getenv(a.deps.Environ)
+	for _, m := range a.cfg.Data {
+		src, err := storeurl.Open(ctx, m.Src, storeurl.Options{Driver: a.cfg.S3Driver, Getenv: getenv, MaxConns: a.cfg.Workers})
+		if err != nil {
+			return fmt.Errorf("data %s: %w", m, err)
+		}
+		e := transfer.New(transfer.Options{Workers: a.cfg.Workers, PartSize: int64(a.cfg.PartSize), Logger: a.log})
+		st, err := e.Pull(ctx, src, m.Dst)
+		if err != nil {
+			return fmt.Errorf("data %s: %w", m, err)
+		}
+		a.log.Info("data pulled", "src", src.String(), "dst", m.Dst, "files", st.Files, "bytes", st.Bytes, "up_to_date", st.SkippedFiles)
+	}
+	return nil
+}
+
+// prepareCheckpointDir restores the newest checkpoint into the directory
+// and returns its seq (0: nothing to resume from). A non-empty directory
+// whose newest checkpoint came from this very host is newer than or equal to
+// it (the trainer saved after the last commit), so it is kept and committed
+// instead.
+func (a *agent) prepareCheckpointDir(ctx context.Context) (int64, error) {
+	latest, err := a.repo.Manifest(ctx, 0)
+	if errors.Is(err, checkpoint.ErrNoCheckpoint) {
+		a.log.Info("no checkpoint yet: the trainer starts fresh", "dir", a.dir)
+		return 0, os.MkdirAll(a.dir, 0o755)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("reading the newest checkpoint: %w", err)
+	}
+	if latest.Host == a.desc.Host && latest.Platform == a.desc.Platform && !emptyDir(a.dir) {
+		a.log.Info("keeping the local checkpoint directory: the newest checkpoint came from this host", "seq", latest.Seq, "dir", a.dir)
+		return latest.Seq, nil
+	}
+	m, err := a.repo.Restore(ctx, latest.Seq, a.dir)
+	if err != nil {
+		return 0, err
+	}
+	a.log.Info("checkpoint restored", "seq", m.Seq, "files", len(m.Files), "bytes", m.Size, "from_host", m.Host, "from_platform", m.Platform)
+	return m.Seq, nil
+}
+
+func emptyDir(dir string) bool {
+	entries, err := os.ReadDir(dir)
+	return err != nil || len(entries) == 0
+}
+
+// supervise runs the trainer with restarts, the commit loop and the
+// control socket beside it.
+func (a *agent) supervise(ctx context.Context, command []string, resumeFrom int64) (supervise.Exit, error) {
+	if os.Getpid() != 1 {
+		if err := supervise.BecomeSubreaper(); err != nil {
+			a.log.Warn("cannot become a child subreaper; orphans of the trainer are left to PID 1", "err", err)
+		}
+	}
+	reaper := supervise.NewReaper(supervise.ReaperOptions{Logger: a.log})
+	defer reaper.Close()
+	sup := supervise.NewSupervisor(reaper, a.log)
+
+	loopCtx, stopLoop := context.WithCancel(ctx)
+	defer stopLoop()
+	trigger := make(chan chan error)
+	sock, err := a.listen(loopCtx, trigger)
+	if err != nil {
+		return supervise.Exit{}, err
+	}
+	go a.handleSignals(loopCtx, sup, trigger)
+	loopDone := make(chan struct{})
+	go func() {
+		defer close(loopDone)
+		a.commitLoop(loopCtx, sup, trigger)
+	}()
+	go func() {
+		select {
+		case <-a.lost:
+			sup.Stop(syscall.SIGTERM)
+		case <-loopCtx.Done():
+		}
+	}()
+
+	path, err := exec.LookPath(command[0])
+	if err != nil {
+		return supervise.Exit{}, fmt.Errorf("trainer: %w", err)
+	}
+	policy := supervise.Policy{
+		MaxRestarts: a.cfg.Restarts,
+		Backoff:     supervise.ExponentialBackoff(a.cfg.RestartBackoff, 5*time.Minute),
+		OnExit: func(attempt int, exit supervise.Exit, restart bool) {
+			a.log.Info("trainer exited", "attempt", attempt, "exit", exit.String(), "restart", restart)
+			if restart {
+				a.commitNow(ctx, "before a restart") // the next attempt resumes from what this one saved
+			}
+		},
+	}
+	dir := ""
+	if a.cfg.Code != "" {
+		dir = a.cfg.CodeDir
+	}
+	exit, err := sup.RunWithRestarts(ctx, policy, func(ctx context.Context, attempt int) (supervise.Spec, error) {
+		env := append(append([]string(nil), a.deps.Environ...),
+			"BATON_RUN_ID="+a.cfg.RunID,
+			"BATON_CHECKPOINT_DIR="+a.dir,
+			"BATON_RESUME="+boolString(resumeFrom > 0 || attempt > 0),
+			"BATON_RESUME_FROM="+strconv.FormatInt(resumeFrom, 10),
+			"BATON_ATTEMPT="+strconv.Itoa(attempt),
+			"BATON_PLATFORM="+a.desc.Platform,
+			"BATON_AGENT_SOCKET="+sock,
+		)
+		return supervise.Spec{Path: path, Args: command[1:], Env: env, Dir: dir,
+			Stdout: a.deps.Stdout, Stderr: a.deps.Stderr, Grace: a.cfg.Grace}, nil
+	})
+	stopLoop()
+	<-loopDone
+	return exit, err
+}
+
+func boolString(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+func attrs(as []slog.Attr) []any {
+	out := make([]any, len(as))
+	for i, a := range as {
+		out[i] = a
+	}
+	return out
+}
