@@ -125,6 +125,10 @@ func (a *agent) run(ctx context.Context, command []string) (int, error) {
 	defer stopRenew()
 	go a.renew(renewCtx)
 
+	if err := a.fetchCode(ctx); err != nil {
+		a.release(ctx)
+		return ExitSetup, err
+	}
 	if err := a.fetchData(ctx); err != nil {
 		a.release(ctx)
 		return ExitSetup, err
