@@ -318,6 +318,7 @@ func (a *agent) supervise(ctx context.Context, command []string, resumeFrom int6
 	})
 	stopLoop()
 	<-loopDone
+	a.log.Info("trainer done", "orphans_reaped", reaper.Orphans(), "pid1", os.Getpid() == 1)
 	return exit, err
 }
 
