@@ -1,36 +1,54 @@
 #!/usr/bin/env bash
 # baton's main job on the embedded default store, on a fresh machine with only
-# Go: build baton, push a generated dataset into a file:// store, pull it back
-# into another directory, check the copy is byte-identical, and show that a
-# second pull transfers nothing.
+# Go and Python 3: a training run that loses its host and resumes on another.
+#
+#   1. build baton;
+#   2. "host A" (pretending to be a RunPod pod) runs the example trainer under
+#      `baton run`, which commits a checkpoint to a file:// store every time the
+#      trainer saves;
+#   3. host A disappears: baton and the trainer are killed with SIGKILL;
+#   4. "host B" (pretending to be a Vast.ai instance, with an empty disk) runs
+#      the very same command: baton restores the last committed checkpoint and
+#      the trainer resumes from it;
+#   5. `baton checkpoint ls` shows checkpoints from both platforms.
 #
 # Usage: scripts/demo.sh [WORKDIR]   (default: a new temporary directory)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo=$PWD
 
 work=${1:-$(mktemp -d -t baton-demo.XXXXXX)}
 mkdir -p "$work"
 echo "== building baton into $work/baton"
 CGO_CFLAGS="${CGO_CFLAGS:--Wno-deprecated-declarations}" go build -buildvcs=auto -o "$work/baton" ./cmd/baton
-baton="$work/baton"
-"$baton" version
+export PATH="$work:$PATH"
+baton version
 
-echo "== generating a dataset: 200 files of 4 KiB to 1 MiB, and one 64 MiB file"
-data="$work/dataset"
-mkdir -p "$data/shards"
-for i in $(seq 1 200); do
-  head -c $(( (i * 5237) % 1048576 + 4096 )) /dev/urandom > "$data/shards/shard-$i.bin"
+export BATON_STORE="file://$work/store" BATON_RUN_ID=demo
+export BATON_LEASE_DURATION=10s BATON_CHECKPOINT_INTERVAL=0 BATON_LOG_FORMAT=text BATON_KEEP=0
+trainer=(python3 "$repo/examples/trainer.py" --steps 200 --step-seconds 0.05 --save-every 10 --notify)
+
+echo
+echo "== host A (RunPod): baton run -- trainer.py; killed with SIGKILL after ~4 s"
+( export RUNPOD_POD_ID=host-a BATON_CHECKPOINT_DIR="$work/host-a/checkpoints"
+  exec setsid baton run -- "${trainer[@]}" >"$work/host-a.out" 2>"$work/host-a.log" ) &
+sleep 4
+pkill -KILL -s "$(ps -o sid= -p $! | tr -d ' ')" || true
+wait 2>/dev/null || true
+echo "host A's trainer got to: $(grep '^step=' "$work/host-a.out" | tail -n1)"
+baton checkpoint ls
+
+echo
+echo "== host B (Vast.ai), empty disk, same command; it waits for host A's lease to expire (10 s)"
+export VAST_CONTAINERLABEL=C.4242 CONTAINER_ID=4242 CONTAINER_API_KEY=demo-key BATON_CHECKPOINT_DIR="$work/host-b/checkpoints"
+until baton run -- "${trainer[@]}" >"$work/host-b.out" 2>"$work/host-b.log"; do
+  status=$?
+  [ "$status" = 75 ] || { cat "$work/host-b.log"; exit "$status"; }
+  sleep 2   # 75: the run is still held by host A
 done
-head -c $((64 << 20)) /dev/urandom > "$data/weights.safetensors"
-
-store="file://$work/store"
-echo "== baton push $data $store"
-"$baton" push --progress=none "$data" "$store"
-
-echo "== baton pull $store $work/copy"
-"$baton" pull --progress=none "$store" "$work/copy"
-diff -r "$data" "$work/copy" && echo "copy is byte-identical"
-
-echo "== a second pull of the unchanged store"
-"$baton" pull --progress=none "$store" "$work/copy"
-echo "demo done; everything is under $work"
+head -n1 "$work/host-b.out"
+tail -n1 "$work/host-b.out"
+echo "the run's checkpoints, from both hosts (first and last ones):"
+baton checkpoint ls | { head -n 3; echo "..."; tail -n 2; }
+echo
+echo "demo done; logs and checkpoints are under $work"
