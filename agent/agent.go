@@ -97,6 +97,14 @@ func (a *agent) run(ctx context.Context, command []string) (int, error) {
 	}
 	a.log.Info("baton run", append([]any{"run", a.cfg.RunID}, attrs(a.desc.LogAttrs())...)...)
 
+	// Replacing a platform's entrypoint must not cost the user SSH. It runs
+	// before the reaper starts, so waiting for sshd's start is safe.
+	if res, err := platform.SetupSSH(ctx, a.desc, platform.Getenv(a.deps.Environ), platform.SSHOptions{}); err != nil {
+		a.log.Warn("ssh setup failed; the run goes on without it", "err", err)
+	} else if res.Skipped == "" {
+		a.log.Info("ssh ready", "keys_added", res.KeysAdded, "keys_present", res.KeysPresent, "sshd_started", res.Started)
+	}
+
 	var err error
 	if a.dir, err = filepath.Abs(a.cfg.CheckpointDir); err != nil {
 		return ExitSetup, err
