@@ -104,7 +104,7 @@ func (r *Repo) download(ctx context.Context, m *Manifest, staging string) error 
 	g.SetLimit(r.opts.Workers)
 	for i, f := range m.Files {
 		left[i].Store(int64(len(f.Chunks)))
-		hashers[i] = &orderedHasher{h: blake3.New(), pending: map[int]*[]byte{}}
+		hashers[i] = newOrderedHasher()
 		if len(f.Chunks) == 0 {
 			g.Go(func() error { return finishFile(handles[i], f, m.ChunkSize, hashers[i]) })
 		}
@@ -142,14 +142,23 @@ func (r *Repo) download(ctx context.Context, m *Manifest, staging string) error 
 const maxPending = 8
 
 // orderedHasher hashes a file's chunks in file order as they arrive, holding
-// the few that arrive early.
+// the few that arrive early. One worker at a time hashes, outside the lock,
+// so the others go on downloading instead of queueing behind it.
 type orderedHasher struct {
 	mu      gosync.Mutex
+	idle    *gosync.Cond // signalled when the hashing worker is done
 	h       *blake3.Hasher
 	next    int
 	pending map[int]*[]byte
 	sizes   map[int]int64
+	hashing bool
 	gaveUp  bool
+}
+
+func newOrderedHasher() *orderedHasher {
+	o := &orderedHasher{h: blake3.New(), pending: map[int]*[]byte{}, sizes: map[int]int64{}}
+	o.idle = gosync.NewCond(&o.mu)
+	return o
 }
 
 // add takes chunk i (its first n bytes of buf) and returns the buffers it no
@@ -160,36 +169,46 @@ func (o *orderedHasher) add(i int, buf *[]byte, n int64) []*[]byte {
 	if o.gaveUp {
 		return []*[]byte{buf}
 	}
-	if o.sizes == nil {
-		o.sizes = map[int]int64{}
-	}
 	o.pending[i], o.sizes[i] = buf, n
 	var done []*[]byte
-	for {
-		b, ok := o.pending[o.next]
-		if !ok {
-			break
-		}
-		o.h.Write((*b)[:o.sizes[o.next]])
-		delete(o.pending, o.next)
-		done = append(done, b)
-		o.next++
-	}
 	if len(o.pending) > maxPending {
-		o.gaveUp = true
+		o.gaveUp = true // the file will be read back instead
 		for k, b := range o.pending {
 			done = append(done, b)
 			delete(o.pending, k)
 		}
+		return done
 	}
+	if o.hashing {
+		return nil // the hashing worker will take it
+	}
+	o.hashing = true
+	for !o.gaveUp {
+		b, ok := o.pending[o.next]
+		if !ok {
+			break
+		}
+		size := o.sizes[o.next]
+		delete(o.pending, o.next)
+		o.mu.Unlock()
+		o.h.Write((*b)[:size])
+		o.mu.Lock()
+		done = append(done, b)
+		o.next++
+	}
+	o.hashing = false
+	o.idle.Broadcast()
 	return done
 }
 
 // sum returns the whole-file hash, or nil if the chunks came too far out of
-// order to hash them as they arrived.
+// order to hash them as they arrived. It waits for a worker still hashing.
 func (o *orderedHasher) sum(chunks int) []byte {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	for o.hashing {
+		o.idle.Wait()
+	}
 	if o.gaveUp || o.next != chunks {
 		return nil
 	}
