@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	gosync "sync"
 	"syscall"
 	"time"
@@ -82,6 +83,9 @@ type agent struct {
 	lease *checkpoint.Lease
 	dir   string // the checkpoint directory, absolute
 
+	logFile    *os.File // the trainer's output on this host, uploaded as a log segment
+	logSegment string
+
 	commitMu gosync.Mutex // one commit at a time
 	lost     chan struct{}
 	lostOnce gosync.Once
@@ -146,6 +150,8 @@ func (a *agent) run(ctx context.Context, command []string) (int, error) {
 		a.release(ctx)
 		return ExitSetup, err
 	}
+	a.openLog()
+	defer a.closeLog()
 	exit, err := a.supervise(ctx, command, resumeFrom)
 	if a.isLost() {
 		return ExitLeaseLost, fmt.Errorf("%w: the trainer was stopped", checkpoint.ErrLeaseLost)
@@ -322,7 +328,7 @@ func (a *agent) supervise(ctx context.Context, command []string, resumeFrom int6
 			"BATON_AGENT_SOCKET="+sock,
 		)
 		return supervise.Spec{Path: path, Args: command[1:], Env: env, Dir: dir,
-			Stdout: a.deps.Stdout, Stderr: a.deps.Stderr, Grace: a.cfg.Grace}, nil
+			Stdout: a.tee(a.deps.Stdout), Stderr: a.tee(a.deps.Stderr), Grace: a.cfg.Grace}, nil
 	})
 	stopLoop()
 	<-loopDone
@@ -343,4 +349,58 @@ func attrs(as []slog.Attr) []any {
 		out[i] = a
 	}
 	return out
+}
+
+// openLog starts this host's log segment: a local file that receives the
+// trainer's stdout and stderr beside the container log, named by start time
+// and holder so that segments sort in time order under runs/<run>/logs/.
+func (a *agent) openLog() {
+	seg := time.Now().UTC().Format("20060102T150405Z") + "-" + holderID(a.desc)
+	seg = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {
+			return r
+		}
+		return '_'
+	}, seg) + ".log"
+	f, err := os.CreateTemp("", "baton-trainer-*.log")
+	if err != nil {
+		a.log.Warn("cannot keep the trainer's log for the store", "err", err)
+		return
+	}
+	a.logFile, a.logSegment = f, seg
+}
+
+// tee copies w's writes into the log segment as well.
+func (a *agent) tee(w io.Writer) io.Writer {
+	if a.logFile == nil {
+		return w
+	}
+	return io.MultiWriter(w, a.logFile)
+}
+
+// uploadLog stores the log segment as it is now (after each commit, and at
+// the end).
+func (a *agent) uploadLog(ctx context.Context) {
+	if a.logFile == nil {
+		return
+	}
+	fi, err := a.logFile.Stat()
+	if err == nil {
+		err = a.repo.PutLog(ctx, a.logSegment, bsync.NewPayload(a.logFile, 0, fi.Size()))
+	}
+	if err != nil {
+		a.log.Warn("could not store the trainer's log segment", "segment", a.logSegment, "err", err)
+	}
+}
+
+// closeLog stores the log segment one last time and removes the local copy.
+func (a *agent) closeLog() {
+	if a.logFile == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a.uploadLog(ctx)
+	a.logFile.Close()
+	os.Remove(a.logFile.Name())
 }

@@ -64,6 +64,9 @@ func (a *agent) commitNow(ctx context.Context, reason string) error {
 	}
 	a.log.Info("checkpoint committed", "seq", m.Seq, "reason", reason, "files", len(m.Files), "bytes", m.Size,
 		"new_bytes", m.NewBytes, "took", time.Since(start).Round(time.Millisecond).String())
+	if reason != "final" {
+		a.uploadLog(ctx)
+	}
 	if a.cfg.Keep > 0 {
 		if _, err := a.repo.Retain(ctx, a.cfg.Keep, checkpoint.DefaultGCGrace); err != nil {
 			a.log.Warn("retention failed", "err", err)

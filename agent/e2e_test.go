@@ -272,6 +272,13 @@ func TestGracefulStop(t *testing.T) {
 	if !strings.Contains(string(raw), `"checkpoint-`+step+`/model.bin"`) {
 		t.Fatalf("the final commit does not hold checkpoint-%s", step)
 	}
+	logs, err := filepath.Glob(filepath.Join(dir, "store", "runs", "stop", "logs", "*.log"))
+	if err != nil || len(logs) != 1 {
+		t.Fatalf("log segments in the store: %v, %v; want one", logs, err)
+	}
+	if b, err := os.ReadFile(logs[0]); err != nil || !strings.Contains(string(b), saved) {
+		t.Fatalf("the stored log segment lacks %q (%v)", saved, err)
+	}
 	if strings.Contains(s.stderr.String(), `"escalated":true`) {
 		t.Fatal("the trainer had to be killed; it should have exited within the grace period")
 	}

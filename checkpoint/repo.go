@@ -204,3 +204,16 @@ func (r *Repo) Manifest(ctx context.Context, seq int64) (*Manifest, error) {
 	}
 	return decodeManifest(bytes.TrimSpace(raw), r.opts.Run, seq)
 }
+
+// PutLog stores a log segment of the run under runs/<run>/logs/<name>,
+// replacing an earlier upload of the same segment. One host's agent writes
+// one segment per start, so a run's history survives its hosts.
+func (r *Repo) PutLog(ctx context.Context, name string, p bsync.Payload) error {
+	if err := CheckRunID(name); err != nil {
+		return fmt.Errorf("log segment name: %w", err)
+	}
+	return r.retry.Do(ctx, func(ctx context.Context) error {
+		_, err := r.store.Put(ctx, runPrefix(r.opts.Run)+"logs/"+name, p, bsync.PutOptions{})
+		return err
+	})
+}
