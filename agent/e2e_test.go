@@ -412,3 +412,40 @@ func TestPID1(t *testing.T) {
 		t.Fatalf("the trainer did not finish:\n%s", stdout.String())
 	}
 }
+
+// TestDetachIsIdempotent: `baton run --detach` (Vast.ai's onstart line) starts
+// the run in the background and returns; run again while it lives, it starts
+// nothing.
+func TestDetachIsIdempotent(t *testing.T) {
+	bin, trainer := buildBaton(t), trainerPath(t)
+	dir := t.TempDir()
+	pidFile, logFile := filepath.Join(dir, "baton.pid"), filepath.Join(dir, "baton.log")
+	args := []string{"run", "--detach", "--pid-file", pidFile, "--log-file", logFile,
+		"--store", "file://" + filepath.Join(dir, "store"), "--run", "detached", "--checkpoint-dir", filepath.Join(dir, "ckpt"),
+		"--checkpoint-interval", "0", "--", "python3", trainer, "--steps", "100000", "--step-seconds", "0.01"}
+	start := func() string {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = baseEnv()
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("baton run --detach: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	first := start()
+	raw, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatalf("no pid file after %q: %v", first, err)
+	}
+	var pid int
+	if _, err := fmt.Sscanf(string(raw), "%d", &pid); err != nil || syscall.Kill(pid, 0) != nil {
+		t.Fatalf("pid file %q does not name a live process", raw)
+	}
+	t.Cleanup(func() { killTree(pid) })
+	if second := start(); !strings.Contains(second, "already running") {
+		t.Fatalf("second start printed %q, want it to find the run already running", second)
+	}
+	if again, _ := os.ReadFile(pidFile); string(again) != string(raw) {
+		t.Fatalf("the second start replaced the pid file: %q, was %q", again, raw)
+	}
+}
