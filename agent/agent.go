@@ -161,7 +161,14 @@ func (a *agent) run(ctx context.Context, command []string) (int, error) {
 	}
 	a.finalCommit(ctx)
 	a.release(ctx)
-	a.exitAction(ctx, exit.Success(), getenv)
+	if errors.Is(err, supervise.ErrStopRequested) {
+		// The stop came from outside (the platform stopping the pod, a user's
+		// Ctrl-C): the machine's fate is already being decided elsewhere, and
+		// --on-exit=terminate must not turn a Stop into a deletion.
+		a.log.Info("stopped from outside: no exit action")
+	} else {
+		a.exitAction(ctx, exit.Success(), getenv)
+	}
 	a.log.Info("run ended", "trainer", exit.String(), "status", exit.StatusCode())
 	return exit.StatusCode(), nil
 }

@@ -442,6 +442,17 @@ func TestDetachIsIdempotent(t *testing.T) {
 		t.Fatalf("pid file %q does not name a live process", raw)
 	}
 	t.Cleanup(func() { killTree(pid) })
+	// The background run trains: its trainer's steps reach the log file. It
+	// is a process of its own, so there is no signal to wait on but the file.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		if b, _ := os.ReadFile(logFile); strings.Contains(string(b), "step=3 ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(logFile)
+			t.Fatalf("the background run did not train:\n%s", b)
+		}
+	}
 	if second := start(); !strings.Contains(second, "already running") {
 		t.Fatalf("second start printed %q, want it to find the run already running", second)
 	}

@@ -75,7 +75,7 @@ func logHandler(format string, e env) slog.Handler {
 // onstart on every start of the instance.
 func (c *runCmd) detach(cfg config.Config, args []string) error {
 	if b, err := os.ReadFile(cfg.PIDFile); err == nil {
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 && syscall.Kill(pid, 0) == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && isBatonRun(pid) {
 			fmt.Fprintf(c.env.stdout, "baton run is already running (pid %d, log %s)\n", pid, cfg.LogFile)
 			return nil
 		}
@@ -89,7 +89,7 @@ func (c *runCmd) detach(cfg config.Config, args []string) error {
 		return fmt.Errorf("--log-file: %w", err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(self, append([]string{"run"}, args...)...)
+	cmd := exec.Command(self, append([]string{"run"}, withoutDetach(args)...)...)
 	cmd.Env = append(c.env.environ, "BATON_DETACH=false")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -103,4 +103,42 @@ func (c *runCmd) detach(cfg config.Config, args []string) error {
 	}
 	fmt.Fprintf(c.env.stdout, "baton run started in the background (pid %d, log %s)\n", pid, cfg.LogFile)
 	return nil
+}
+
+// withoutDetach drops --detach from baton's own flags (those before "--"),
+// so the background copy runs the trainer instead of detaching again.
+func withoutDetach(args []string) []string {
+	var out []string
+	for i, a := range args {
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		switch a {
+		case "--detach", "-detach", "--detach=true", "-detach=true":
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// isBatonRun reports whether pid is a live (not zombie) `baton run`: after a
+// restart, a stale pid file may name some other process.
+func isBatonRun(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	if i := strings.LastIndexByte(string(stat), ')'); i < 0 || i+2 >= len(stat) || stat[i+2] == 'Z' {
+		return false
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	argv := strings.Split(string(cmdline), "\x00")
+	return len(argv) > 1 && strings.Contains(argv[0], "baton") && argv[1] == "run"
 }
