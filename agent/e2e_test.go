@@ -460,3 +460,51 @@ func TestDetachIsIdempotent(t *testing.T) {
 		t.Fatalf("the second start replaced the pid file: %q, was %q", again, raw)
 	}
 }
+
+// TestLostLeaseStopsTheRun: another host takes the run over (here: its
+// lease.json written straight into the store); the running host learns it at
+// its next renewal, stops the trainer, commits nothing more and exits 76.
+func TestLostLeaseStopsTheRun(t *testing.T) {
+	bin, trainer := buildBaton(t), trainerPath(t)
+	dir := t.TempDir()
+	storeDir := filepath.Join(dir, "store")
+	s := startRun(t, bin, host{env: baseEnv("RUNPOD_POD_ID=first")}, "--store", "file://"+storeDir, "--run", "taken",
+		"--checkpoint-dir", filepath.Join(dir, "ckpt"), "--checkpoint-interval", "0", "--lease-duration", "10s", "--",
+		"python3", trainer, "--steps", "100000", "--step-seconds", "0.01")
+	s.waitFor(t, "step 5", func(l string) bool { return strings.HasPrefix(l, "step=5 ") })
+
+	leasePath := filepath.Join(storeDir, "runs", "taken", "lease.json")
+	raw, err := os.ReadFile(leasePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec checkpoint.LeaseRecord
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		t.Fatal(err)
+	}
+	rec.Holder, rec.Host, rec.Epoch, rec.ExpiresAt = "vast:other", "other", rec.Epoch+1, time.Now().Add(time.Hour)
+	taken, _ := json.Marshal(rec)
+	tmp := leasePath + ".new"
+	if err := os.WriteFile(tmp, taken, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, leasePath); err != nil { // a new inode: the first host's ETag no longer matches
+		t.Fatal(err)
+	}
+	manifests := func() int {
+		m, _ := filepath.Glob(filepath.Join(storeDir, "runs", "taken", "manifests", "*.json"))
+		return len(m)
+	}
+	before := manifests()
+
+	code, _ := s.wait(t)
+	if code != 76 {
+		t.Fatalf("exit %d after the lease was taken over, want 76\n%s", code, s.stderr)
+	}
+	if after := manifests(); after != before {
+		t.Fatalf("%d manifests after the takeover, %d before: the fenced host committed", after, before)
+	}
+	if !strings.Contains(s.stderr.String(), "lease lost") {
+		t.Fatalf("baton's log does not say the lease was lost:\n%s", s.stderr)
+	}
+}
