@@ -71,11 +71,27 @@ type Config struct {
 	ChunkSize ByteSize `flag:"chunk-size" env:"BATON_CHUNK_SIZE" yaml:"chunk_size" default:"4MiB" help:"chunk size of a checkpoint commit, 64KiB to 1GiB; 4MiB dedupes best (measured: 75% of a partly frozen model's chunks reused between checkpoints, 50% at 64MiB)"`
 	// S3Driver is the S3 client library.
 	S3Driver string `flag:"s3-driver" env:"BATON_S3_DRIVER" yaml:"s3_driver" enum:"aws,minio" default:"aws" help:"S3 client library: aws (the whole AWS credential chain) or minio; a store URL's driver= wins"`
-	// MetricsListen is the address of the Prometheus endpoint; empty turns
-	// it off.
-	MetricsListen string `flag:"metrics-listen" env:"BATON_METRICS_LISTEN" yaml:"metrics_listen" default:"127.0.0.1:9400" help:"HOST:PORT of the Prometheus endpoint (GPU series under dcgm-exporter's names, on its port); empty: off; only loopback unless --metrics-token is set, because RunPod's proxy makes every HTTP port public"`
+	// MetricsAddr is the address of the Prometheus endpoint; empty turns it
+	// off.
+	MetricsAddr string `flag:"metrics-addr" env:"BATON_METRICS_ADDR" yaml:"metrics_addr" default:"127.0.0.1:9400" help:"HOST:PORT of the Prometheus endpoint (GPU series under dcgm-exporter's names, on its port); empty: off; only loopback unless --metrics-token is set, because RunPod's proxy makes every HTTP port public"`
 	// MetricsToken is the bearer token the metrics endpoint requires.
 	MetricsToken string `flag:"metrics-token" env:"BATON_METRICS_TOKEN" yaml:"metrics_token" default:"" help:"bearer token the metrics endpoint requires; needed to listen beyond loopback; never printed"`
+	// TelemetryInterval is the period of GPU and host samples; 0 turns
+	// telemetry off.
+	TelemetryInterval time.Duration `flag:"telemetry-interval" env:"BATON_TELEMETRY_INTERVAL" yaml:"telemetry_interval" default:"5s" help:"sample the GPUs (NVML) and the host this often, for the metrics endpoint, the health policy and the run's telemetry in the store; 0: off (and no health policy); 0 or 100ms to 1h"`
+	// TelemetryUpload is the period of telemetry uploads to the store.
+	TelemetryUpload time.Duration `flag:"telemetry-upload" env:"BATON_TELEMETRY_UPLOAD" yaml:"telemetry_upload" default:"1m" help:"append the samples to the run's telemetry in the store (runs/RUN/telemetry/) this often, as one new part of JSON lines; 0: keep telemetry local"`
+	// GPUCheck refuses to start on a GPU that is already unhealthy.
+	GPUCheck bool `flag:"gpu-check" env:"BATON_GPU_CHECK" yaml:"gpu_check" default:"true" help:"before the trainer starts, refuse a GPU that is already unhealthy (uncorrectable ECC errors, a pending or failed row remap) with exit status 77, so the run moves to a healthy host instead of training on a broken one"`
+	// OnUnhealthy is what happens when a GPU turns unhealthy mid-run.
+	OnUnhealthy string `flag:"on-unhealthy" env:"BATON_ON_UNHEALTHY" yaml:"on_unhealthy" enum:"give-up,report" default:"give-up" help:"when a GPU reports a critical XID, an uncorrectable ECC error or a pending row remap: give-up (commit now, stop the trainer, exit 77 and carry out --on-failure) or report (log it and carry on)"`
+	// HangTimeout is how long a trainer may make no progress before it is
+	// taken as hung; 0 turns hang detection off.
+	HangTimeout time.Duration `flag:"hang-timeout" env:"BATON_HANG_TIMEOUT" yaml:"hang_timeout" default:"30m" help:"take the trainer as hung when for this long it wrote no output and no checkpoint while its GPUs sat idle or pinned at 100% at low power; 0: off; at least 1m (a slow first step or a long evaluation must not look like a hang)"`
+	// OnHang is what happens to a hung trainer.
+	OnHang string `flag:"on-hang" env:"BATON_ON_HANG" yaml:"on_hang" enum:"restart,give-up,report" default:"restart" help:"what to do with a hung trainer: restart (stop it and start it again from the newest checkpoint, counting against --restarts), give-up (commit, stop it, exit 78 and carry out --on-failure) or report (log it and carry on)"`
+	// MinFreeDisk is the free space below which a disk is reported.
+	MinFreeDisk ByteSize `flag:"min-free-disk" env:"BATON_MIN_FREE_DISK" yaml:"min_free_disk" default:"2GiB" help:"warn (log, metrics, baton doctor) when the checkpoint directory's disk has less free space than this: a full disk is the commonest way a checkpoint dies"`
 	// LogFormat is the format of baton's own log lines.
 	LogFormat string `flag:"log-format" env:"BATON_LOG_FORMAT" yaml:"log_format" enum:"auto,json,text" default:"auto" help:"format of baton's own log lines; auto: text on a terminal, JSON otherwise, which the platforms' log collectors parse"`
 	// Detach starts baton in the background.

@@ -26,6 +26,8 @@ const (
 	MaxLeaseDuration      = time.Hour
 	MaxWorkers            = 1024
 	MaxPartSize           = 5 << 30 // S3's largest part
+	MinTelemetryInterval  = 100 * time.Millisecond
+	MinHangTimeout        = time.Minute
 )
 
 // Validate returns the first problem of c, in the order of Config's fields,
@@ -117,8 +119,27 @@ func (c Config) check(s Setting, v reflect.Value) error {
 		if c.ChunkSize < checkpoint.MinChunkSize || c.ChunkSize > checkpoint.MaxChunkSize {
 			return fail("want %s to %s", ByteSize(checkpoint.MinChunkSize), ByteSize(checkpoint.MaxChunkSize))
 		}
-	case "metrics-listen":
+	case "metrics-addr":
 		return c.checkMetrics(s)
+	case "telemetry-interval":
+		if c.TelemetryInterval != 0 && (c.TelemetryInterval < MinTelemetryInterval || c.TelemetryInterval > time.Hour) {
+			return fail("want 0 (off) or %s to 1h", MinTelemetryInterval)
+		}
+	case "telemetry-upload":
+		if c.TelemetryUpload < 0 {
+			return fail("negative")
+		}
+		if c.TelemetryUpload != 0 && c.TelemetryUpload < MinCheckpointInterval {
+			return fail("want 0 (keep telemetry local) or at least %s", MinCheckpointInterval)
+		}
+	case "hang-timeout":
+		if c.HangTimeout != 0 && c.HangTimeout < MinHangTimeout {
+			return fail("want 0 (off) or at least %s", MinHangTimeout)
+		}
+	case "min-free-disk":
+		if c.MinFreeDisk < 0 {
+			return fail("negative")
+		}
 	case "metrics-token":
 		if strings.IndexFunc(c.MetricsToken, unicode.IsSpace) >= 0 {
 			return fail("holds white space")
@@ -159,10 +180,10 @@ func (c Config) checkData(s Setting) error {
 // checkMetrics checks the metrics address: HOST:PORT, on loopback unless a
 // token guards it.
 func (c Config) checkMetrics(s Setting) error {
-	if c.MetricsListen == "" {
+	if c.MetricsAddr == "" {
 		return nil
 	}
-	host, port, err := net.SplitHostPort(c.MetricsListen)
+	host, port, err := net.SplitHostPort(c.MetricsAddr)
 	if err != nil {
 		return c.fail(s, "want HOST:PORT, e.g. 127.0.0.1:9400")
 	}

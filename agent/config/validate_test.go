@@ -73,13 +73,21 @@ func TestValidateErrors(t *testing.T) {
 			want: `c.yaml:1: chunk_size: "2GiB": want 64KiB to 1GiB`, source: SourceFile, key: "chunk_size"},
 		{name: "s3 driver", args: append(requiredArgs(), "--s3-driver=boto"),
 			want: `--s3-driver=boto: want aws or minio`, source: SourceFlag, key: "--s3-driver"},
-		{name: "metrics address", args: append(requiredArgs(), "--metrics-listen=9400"),
-			want: `--metrics-listen=9400: want HOST:PORT, e.g. 127.0.0.1:9400`, source: SourceFlag, key: "--metrics-listen"},
-		{name: "metrics port", args: requiredArgs(), env: map[string]string{"BATON_METRICS_LISTEN": "127.0.0.1:99999"},
-			want: `BATON_METRICS_LISTEN="127.0.0.1:99999": want a port of 1 to 65535`, source: SourceEnv, key: "BATON_METRICS_LISTEN"},
-		{name: "metrics public without token", args: requiredArgs(), yaml: "metrics_listen: 0.0.0.0:9400\n",
-			want:   `c.yaml:1: metrics_listen: "0.0.0.0:9400": beyond loopback only with a metrics token (RunPod's proxy makes every HTTP port public); set --metrics-token or listen on 127.0.0.1`,
-			source: SourceFile, key: "metrics_listen"},
+		{name: "telemetry interval too short", args: append(requiredArgs(), "--telemetry-interval=10ms"),
+			want: `--telemetry-interval=10ms: want 0 (off) or 100ms to 1h`, source: SourceFlag, key: "--telemetry-interval"},
+		{name: "hang timeout too short", args: requiredArgs(), env: map[string]string{"BATON_HANG_TIMEOUT": "30s"},
+			want: `BATON_HANG_TIMEOUT="30s": want 0 (off) or at least 1m0s`, source: SourceEnv, key: "BATON_HANG_TIMEOUT"},
+		{name: "unknown hang action", args: append(requiredArgs(), "--on-hang=reboot"),
+			want: `--on-hang=reboot: want restart, give-up or report`, source: SourceFlag, key: "--on-hang"},
+		{name: "telemetry upload too often", args: append(requiredArgs(), "--telemetry-upload=1s"),
+			want: `--telemetry-upload=1s: want 0 (keep telemetry local) or at least 10s`, source: SourceFlag, key: "--telemetry-upload"},
+		{name: "metrics address", args: append(requiredArgs(), "--metrics-addr=9400"),
+			want: `--metrics-addr=9400: want HOST:PORT, e.g. 127.0.0.1:9400`, source: SourceFlag, key: "--metrics-addr"},
+		{name: "metrics port", args: requiredArgs(), env: map[string]string{"BATON_METRICS_ADDR": "127.0.0.1:99999"},
+			want: `BATON_METRICS_ADDR="127.0.0.1:99999": want a port of 1 to 65535`, source: SourceEnv, key: "BATON_METRICS_ADDR"},
+		{name: "metrics public without token", args: requiredArgs(), yaml: "metrics_addr: 0.0.0.0:9400\n",
+			want:   `c.yaml:1: metrics_addr: "0.0.0.0:9400": beyond loopback only with a metrics token (RunPod's proxy makes every HTTP port public); set --metrics-token or listen on 127.0.0.1`,
+			source: SourceFile, key: "metrics_addr"},
 		{name: "log format", args: requiredArgs(), env: map[string]string{"BATON_LOG_FORMAT": "xml"},
 			want: `BATON_LOG_FORMAT="xml": want auto, json or text`, source: SourceEnv, key: "BATON_LOG_FORMAT"},
 		{name: "pid file", args: append(requiredArgs(), "--detach", "--pid-file="),
@@ -170,7 +178,7 @@ func TestMetricsAddresses(t *testing.T) {
 		{":http", "", false},
 		{"127.0.0.1:0", "", false},
 	} {
-		c, _, err := load(append(requiredArgs(), "--metrics-listen="+tc.listen, "--metrics-token="+tc.token), nil, nil)
+		c, _, err := load(append(requiredArgs(), "--metrics-addr="+tc.listen, "--metrics-token="+tc.token), nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -200,7 +208,7 @@ func TestSecretsNotEchoed(t *testing.T) {
 		{name: "credentials in a data URL", env: map[string]string{"BATON_DATA": "s3://u:" + secret + "@b/p=/d"}},
 		{name: "token as git username in a bad code URL", env: map[string]string{"BATON_CODE": "https://" + secret + "@example.com/x"}},
 		{name: "credentials in a data URL that does not parse", env: map[string]string{"BATON_DATA": "s3://u:" + secret + "@b/p"}},
-		{name: "token over a public metrics address", args: []string{"--metrics-listen=0.0.0.0:1", "--metrics-token= " + secret}},
+		{name: "token over a public metrics address", args: []string{"--metrics-addr=0.0.0.0:1", "--metrics-token= " + secret}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := map[string]string{"BATON_STORE": "/tmp/store", "BATON_RUN_ID": "r1"}
