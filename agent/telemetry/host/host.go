@@ -39,6 +39,24 @@ type Reading struct {
 	Network Network `json:"network"`
 	// Process is baton's own process.
 	Process Process `json:"process"`
+	// Errors says, by part ("cpu", "memory", "network", "process"), why a
+	// part could not be read; that part's numbers are then zero and not to
+	// be trusted. A disk's error is in Disk.Error.
+	Errors map[string]string `json:"errors,omitempty"`
+}
+
+// The parts of a Reading that Reading.Errors names.
+const (
+	PartCPU     = "cpu"
+	PartMemory  = "memory"
+	PartNetwork = "network"
+	PartProcess = "process"
+)
+
+// OK reports whether part (PartCPU, ...) was read.
+func (r Reading) OK(part string) bool {
+	_, failed := r.Errors[part]
+	return !failed
 }
 
 // RecordType names a Reading in the run's telemetry records ("host").
@@ -185,12 +203,16 @@ func (s *Sampler) Sample(ctx context.Context) (Reading, error) {
 		return Reading{}, fmt.Errorf("host telemetry: %w", err)
 	}
 	var errs []error
-	fail := func(part string, err error) {
-		errs = append(errs, fmt.Errorf("host telemetry: %s: %w", part, err))
-	}
-
 	now := s.clock()
 	r := Reading{Time: now}
+	fail := func(part string, err error) {
+		errs = append(errs, fmt.Errorf("host telemetry: %s: %w", part, err))
+		if r.Errors == nil {
+			r.Errors = map[string]string{}
+		}
+		r.Errors[part] = err.Error()
+	}
+
 	cpu, cpuErr := s.src.cpu(ctx)
 	nets, netErr := s.src.net(ctx)
 	prev := s.prev
@@ -201,12 +223,12 @@ func (s *Sampler) Sample(ctx context.Context) (Reading, error) {
 		r.IntervalSeconds = elapsed
 	}
 	if cpuErr != nil {
-		fail("cpu", cpuErr)
+		fail(PartCPU, cpuErr)
 	} else if prev.cpuOK {
 		r.CPUPercent = cpuPercent(prev.cpu, cpu)
 	}
 	if netErr != nil {
-		fail("network", netErr)
+		fail(PartNetwork, netErr)
 	} else {
 		for _, c := range nets {
 			r.Network.RxBytes += c.rx
@@ -229,19 +251,19 @@ func (s *Sampler) Sample(ctx context.Context) (Reading, error) {
 
 	var err error
 	if r.Memory, err = s.src.memory(ctx); err != nil {
-		fail("memory", err)
+		fail(PartMemory, err)
 	}
 	for _, d := range s.disks {
 		got, err := s.src.disk(ctx, d.Path)
 		if err != nil {
-			fail(fmt.Sprintf("disk %q (%s)", d.Role, d.Path), err)
+			errs = append(errs, fmt.Errorf("host telemetry: disk %q (%s): %w", d.Role, d.Path, err))
 			got = Disk{Error: err.Error()}
 		}
 		got.Role, got.Path = d.Role, d.Path
 		r.Disks = append(r.Disks, got)
 	}
 	if r.Process, err = s.src.process(ctx); err != nil {
-		fail("process", err)
+		fail(PartProcess, err)
 	}
 	return r, errors.Join(errs...)
 }

@@ -22,8 +22,8 @@ func TestRealReading(t *testing.T) {
 		t.Fatal(err)
 	}
 	r, err := s.Sample(t.Context())
-	if err != nil {
-		t.Fatalf("sample: %v", err)
+	if err != nil || len(r.Errors) != 0 {
+		t.Fatalf("sample: %v %v", err, r.Errors)
 	}
 	if r.Time.IsZero() {
 		t.Error("no time")
@@ -109,7 +109,7 @@ func TestMissingDisk(t *testing.T) {
 	if ws.Error != "" || ws.TotalBytes == 0 {
 		t.Errorf("good disk %+v", ws)
 	}
-	if r.Memory.TotalBytes == 0 || r.Process.RSSBytes == 0 {
+	if r.Memory.TotalBytes == 0 || r.Process.RSSBytes == 0 || len(r.Errors) != 0 {
 		t.Errorf("the rest of the reading is missing: %+v", r)
 	}
 }
@@ -219,6 +219,12 @@ func TestRates(t *testing.T) {
 		if (err != nil) != st.wantErr {
 			t.Fatalf("%s: error %v, want error %v", st.name, err, st.wantErr)
 		}
+		if r.OK(PartNetwork) == st.wantErr || (st.wantErr && !strings.Contains(r.Errors[PartNetwork], "no /proc/net/dev")) {
+			t.Errorf("%s: errors %v, want the network's error exactly when the sample failed", st.name, r.Errors)
+		}
+		if !r.OK(PartCPU) || !r.OK(PartMemory) || !r.OK(PartProcess) {
+			t.Errorf("%s: errors %v for parts that were read", st.name, r.Errors)
+		}
 		if !r.Time.Equal(clock.now) {
 			t.Errorf("%s: time %v, want %v", st.name, r.Time, clock.now)
 		}
@@ -309,7 +315,7 @@ func TestJSON(t *testing.T) {
 			t.Errorf("%s lacks %s", b, key)
 		}
 	}
-	if strings.Contains(string(b), `"error"`) {
+	if strings.Contains(string(b), `"error`) {
 		t.Errorf("%s: a disk without error carries an error field", b)
 	}
 	if r.RecordType() != "host" {
