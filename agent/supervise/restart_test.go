@@ -204,3 +204,49 @@ func TestRunWithRestartsPrepareError(t *testing.T) {
 		t.Errorf("exit = %v, want the failed attempt 0", exit)
 	}
 }
+
+// TestInterruptRestarts interrupts a trainer that ignores SIGTERM (a hung
+// one): it is killed after the grace period, the exit is not a requested
+// stop, and the policy starts it again.
+func TestInterruptRestarts(t *testing.T) {
+	r := newTestReaper(t, ReaperOptions{})
+	s := newTestSupervisor(t, r)
+	if s.Interrupt(0) {
+		t.Error("Interrupt with no trainer running reported one")
+	}
+	out := newLineWatch("hung 0")
+	go func() {
+		select {
+		case <-out.seen("hung 0"):
+			if !s.Interrupt(syscall.SIGTERM) {
+				t.Error("Interrupt found no trainer running")
+			}
+		case <-t.Context().Done():
+		}
+	}()
+	var attempts []int
+	var exits []Exit
+	p := Policy{MaxRestarts: 1, Sleep: func(context.Context, time.Duration) error { return nil },
+		OnExit: func(_ int, e Exit, _ bool) { exits = append(exits, e) }}
+	exit, err := s.RunWithRestarts(testContext(t), p, func(_ context.Context, attempt int) (Spec, error) {
+		attempts = append(attempts, attempt)
+		if attempt == 0 {
+			spec := shSpec("trap '' TERM\necho hung 0\nexec sleep 1000")
+			spec.Stdout, spec.Grace = out, 50*time.Millisecond
+			return spec, nil
+		}
+		return shSpec("exit 0"), nil
+	})
+	if err != nil {
+		t.Fatalf("RunWithRestarts: %v", err)
+	}
+	if !slices.Equal(attempts, []int{0, 1}) || !exit.Success() {
+		t.Fatalf("attempts %v ending in %v; want [0 1] ending in success", attempts, exit)
+	}
+	if first := exits[0]; first.Signal != syscall.SIGKILL || !first.Escalated || first.Stopped {
+		t.Errorf("interrupted attempt = %+v; want killed after the grace period, not a requested stop", first)
+	}
+	if s.StopRequested() {
+		t.Error("Interrupt left the supervisor stopped")
+	}
+}

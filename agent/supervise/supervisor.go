@@ -69,6 +69,7 @@ type Supervisor struct {
 	mu      sync.Mutex
 	running bool
 	current *Child
+	kick    chan struct{} // the current run's interrupt: starts its grace period
 	stopped bool
 	stopSig syscall.Signal
 }
@@ -113,6 +114,30 @@ func (s *Supervisor) Stop(sig syscall.Signal) {
 	if s.current != nil {
 		s.forward(s.current, sig)
 	}
+}
+
+// Interrupt stops the running trainer as Stop does (sig, SIGTERM when 0, to
+// its group at once; SIGKILL when the grace period has passed) but leaves
+// the Supervisor running: the exit counts as the trainer's own, so
+// RunWithRestarts starts it again if its policy allows. It is how a hung
+// trainer is restarted. It reports whether a trainer was running; it never
+// blocks.
+func (s *Supervisor) Interrupt(sig syscall.Signal) bool {
+	if sig == 0 {
+		sig = syscall.SIGTERM
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.current == nil {
+		return false
+	}
+	s.log.Info("interrupting the trainer", "signal", sig.String(), "pgid", s.current.Pid())
+	s.forward(s.current, sig)
+	select {
+	case s.kick <- struct{}{}:
+	default: // already interrupted: its grace period runs
+	}
+	return true
 }
 
 // forward sends sig to c's group; s.mu is held.
@@ -197,8 +222,9 @@ func (s *Supervisor) Run(ctx context.Context, spec Spec) (Exit, error) {
 
 	// A stop requested between the start and this registration has not
 	// reached the group yet.
+	kick := make(chan struct{}, 1)
 	s.mu.Lock()
-	s.current = child
+	s.current, s.kick = child, kick
 	if s.stopped {
 		s.forward(child, s.stopSig)
 	}
@@ -207,6 +233,12 @@ func (s *Supervisor) Run(ctx context.Context, spec Spec) (Exit, error) {
 	stopping := s.stopping
 	ctxDone := ctx.Done()
 	var graceC <-chan time.Time
+	startGrace := func() { // once: a stop after an interrupt does not extend it
+		if graceC == nil {
+			t := time.NewTimer(grace)
+			graceC = t.C
+		}
+	}
 	escalated, canceled := false, false
 wait:
 	for {
@@ -219,11 +251,12 @@ wait:
 			s.Stop(syscall.SIGTERM)
 		case <-stopping:
 			stopping = nil
-			t := time.NewTimer(grace)
-			defer t.Stop()
-			graceC = t.C
+			startGrace()
+		case <-kick:
+			kick = nil
+			startGrace()
 		case <-graceC:
-			graceC = nil
+			graceC = make(chan time.Time) // spent; never fires again
 			escalated = true
 			s.log.Warn("trainer outlived the grace period; killing its group", "pgid", child.Pid(), "grace", grace)
 			s.mu.Lock()
@@ -240,7 +273,7 @@ wait:
 		}
 	}
 	s.mu.Lock()
-	s.current = nil
+	s.current, s.kick = nil, nil
 	stopped := s.stopped
 	s.mu.Unlock()
 
