@@ -45,4 +45,28 @@ case "$want" in
     fi
     ;;
 esac
+
+# --- image tools (explicit only: `install-test-servers.sh image-tools`) -------
+# buildah, debootstrap and shellcheck from Debian's packages, for the image
+# tests (go test ./images ./scripts): buildah builds the Dockerfiles with the
+# vfs storage driver and chroot isolation on a base debootstrap makes. Needs
+# root and apt-get; does nothing when all three are there.
+install_image_tools() {
+  local missing=() tool
+  for tool in buildah debootstrap shellcheck; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+  done
+  [ "${#missing[@]}" = 0 ] && return 0
+  if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" != 0 ]; then
+    echo "image-tools: ${missing[*]} missing; install them as root with apt-get" >&2
+    return 1
+  fi
+  echo "installing ${missing[*]} from Debian's packages..." >&2
+  (apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 ||
+    { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; }) >&2
+}
+case "$want" in
+  image-tools) install_image_tools ;;
+esac
+
 echo "$bin"

@@ -1,0 +1,6 @@
+// Package images holds baton's ready images (one Dockerfile per directory:
+// pytorch, slim) and their tests; it has no Go code of its own. The tests
+// build the root Dockerfile and every image with buildah on a local Debian
+// base, run baton inside the images, and parse every Dockerfile with
+// BuildKit's parser and linter. See internal/imagetest for what they need.
+package images
