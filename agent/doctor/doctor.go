@@ -202,6 +202,7 @@ func Run(ctx context.Context, o Options) Report {
 	r.Checks = append(r.Checks, platformCheck, configCheck)
 	r.Checks = append(r.Checks, diskChecks...)
 	r.Checks = append(r.Checks, storeCheck)
+	redactFacts(&r, o.Redact)
 	r.Status = OK
 	for i := range r.Checks {
 		c := &r.Checks[i]
@@ -214,6 +215,22 @@ func Run(ctx context.Context, o Options) Report {
 		r.ExitCode = 1
 	}
 	return r
+}
+
+// redactFacts removes secrets from the texts of the facts that come from
+// outside baton: the store's errors, the settings' values, the disks' errors.
+func redactFacts(r *Report, redact func(string) string) {
+	if r.Store != nil {
+		for i := range r.Store.Steps {
+			r.Store.Steps[i].Error = redact(r.Store.Steps[i].Error)
+		}
+	}
+	for i := range r.Config.Settings {
+		r.Config.Settings[i].Value = redact(r.Config.Settings[i].Value)
+	}
+	for i := range r.Disks {
+		r.Disks[i].Error = redact(r.Disks[i].Error)
+	}
 }
 
 // timed runs f and sets the duration of the check it returns.

@@ -279,7 +279,7 @@ func kindWords(s *StoreStep) string {
 	case "unreachable":
 		return "endpoint unreachable"
 	case "timeout":
-		return fmt.Sprintf("endpoint unreachable: no answer within %s", stepTimeout)
+		return "endpoint unreachable: no answer within " + fmtMillis(s.DurationMS)
 	case "not_enforced":
 		return "the store accepted a second create-only write of the same key"
 	case "mismatch":

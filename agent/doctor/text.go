@@ -59,7 +59,7 @@ func (r Report) summary() string {
 		return fmt.Sprintf("%s: baton cannot run here as configured (required: %s); exit status 1", counts, strings.Join(required, ", "))
 	}
 	if warns+fails == 0 {
-		return "everything baton needs is in place"
+		return "everything baton needs is in place; nothing required is broken"
 	}
 	s := counts + "; nothing required is broken"
 	if len(other) > 0 {
