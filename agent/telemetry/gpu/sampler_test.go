@@ -477,7 +477,7 @@ func TestSlowQueriesEverySlowEvery(t *testing.T) {
 }
 
 // TestLatestDoesNotWaitForNVML holds a round inside an NVML call and checks
-// that Latest answers with the previous round meanwhile.
+// that Latest and a scrape answer with the previous round meanwhile.
 func TestLatestDoesNotWaitForNVML(t *testing.T) {
 	srv := newH100(2)
 	var (
@@ -510,6 +510,11 @@ func TestLatestDoesNotWaitForNVML(t *testing.T) {
 	go func() { latest <- h.s.Latest() }()
 	if got := within(t, latest); len(got) != 2 || *got[0].UtilGPU != 1 {
 		t.Errorf("Latest during a stuck round = %+v, want the first round", got)
+	}
+	scraped := make(chan int, 1)
+	go func() { scraped <- countSeries(t, h.s.Collector("host")) }()
+	if n := within(t, scraped); n == 0 {
+		t.Errorf("a scrape during a stuck round exported nothing")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
