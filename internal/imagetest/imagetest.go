@@ -51,6 +51,13 @@ func Need(t testing.TB, names ...string) map[string]string {
 	if os.Geteuid() != 0 {
 		Unavailable(t, "image tests need root (debootstrap, chroot, buildah)")
 	}
+	return LookPath(t, names...)
+}
+
+// LookPath returns the paths of the named commands, or calls Unavailable
+// when one is missing.
+func LookPath(t testing.TB, names ...string) map[string]string {
+	t.Helper()
 	paths := make(map[string]string, len(names))
 	var missing []string
 	for _, n := range names {
@@ -135,7 +142,11 @@ func Root(t testing.TB) string {
 // and PID namespaces with a fresh /proc, so nothing it mounts or leaves
 // running outlives it. env is its whole environment.
 func Chroot(ctx context.Context, root string, env []string, argv ...string) *exec.Cmd {
-	args := append([]string{"--mount", "--pid", "--fork", "--mount-proc=" + filepath.Join(root, "proc"), "chroot", root}, argv...)
+	chroot, err := exec.LookPath("chroot") // here, not by unshare with env's PATH
+	if err != nil {
+		chroot = "/usr/sbin/chroot"
+	}
+	args := append([]string{"--mount", "--pid", "--fork", "--mount-proc=" + filepath.Join(root, "proc"), chroot, root}, argv...)
 	cmd := exec.CommandContext(ctx, "unshare", args...)
 	cmd.Env = env
 	return cmd
