@@ -3,7 +3,6 @@ package gpu
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -12,102 +11,23 @@ import (
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
-	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxh100"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
+	"github.com/batonrun/baton/agent/telemetry/gpu/gputest"
 )
 
-// The H100 the mock answers like: go-nvml's DGX H100 server model gives the
-// devices (name, memory, PCI device id, driver 550.54.15, CUDA 12.4); it
-// answers none of the telemetry queries, so setH100 adds them.
+// The mock H100 lives in package gputest, shared with other packages' tests.
 const (
 	gib = 1 << 30
 
-	h100Total    = 81920 * mib // gpus.H100_SXM5_80GB.MemoryMB
-	h100Reserved = 512 * mib
-	h100Used     = 70 * gib
+	h100Total    = gputest.H100Total
+	h100Reserved = gputest.H100Reserved
+	h100Used     = gputest.H100Used
 )
 
-// newH100 returns a DGX H100 model cut down to n GPUs, each answering every
-// query the Sampler makes. Events are unsupported unless a test says otherwise.
-func newH100(n int) *server.Server {
-	srv := dgxh100.New()
-	srv.Devices = srv.Devices[:n]
-	for i := range srv.Devices {
-		setH100(dev(srv, i), i)
-	}
-	srv.EventSetCreateFunc = func() (nvml.EventSet, nvml.Return) { return nil, nvml.ERROR_NOT_SUPPORTED }
-	return srv
-}
-
-func dev(srv *server.Server, i int) *server.Device { return srv.Devices[i].(*server.Device) }
-
-func uuidOf(i int) string { return fmt.Sprintf("GPU-00000000-0000-0000-0000-%012d", i) }
-
-func busOf(i int) string { return fmt.Sprintf("00000000:%02X:00.0", 0x18+0x10*i) }
-
-// setH100 makes device i answer like a busy H100 SXM5 80GB; values differ by i
-// where that helps tell the GPUs apart.
-func setH100(d *server.Device, i int) {
-	d.UUID = uuidOf(i)
-	d.PciBusID = busOf(i)
-	d.GetPciInfoFunc = func() (nvml.PciInfo, nvml.Return) {
-		p := nvml.PciInfo{PciDeviceId: d.Config.PciDeviceId}
-		for j, c := range d.PciBusID {
-			p.BusId[j] = int8(c)
-		}
-		return p, nvml.SUCCESS
-	}
-	d.GetMemoryInfoFunc = func() (nvml.Memory, nvml.Return) {
-		return nvml.Memory{Total: h100Total, Used: h100Used + h100Reserved, Free: h100Total - h100Used - h100Reserved}, nvml.SUCCESS
-	}
-	d.GetMemoryInfo_v2Func = func() (nvml.Memory_v2, nvml.Return) {
-		return nvml.Memory_v2{Total: h100Total, Reserved: h100Reserved, Used: h100Used, Free: h100Total - h100Used - h100Reserved}, nvml.SUCCESS
-	}
-	d.GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) {
-		return nvml.Utilization{Gpu: uint32(90 + i), Memory: uint32(40 + i)}, nvml.SUCCESS
-	}
-	d.GetTemperatureFunc = func(nvml.TemperatureSensors) (uint32, nvml.Return) { return uint32(50 + i), nvml.SUCCESS }
-	d.GetPowerUsageFunc = func() (uint32, nvml.Return) { return 612345, nvml.SUCCESS }
-	d.GetEnforcedPowerLimitFunc = func() (uint32, nvml.Return) { return 700000, nvml.SUCCESS }
-	d.GetTotalEnergyConsumptionFunc = func() (uint64, nvml.Return) { return 123456789, nvml.SUCCESS }
-	d.GetClockInfoFunc = func(c nvml.ClockType) (uint32, nvml.Return) {
-		switch c {
-		case nvml.CLOCK_SM:
-			return 1980, nvml.SUCCESS
-		case nvml.CLOCK_MEM:
-			return 2619, nvml.SUCCESS
-		}
-		return 0, nvml.ERROR_INVALID_ARGUMENT
-	}
-	reasons := uint64(nvml.ClocksEventReasonSwPowerCap)
-	if i > 0 {
-		reasons = nvml.ClocksEventReasonGpuIdle
-	}
-	d.GetCurrentClocksEventReasonsFunc = func() (uint64, nvml.Return) { return reasons, nvml.SUCCESS }
-	d.GetCurrentClocksThrottleReasonsFunc = func() (uint64, nvml.Return) { return reasons, nvml.SUCCESS }
-	d.GetPcieThroughputFunc = func(c nvml.PcieUtilCounter) (uint32, nvml.Return) {
-		if c == nvml.PCIE_UTIL_TX_BYTES {
-			return 1000, nvml.SUCCESS
-		}
-		return 2000, nvml.SUCCESS
-	}
-	d.GetPcieReplayCounterFunc = func() (int, nvml.Return) { return 3, nvml.SUCCESS }
-	d.GetTotalEccErrorsFunc = func(t nvml.MemoryErrorType, c nvml.EccCounterType) (uint64, nvml.Return) {
-		if t == nvml.MEMORY_ERROR_TYPE_CORRECTED && c == nvml.VOLATILE_ECC {
-			return 5, nvml.SUCCESS
-		}
-		return 0, nvml.SUCCESS
-	}
-	d.GetRemappedRowsFunc = func() (int, int, bool, bool, nvml.Return) { return 1, 0, false, false, nvml.SUCCESS }
-	d.GetComputeRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) {
-		return []nvml.ProcessInfo{{Pid: uint32(4242 + i), UsedGpuMemory: h100Used}}, nvml.SUCCESS
-	}
-	d.GetSupportedEventTypesFunc = func() (uint64, nvml.Return) {
-		return nvml.EventTypeXidCriticalError | nvml.EventTypeDoubleBitEccError | nvml.EventTypeSingleBitEccError |
-			nvml.EventTypePState | nvml.EventTypeClock, nvml.SUCCESS
-	}
-	d.RegisterEventsFunc = func(uint64, nvml.EventSet) nvml.Return { return nvml.SUCCESS }
-}
+func newH100(n int) *server.Server                 { return gputest.NewH100(n) }
+func dev(srv *server.Server, i int) *server.Device { return gputest.Dev(srv, i) }
+func uuidOf(i int) string                          { return gputest.UUID(i) }
+func busOf(i int) string                           { return gputest.BusID(i) }
 
 // fakeClock is a clock the test moves.
 type fakeClock struct {
