@@ -19,12 +19,18 @@ import (
 	"strconv"
 	"strings"
 	gosync "sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+
 	"github.com/batonrun/baton/agent/config"
+	"github.com/batonrun/baton/agent/metrics"
 	"github.com/batonrun/baton/agent/platform"
 	"github.com/batonrun/baton/agent/supervise"
+	"github.com/batonrun/baton/agent/telemetry/gpu"
+	"github.com/batonrun/baton/agent/telemetry/record"
 	"github.com/batonrun/baton/checkpoint"
 	bsync "github.com/batonrun/baton/sync"
 	"github.com/batonrun/baton/sync/storeurl"
@@ -57,12 +63,17 @@ type Deps struct {
 	// Signals delivers SIGTERM and SIGINT (stop the trainer) and SIGUSR1
 	// (commit now) sent to baton.
 	Signals <-chan os.Signal
+	// NVML is the GPU library (nil: the host's, through gpu.New); tests
+	// hand in go-nvml's mock.
+	NVML nvml.Interface
+	// Version is baton's version, for the metrics' baton_info.
+	Version string
 }
 
 // Run carries out one run of command under cfg (already validated) and
 // returns baton's exit status: the trainer's, or one of the Exit constants.
 func Run(ctx context.Context, cfg config.Config, command []string, d Deps) int {
-	a := &agent{cfg: cfg, deps: d, log: d.Logger}
+	a := &agent{cfg: cfg, deps: d, log: d.Logger, metrics: metrics.New(), reported: map[string]bool{}}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -89,6 +100,14 @@ type agent struct {
 	commitMu gosync.Mutex // one commit at a time
 	lost     chan struct{}
 	lostOnce gosync.Once
+
+	gpus       *gpu.Sampler // nil: no driver, or telemetry and the GPU check off
+	metrics    *metrics.Metrics
+	recorder   *record.Recorder // nil: telemetry stays local
+	lastOutput atomic.Int64     // Unix nanoseconds of the trainer's last output
+	reported   map[string]bool  // GPU problems logged, by UUID/kind; the monitor's own
+	gaveUp     atomic.Pointer[giveUp]
+	giveUpOnce gosync.Once
 }
 
 func (a *agent) run(ctx context.Context, command []string) (int, error) {
@@ -114,9 +133,26 @@ func (a *agent) run(ctx context.Context, command []string) (int, error) {
 		return ExitSetup, err
 	}
 	getenv := platform.Getenv(a.deps.Environ)
-	if a.store, err = storeurl.Open(ctx, a.cfg.Store, storeurl.Options{Driver: a.cfg.S3Driver, Getenv: getenv, MaxConns: a.cfg.Workers}); err != nil {
+	a.metrics.SetInfo(a.deps.Version, a.desc.Platform, a.cfg.RunID)
+	a.openGPUs()
+	defer a.closeGPUs()
+	if g := a.gpuGate(ctx); g != nil {
+		a.exitAction(ctx, false, getenv)
+		return g.code, errors.New(g.reason)
+	}
+	if a.gpus != nil {
+		if err := a.metrics.Register(a.gpus.Collector(a.desc.Host)); err != nil {
+			a.log.Warn("GPU metrics off", "err", err)
+		}
+	}
+	metricsCtx, stopMetrics := context.WithCancel(ctx)
+	defer stopMetrics()
+	a.startMetrics(metricsCtx)
+	store, err := storeurl.Open(ctx, a.cfg.Store, storeurl.Options{Driver: a.cfg.S3Driver, Getenv: getenv, MaxConns: a.cfg.Workers})
+	if err != nil {
 		return ExitSetup, fmt.Errorf("store: %w", err)
 	}
+	a.store = &countingStore{Store: store, set: a.metrics.SetTransfersInFlight}
 	holder := checkpoint.Holder{ID: holderID(a.desc), Host: a.desc.Host, Platform: a.desc.Platform}
 	a.repo, err = checkpoint.Open(a.store, checkpoint.Options{
 		Run: a.cfg.RunID, Holder: holder, ChunkSize: int64(a.cfg.ChunkSize), Workers: a.cfg.Workers,
@@ -132,6 +168,7 @@ func (a *agent) run(ctx context.Context, command []string) (int, error) {
 	if err != nil {
 		return ExitSetup, fmt.Errorf("lease: %w", err)
 	}
+	a.metrics.SetLease(true)
 	a.lost = make(chan struct{})
 	renewCtx, stopRenew := context.WithCancel(ctx)
 	defer stopRenew()
@@ -152,6 +189,8 @@ func (a *agent) run(ctx context.Context, command []string) (int, error) {
 	}
 	a.openLog()
 	defer a.closeLog()
+	a.startRecorder(strings.TrimSuffix(a.logSegment, ".log"))
+	defer a.closeRecorder()
 	exit, err := a.supervise(ctx, command, resumeFrom)
 	if a.isLost() {
 		return ExitLeaseLost, fmt.Errorf("%w: the trainer was stopped", checkpoint.ErrLeaseLost)
@@ -161,6 +200,11 @@ func (a *agent) run(ctx context.Context, command []string) (int, error) {
 	}
 	a.finalCommit(ctx)
 	a.release(ctx)
+	if g := a.gaveUp.Load(); g != nil {
+		a.exitAction(ctx, false, getenv)
+		a.log.Error("host given up", "reason", g.reason, "status", g.code)
+		return g.code, nil
+	}
 	if errors.Is(err, supervise.ErrStopRequested) {
 		// The stop came from outside (the platform stopping the pod, a user's
 		// Ctrl-C): the machine's fate is already being decided elsewhere, and
@@ -210,6 +254,7 @@ func (a *agent) renew(ctx context.Context) {
 
 func (a *agent) markLost(err error) {
 	a.lostOnce.Do(func() {
+		a.metrics.SetLease(false)
 		a.log.Error("lease lost: another host took the run over; stopping the trainer, committing nothing more", "err", err)
 		close(a.lost)
 	})
@@ -293,6 +338,7 @@ func (a *agent) supervise(ctx context.Context, command []string, resumeFrom int6
 		return supervise.Exit{}, err
 	}
 	go a.handleSignals(loopCtx, sup, trigger)
+	go a.monitor(loopCtx, sup)
 	loopDone := make(chan struct{})
 	go func() {
 		defer close(loopDone)
@@ -316,6 +362,7 @@ func (a *agent) supervise(ctx context.Context, command []string, resumeFrom int6
 		OnExit: func(attempt int, exit supervise.Exit, restart bool) {
 			a.log.Info("trainer exited", "attempt", attempt, "exit", exit.String(), "restart", restart)
 			if restart {
+				a.metrics.TrainerRestarted()
 				a.commitNow(ctx, "before a restart") // the next attempt resumes from what this one saved
 			}
 		},
@@ -379,10 +426,10 @@ func (a *agent) openLog() {
 
 // tee copies w's writes into the log segment as well.
 func (a *agent) tee(w io.Writer) io.Writer {
-	if a.logFile == nil {
-		return w
+	if a.logFile != nil {
+		w = io.MultiWriter(w, a.logFile)
 	}
-	return io.MultiWriter(w, a.logFile)
+	return progressWriter{w: w, last: &a.lastOutput}
 }
 
 // uploadLog stores the log segment as it is now (after each commit, and at

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/batonrun/baton/agent/metrics"
 	"github.com/batonrun/baton/agent/platform"
 	"github.com/batonrun/baton/agent/supervise"
 	"github.com/batonrun/baton/checkpoint"
@@ -53,15 +54,19 @@ func (a *agent) commitNow(ctx context.Context, reason string) error {
 	m, err := a.repo.Commit(ctx, a.lease, a.dir, map[string]string{"reason": reason})
 	switch {
 	case errors.Is(err, checkpoint.ErrLeaseLost):
+		a.metrics.CommitDone(time.Since(start), 0, 0, metrics.ResultFailed)
 		a.markLost(err)
 		return err
 	case errors.Is(err, checkpoint.ErrDirChanged):
+		a.metrics.CommitDone(time.Since(start), 0, 0, metrics.ResultDropped)
 		a.log.Info("commit dropped: the trainer was still writing; the next one will catch it", "reason", reason, "err", err)
 		return err
 	case err != nil:
+		a.metrics.CommitDone(time.Since(start), 0, 0, metrics.ResultFailed)
 		a.log.Error("commit failed", "reason", reason, "err", err)
 		return err
 	}
+	a.metrics.CommitDone(time.Since(start), m.NewBytes, m.Size-m.NewBytes, metrics.ResultOK)
 	a.log.Info("checkpoint committed", "seq", m.Seq, "reason", reason, "files", len(m.Files), "bytes", m.Size,
 		"new_bytes", m.NewBytes, "took", time.Since(start).Round(time.Millisecond).String())
 	if reason != "final" {
@@ -142,6 +147,7 @@ func (a *agent) release(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
+	a.metrics.SetLease(false)
 	if err := a.lease.Release(ctx); err != nil {
 		a.log.Warn("could not release the lease; the next host waits for it to expire", "err", err)
 	}

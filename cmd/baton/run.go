@@ -51,7 +51,7 @@ func (c *runCmd) Run(ctx context.Context, args []string) error {
 	defer signal.Stop(sigs)
 	code := agent.Run(context.WithoutCancel(ctx), cfg, command, agent.Deps{
 		Environ: c.env.environ, Root: os.DirFS("/"), Stdout: c.env.stdout, Stderr: c.env.stderr,
-		Logger: log, Signals: sigs,
+		Logger: log, Signals: sigs, Version: version,
 	})
 	if code != 0 {
 		return exitCode(code)
