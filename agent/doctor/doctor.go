@@ -92,6 +92,8 @@ type Report struct {
 	Platform platform.Description `json:"platform"`
 	// Config is the configuration as "baton run" would read it.
 	Config ConfigFacts `json:"config"`
+	// GPU is what NVML reported; nil when it could not be opened.
+	GPU *GPUFacts `json:"gpu"`
 	// Disks are the disks of the checkpoint directory and the workspace.
 	Disks []DiskFacts `json:"disks"`
 	// Store is the round trip through the store; nil when no store is set.
@@ -132,6 +134,15 @@ type Options struct {
 	// ConfigProblem is the first problem LoadConfig found, or nil.
 	ConfigProblem error
 
+	// RequireGPU makes the GPU checks required: no driver, no GPU or an
+	// unhealthy GPU fails the report. Without it an unhealthy GPU still
+	// fails it while baton run's --gpu-check (Config.GPUCheck) is on.
+	RequireGPU bool
+	// OpenGPUs opens NVML (gpu.Open in production). It returns an error
+	// wrapping gpu.ErrNoDriver when the machine has no NVIDIA driver; nil
+	// is taken as no driver.
+	OpenGPUs func(ctx context.Context) (GPUs, error)
+
 	// Disk measures the file system that holds a directory; nil: HostDisk.
 	Disk DiskMeter
 
@@ -156,6 +167,8 @@ type Options struct {
 const (
 	// DefaultTimeout bounds a whole run.
 	DefaultTimeout = 30 * time.Second
+	// GPUTimeout bounds opening NVML and one sample of every GPU.
+	GPUTimeout = 10 * time.Second
 	// DiskTimeout bounds measuring each disk.
 	DiskTimeout = 5 * time.Second
 	// StoreTimeout bounds the store's whole round trip.
@@ -188,9 +201,15 @@ func Run(ctx context.Context, o Options) Report {
 
 	var (
 		wg         sync.WaitGroup
+		gpuChecks  []Check
 		diskChecks []Check
 		storeCheck Check
 	)
+	wg.Go(func() {
+		start := o.Now()
+		gpuChecks, r.GPU = checkGPUs(ctx, o, desc)
+		gpuChecks[0].DurationMS = millis(o.Now().Sub(start))
+	})
 	wg.Go(func() { diskChecks, r.Disks = checkDisks(ctx, o, desc) })
 	wg.Go(func() {
 		start := o.Now()
@@ -200,6 +219,7 @@ func Run(ctx context.Context, o Options) Report {
 	wg.Wait()
 
 	r.Checks = append(r.Checks, platformCheck, configCheck)
+	r.Checks = append(r.Checks, gpuChecks...)
 	r.Checks = append(r.Checks, diskChecks...)
 	r.Checks = append(r.Checks, storeCheck)
 	redactFacts(&r, o.Redact)

@@ -429,7 +429,7 @@ func TestJSONRoundTrip(t *testing.T) {
 	if err := json.Unmarshal(buf.Bytes(), &top); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"schema", "version", "time", "status", "exit_code", "checks", "platform", "config", "disks", "store"}
+	want := []string{"schema", "version", "time", "status", "exit_code", "checks", "platform", "config", "gpu", "disks", "store"}
 	for _, k := range want {
 		if _, ok := top[k]; !ok {
 			t.Errorf("no %q in the JSON", k)

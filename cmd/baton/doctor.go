@@ -5,21 +5,23 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 
 	"github.com/batonrun/baton/agent/config"
 	"github.com/batonrun/baton/agent/doctor"
+	"github.com/batonrun/baton/agent/telemetry/gpu"
 	bsync "github.com/batonrun/baton/sync"
 	"github.com/batonrun/baton/sync/storeurl"
 )
 
-const doctorSynopsis = "doctor [--json] [--timeout D] [RUN FLAGS] [-- CMD ARGS...]"
+const doctorSynopsis = "doctor [--json] [--require-gpu] [--timeout D] [RUN FLAGS] [-- CMD ARGS...]"
 
 const doctorUsage = `
 baton doctor shows what baton sees here: the platform, the configuration as
-"baton run" would read it, the free space of the checkpoint and workspace
-disks, and whether the store is reachable and
+"baton run" would read it, the GPUs and their health (NVML), the free space
+of the checkpoint and workspace disks, and whether the store is reachable and
 writable (a real round trip under .baton-doctor/ in the store, deleted after).
 Each line is ok, warn or fail with its reason; docs/doctor.md explains them.
 
@@ -30,7 +32,9 @@ which a disk warns.
 
 Exit status: 0 when nothing required is broken, 1 when a required check
 fails (the store is set but not writable, the configuration would stop baton
-run), 2 for bad usage.
+run, a GPU is unhealthy while baton run's --gpu-check is on, or --require-gpu
+and no healthy GPU), 2 for bad usage. No NVIDIA driver is a warning unless
+--require-gpu.
 `
 
 // doctorCmd is "baton doctor": what baton sees on this host.
@@ -39,6 +43,7 @@ type doctorCmd struct{ env env }
 func (c *doctorCmd) Run(ctx context.Context, args []string) error {
 	fs := newFlagSet("doctor", c.env.stderr, doctorSynopsis)
 	asJSON := fs.Bool("json", false, "print the report as JSON (schema in docs/doctor.md)")
+	requireGPU := fs.Bool("require-gpu", false, "fail unless NVML works and sees a GPU, and every GPU is healthy")
 	timeout := fs.Duration("timeout", doctor.DefaultTimeout, "bound on the whole check; each check has a shorter deadline of its own")
 	defaultUsage := fs.Usage
 	fs.Usage = func() {
@@ -71,6 +76,14 @@ func (c *doctorCmd) Run(ctx context.Context, args []string) error {
 		ConfigProblem: problem,
 		OpenStore: func(ctx context.Context, url string) (bsync.Store, error) {
 			return storeurl.Open(ctx, url, storeurl.Options{Driver: cfg.S3Driver, Getenv: c.env.getenv, MaxConns: 4})
+		},
+		RequireGPU: *requireGPU,
+		OpenGPUs: func(context.Context) (doctor.GPUs, error) {
+			s, err := gpu.Open(gpu.New(), gpu.Options{Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				return nil, err // not a nil *Sampler inside the interface
+			}
+			return s, nil
 		},
 		Redact:  func(s string) string { return redact(s, c.env.environ) },
 		Timeout: *timeout,

@@ -111,7 +111,7 @@ func TestDoctorExitStatus(t *testing.T) {
 		want []string // in stdout (exit 0 or 1) or stderr (exit 2)
 	}{
 		{"nothing configured", nil, nil, exitOK, []string{"config           warn  baton run: --store: required", "store            warn  no store set"}},
-		{"file store", good, nil, exitOK, []string{"store            ok    file://", "everything baton needs is in place"}},
+		{"file store", good, nil, exitOK, []string{"store            ok    file://", "nothing required is broken"}},
 		{"run's flags, as baton run reads them", nil,
 			[]string{"--store", good["BATON_STORE"], "--run", "r2", "--checkpoint-dir", "ck", "--detach", "--", "python", "train.py"},
 			exitOK, []string{"config           ok    run r2: " + filepath.Join(dir, "ck") + " committed every 10m"}},
@@ -125,7 +125,7 @@ func TestDoctorExitStatus(t *testing.T) {
 		{"unknown flag", good, []string{"--frob"}, exitUsage, []string{"baton doctor: --frob: unknown flag"}},
 		{"bad timeout", good, []string{"--timeout=0s"}, exitUsage, []string{"--timeout=0s: want a positive duration"}},
 		{"bad timeout variable", with(good, "BATON_TIMEOUT", "soon"), nil, exitUsage, []string{`BATON_TIMEOUT="soon"`}},
-		{"help", nil, []string{"-h"}, exitUsage, []string{"Usage: baton doctor", "--timeout", "Exit status: 0 when nothing required is broken"}},
+		{"help", nil, []string{"-h"}, exitUsage, []string{"Usage: baton doctor", "--require-gpu", "Exit status: 0 when nothing required is broken"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -171,6 +171,46 @@ func TestDoctorJSON(t *testing.T) {
 	for _, c := range rep.Checks {
 		if c.Status != doctor.OK && c.Status != doctor.Warn && c.Status != doctor.Fail || c.Reason == "" {
 			t.Fatalf("check %+v", c)
+		}
+	}
+}
+
+// TestDoctorGPU runs the real NVML binding: on a machine without a driver
+// the GPU line warns, and fails with --require-gpu; on a GPU machine it
+// names the GPUs.
+func TestDoctorGPU(t *testing.T) {
+	for _, require := range []bool{false, true} {
+		args := []string{"--json"}
+		if require {
+			args = append(args, "--require-gpu")
+		}
+		r := execDoctor(t, t.TempDir(), nil, args...)
+		var rep doctor.Report
+		if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+			t.Fatalf("not JSON: %v\n%s\n%s", err, r.stdout, r.stderr)
+		}
+		var g doctor.Check
+		for _, c := range rep.Checks {
+			if c.Name == "gpu" {
+				g = c
+			}
+		}
+		if g.Required != require {
+			t.Fatalf("--require-gpu=%v: gpu check %+v", require, g)
+		}
+		if rep.GPU == nil { // no driver here
+			wantStatus, wantCode := doctor.Warn, exitOK
+			if require {
+				wantStatus, wantCode = doctor.Fail, exitFailure
+			}
+			if g.Status != wantStatus || g.Reason != "no NVIDIA driver: GPU telemetry off" || r.code != wantCode {
+				t.Fatalf("--require-gpu=%v: exit %d, gpu check %+v", require, r.code, g)
+			}
+			continue
+		}
+		t.Logf("NVML: driver %s, CUDA %s, %d GPUs: %s", rep.GPU.Driver, rep.GPU.CUDA, len(rep.GPU.Devices), g.Reason)
+		if len(rep.GPU.Devices) == 0 || !strings.Contains(g.Reason, "driver "+rep.GPU.Driver) {
+			t.Fatalf("gpu check %+v, facts %+v", g, rep.GPU)
 		}
 	}
 }

@@ -60,7 +60,7 @@ Usage:
                             elsewhere (settings: docs/config.md)
   baton pull [flags] SRC DIR copy a store (s3://bucket/prefix, file:///path) into a directory
   baton push [flags] DIR DST copy a directory into a store
-  baton doctor [--json]     what baton sees here: platform, config, disks, store
+  baton doctor [--json]     what baton sees here: platform, config, GPUs, disks, store
   baton checkpoint COMMAND  commit, list, show, restore and collect a run's
                             checkpoints (commit|ls|show|restore|gc|pin|unpin)
 
