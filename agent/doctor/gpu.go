@@ -34,20 +34,32 @@ type GPUFacts struct {
 // GPUDevice is one GPU and what one sample of it showed. A reading the GPU
 // does not support is absent.
 type GPUDevice struct {
-	Index           int          `json:"index"`
-	UUID            string       `json:"uuid"`
-	Name            string       `json:"name"`
-	PCIBusID        string       `json:"pci_bus_id"`
-	MemTotalBytes   uint64       `json:"mem_total_bytes"`
-	MemUsedBytes    *uint64      `json:"mem_used_bytes,omitempty"`
-	UtilGPUPercent  *uint32      `json:"util_gpu_pct,omitempty"`
-	TempC           *uint32      `json:"temp_c,omitempty"`
-	PowerW          *float64     `json:"power_w,omitempty"`
-	ECCUncorrected  *uint64      `json:"ecc_volatile_uncorrected,omitempty"`
-	RowRemapPending *bool        `json:"row_remap_pending,omitempty"`
-	RowRemapFailed  *bool        `json:"row_remap_failed,omitempty"`
-	Problems        []GPUProblem `json:"problems"`
-	SampleErrors    []string     `json:"sample_errors,omitempty"`
+	// Index is the GPU's NVML index, as in the check's name gpu.N.
+	Index int `json:"index"`
+	// UUID, Name and PCIBusID identify the GPU as nvidia-smi does.
+	UUID     string `json:"uuid"`
+	Name     string `json:"name"`
+	PCIBusID string `json:"pci_bus_id"`
+	// MemTotalBytes is the GPU's memory.
+	MemTotalBytes uint64 `json:"mem_total_bytes"`
+	// MemUsedBytes, UtilGPUPercent, TempC and PowerW are the memory in
+	// use, the percent of time a kernel ran, the temperature and the power
+	// draw.
+	MemUsedBytes   *uint64  `json:"mem_used_bytes,omitempty"`
+	UtilGPUPercent *uint32  `json:"util_gpu_pct,omitempty"`
+	TempC          *uint32  `json:"temp_c,omitempty"`
+	PowerW         *float64 `json:"power_w,omitempty"`
+	// ECCUncorrected counts uncorrectable ECC errors since the driver
+	// loaded; RowRemapPending and RowRemapFailed are the row remapper's
+	// state.
+	ECCUncorrected  *uint64 `json:"ecc_volatile_uncorrected,omitempty"`
+	RowRemapPending *bool   `json:"row_remap_pending,omitempty"`
+	RowRemapFailed  *bool   `json:"row_remap_failed,omitempty"`
+	// Problems are what gpu.Check found; empty when healthy.
+	Problems []GPUProblem `json:"problems"`
+	// SampleErrors are the queries of the sample that failed, as
+	// "query: error".
+	SampleErrors []string `json:"sample_errors,omitempty"`
 }
 
 // GPUProblem is something wrong with a GPU, as gpu.Check judges it.
