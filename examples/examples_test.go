@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/batonrun/baton/internal/imagetest"
 )
 
 // TestExamplesCompile byte-compiles every example with python3 (syntax only:
@@ -13,10 +15,7 @@ import (
 // each keeps the contract's three parts: it reads BATON_CHECKPOINT_DIR, it
 // handles SIGTERM, and it resumes from what it finds there.
 func TestExamplesCompile(t *testing.T) {
-	python, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 not found")
-	}
+	python := imagetest.LookPath(t, "python3")["python3"] // skips, or fails under BATON_REQUIRE_IMAGES=1
 	examples, err := filepath.Glob("*.py")
 	if err != nil {
 		t.Fatal(err)
