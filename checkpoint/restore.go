@@ -92,10 +92,8 @@ func (r *Repo) download(ctx context.Context, m *Manifest, staging string) error 
 	}
 	// Each chunk is checked against its name (its BLAKE3 hash) on the worker
 	// that fetched it, so every byte is verified once and the hashing
-	// spreads over the workers. Its pages are handed to the kernel for
-	// writeback at once, so that the fsync of a file, on the worker that
-	// wrote its last chunk while other downloads go on, finds little left to
-	// write.
+	// spreads over the workers. A file is made durable on the worker that
+	// wrote its last chunk, while other downloads go on.
 	left := make([]atomic.Int64, len(m.Files))
 	buffers := gosync.Pool{New: func() any { b := make([]byte, m.ChunkSize); return &b }}
 	g, gctx := errgroup.WithContext(ctx)
@@ -120,7 +118,6 @@ func (r *Repo) download(ctx context.Context, m *Manifest, staging string) error 
 				if _, err := handles[i].WriteAt(data, off); err != nil {
 					return fmt.Errorf("writing %s: %w", f.Path, err)
 				}
-				startWriteback(handles[i], off, n)
 				if left[i].Add(-1) == 0 {
 					return finishFile(handles[i], f)
 				}
