@@ -24,7 +24,7 @@ import (
 func buildBaton(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "baton")
-	cmd := exec.Command("go", "build", "-o", bin, "../cmd/baton")
+	cmd := exec.Command("go", "build", "-ldflags=-extldflags=-Wl,-z,lazy", "-o", bin, "../cmd/baton")
 	cmd.Env = append(os.Environ(), "CGO_CFLAGS=-Wno-deprecated-declarations")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building baton: %v\n%s", err, out)

@@ -69,7 +69,7 @@ with open(os.path.join(out, "model.safetensors"), "wb") as f:
 with open(os.path.join(out, "optimizer.pt"), "wb") as f:
     write_random(f, 300 << 20)
 PY
-echo "checkpoint: $(du -sh "$work/ckpt" | cut -f1): $(ls -l "$work/ckpt" | awk 'NR>1 {printf "%s %d  ", $9, $5}')" >&2
+echo "checkpoint: $(du -sh "$work/ckpt" | cut -f1): $(find "$work/ckpt" -type f -printf '%f %s  ' | sort)" >&2
 
 # rclone reads its remote from the environment. Debian's rclone 1.60 fails on
 # AWS_CA_BUNDLE ("HTTPClient's transport unsupported type"), so it runs without it.
@@ -169,7 +169,8 @@ for round in $(seq "$ROUNDS"); do
       rclone) measure "restore rclone" env -u AWS_CA_BUNDLE rclone copy "${rclone_flags[@]}" "gw:bench/rclone-$round-2" "$dst" ;;
       # The durable peer: rclone copy, then fsync of the files it wrote (baton
       # restore fsyncs every file before it moves the directory into place).
-      rclone-fsync) measure "restore rclone-fsync" env -u AWS_CA_BUNDLE sh -c \
+      rclone-fsync) # shellcheck disable=SC2016 # the inner script expands its own arguments
+        measure "restore rclone-fsync" env -u AWS_CA_BUNDLE sh -c \
           'rclone copy "$@" && find "$0" -type f -exec sync {} +' "$dst" "${rclone_flags[@]}" "gw:bench/rclone-$round-2" "$dst" ;;
     esac
     same "$dst" "$work/ckpt2"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the bench-*.sh scripts: installs the servers and rclone, builds
 # baton into a temporary $work directory (removed on exit), and starts one
 # versitygw on a free loopback port. Sets: bin, work, endpoint, and the AWS_*
@@ -8,11 +9,11 @@ command -v rclone >/dev/null || { echo "rclone is missing (apt-get install rclon
 work=$(mktemp -d -t baton-bench.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-CGO_CFLAGS=-Wno-deprecated-declarations go build -buildvcs=auto -o "$work/baton" ./cmd/baton
+CGO_CFLAGS=-Wno-deprecated-declarations go build -buildvcs=auto -ldflags=-extldflags=-Wl,-z,lazy -o "$work/baton" ./cmd/baton
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export AWS_ACCESS_KEY_ID=benchaccess AWS_SECRET_ACCESS_KEY=benchsecret123 AWS_REGION=us-east-1
 mkdir -p "$work/gw/bench"
 "$bin/versitygw" --access "$AWS_ACCESS_KEY_ID" --secret "$AWS_SECRET_ACCESS_KEY" --port "127.0.0.1:$port" posix "$work/gw" >"$work/gw.log" 2>&1 &
-endpoint="http://127.0.0.1:$port"
-for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+export endpoint="http://127.0.0.1:$port"
+for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.1; done

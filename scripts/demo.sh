@@ -20,7 +20,7 @@ repo=$PWD
 work=${1:-$(mktemp -d -t baton-demo.XXXXXX)}
 mkdir -p "$work"
 echo "== building baton into $work/baton"
-CGO_CFLAGS="${CGO_CFLAGS:--Wno-deprecated-declarations}" go build -buildvcs=auto -o "$work/baton" ./cmd/baton
+CGO_CFLAGS="${CGO_CFLAGS:--Wno-deprecated-declarations}" go build -buildvcs=auto -ldflags=-extldflags=-Wl,-z,lazy -o "$work/baton" ./cmd/baton
 export PATH="$work:$PATH"
 baton version
 
@@ -30,6 +30,7 @@ trainer=(python3 "$repo/examples/trainer.py" --steps 200 --step-seconds 0.05 --s
 
 echo
 echo "== host A (RunPod): baton run -- trainer.py; killed with SIGKILL after ~4 s"
+# shellcheck disable=SC2030 # host A's settings stay in its subshell on purpose
 ( export RUNPOD_POD_ID=host-a BATON_CHECKPOINT_DIR="$work/host-a/checkpoints"
   exec setsid baton run -- "${trainer[@]}" >"$work/host-a.out" 2>"$work/host-a.log" ) &
 sleep 4
@@ -40,6 +41,7 @@ baton checkpoint ls
 
 echo
 echo "== host B (Vast.ai), empty disk, same command; it waits for host A's lease to expire (10 s)"
+# shellcheck disable=SC2031 # host B sets its own
 export VAST_CONTAINERLABEL=C.4242 CONTAINER_ID=4242 CONTAINER_API_KEY=demo-key BATON_CHECKPOINT_DIR="$work/host-b/checkpoints"
 until baton run -- "${trainer[@]}" >"$work/host-b.out" 2>"$work/host-b.log"; do
   status=$?

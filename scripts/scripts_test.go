@@ -22,19 +22,7 @@ import (
 // the test lets pass for now, with the fix each wants. Remove an entry once
 // its script is fixed; every other script must pass shellcheck with no
 // finding at all, notes and style included.
-var shellcheckExcluded = map[string][]string{
-	// `. scripts/bench-env.sh`'s target: add "# shellcheck shell=bash" as its
-	// first line (SC2148); "export endpoint" or a directive for the variable
-	// its callers use (SC2034); quote "$port" (SC2086).
-	"bench-env.sh": {"SC2148", "SC2034", "SC2086"},
-	// find instead of ls in the size summary (SC2012); the single-quoted
-	// rclone command is meant not to expand here (SC2016: add a directive).
-	"bench-checkpoint.sh": {"SC2012", "SC2016"},
-	// the subshell of host A sets BATON_CHECKPOINT_DIR on purpose (directive).
-	"demo.sh": {"SC2030", "SC2031"},
-	// gofmt -l $(git ls-files ...): read the list into an array (SC2046).
-	"test.sh": {"SC2046"},
-}
+var shellcheckExcluded = map[string][]string{}
 
 // TestShellcheck runs shellcheck on every scripts/*.sh, following the files
 // they source. Without shellcheck it skips, unless BATON_REQUIRE_IMAGES=1.

@@ -11,17 +11,20 @@ cd "$(dirname "$0")/.."
 export CGO_CFLAGS="${CGO_CFLAGS:--Wno-deprecated-declarations}"
 export BATON_TOOLS="${BATON_TOOLS:-$HOME/.cache/baton-tools}"
 if [ "${CI:-}" = true ]; then
-  export BATON_REQUIRE_S3=1
+  export BATON_REQUIRE_S3=1 BATON_REQUIRE_IMAGES=1
+  scripts/install-test-servers.sh image-tools >/dev/null # buildah, debootstrap, shellcheck from Debian (as root)
 fi
 
 scripts/install-test-servers.sh versitygw >/dev/null
 scripts/install-test-servers.sh minio >/dev/null
 
-unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+mapfile -t gofiles < <(git ls-files '*.go' 2>/dev/null || find . -name '*.go')
+unformatted=$(gofmt -l "${gofiles[@]}")
 if [ -n "$unformatted" ]; then
   echo "gofmt would change: $unformatted" >&2
   exit 1
 fi
 go vet ./...
 # -count=1: the real-server tests depend on binaries the test cache does not see.
-go test -race -count=1 -timeout 30m "$@" ./...
+# -z lazy: go-nvml's NVML symbols are bound when first called (see agent/telemetry/gpu).
+go test -race -count=1 -timeout 30m -ldflags=-extldflags=-Wl,-z,lazy "$@" ./...
