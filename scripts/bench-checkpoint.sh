@@ -219,6 +219,11 @@ d = runs[("restore", "rclone-fsync")]
 ds = statistics.median(s for s, _ in d)
 bs = statistics.median(s for s, _ in runs[("restore", "baton")])
 print(f"{'restore':8} {bs:8.2f} {ds:9.2f} {bs / ds:9.2f}   against rclone copy + fsync of the files it wrote")
+print("every run, in round order (s):")
+for op in ("commit1", "commit2", "restore"):
+    for tool in ("baton", "rclone", "rclone-fsync"):
+        if runs[(op, tool)]:
+            print(f"  {names[op]:8} {tool:12} " + " ".join(f"{s:.2f}" for s, _ in runs[(op, tool)]))
 rows = sorted(tuple(map(float, l.split())) for l in open(sweep))
 if rows:
     print("second commit by chunk size (one run each):")
