@@ -14,6 +14,7 @@ import (
 
 	bsync "github.com/batonrun/baton/sync"
 	"github.com/zeebo/blake3"
+	"golang.org/x/sys/unix"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -86,7 +87,7 @@ func (r *Repo) download(ctx context.Context, m *Manifest, staging string) error 
 			return err
 		}
 		handles[i] = fh
-		if err := fh.Truncate(f.Size); err != nil {
+		if err := allocate(fh, f.Size); err != nil {
 			return fmt.Errorf("%s: %w", f.Path, err)
 		}
 	}
@@ -126,6 +127,21 @@ func (r *Repo) download(ctx context.Context, m *Manifest, staging string) error 
 		}
 	}
 	return g.Wait()
+}
+
+// allocate gives a new file its size. Where the file system can, it
+// reserves the blocks up front (fallocate): a disk too small fails before
+// anything is downloaded, and the parallel writes land in allocated extents
+// instead of holes. Elsewhere the file is extended sparse.
+func allocate(fh *os.File, size int64) error {
+	if size == 0 {
+		return nil
+	}
+	err := unix.Fallocate(int(fh.Fd()), 0, 0, size)
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) {
+		return fh.Truncate(size)
+	}
+	return err
 }
 
 // fetchChunk downloads the chunk named hash into data, which has the
