@@ -2,10 +2,11 @@ package config
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/batonrun/baton/internal/redact"
 )
 
 // Error is a problem with one setting, the user's to fix before anything
@@ -78,32 +79,10 @@ func quoteIfNeeded(s string) string {
 	return s
 }
 
-// isSecretName reports whether a setting or variable of this name holds a
-// secret whose value is never echoed.
-func isSecretName(name string) bool {
-	upper := strings.ToUpper(name)
-	for _, word := range []string{"KEY", "SECRET", "TOKEN", "PASSWORD", "CREDENTIAL"} {
-		if strings.Contains(upper, word) {
-			return true
-		}
-	}
-	return false
-}
-
 // redactValue is what an Error may show of the value v of setting s.
 func redactValue(s Setting, v string) string {
-	if v != "" && (isSecretName(s.Flag) || isSecretName(s.Env) || isSecretName(s.YAML)) {
-		return "[REDACTED]"
+	if v != "" && (redact.IsSecretName(s.Flag) || redact.IsSecretName(s.Env) || redact.IsSecretName(s.YAML)) {
+		return redact.Mask
 	}
-	return redactURLCredentials(v)
-}
-
-// redactURLCredentials removes the user information of every URL in s:
-// https://user:token@host becomes https://[REDACTED]@host.
-func redactURLCredentials(s string) string {
-	if !strings.Contains(s, "@") {
-		return s
-	}
-	userinfo := regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@`)
-	return userinfo.ReplaceAllString(s, "${1}[REDACTED]@")
+	return redact.URLs(v)
 }

@@ -7,11 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/batonrun/baton/agent/config"
+	"github.com/batonrun/baton/internal/redact"
 )
 
 // ConfigFacts is the configuration as "baton run" would read it.
@@ -147,7 +147,7 @@ func checkConfig(o Options) (Check, ConfigFacts) {
 	f := ConfigFacts{
 		Valid:         o.ConfigProblem == nil,
 		RunID:         cfg.RunID,
-		Store:         o.Redact(redactURL(cfg.Store)),
+		Store:         o.Redact(redact.URLs(cfg.Store)),
 		CheckpointDir: absDir(o.WorkDir, cfg.CheckpointDir),
 		Settings:      settingFacts(cfg),
 	}
@@ -199,10 +199,10 @@ func settingFacts(cfg config.Config) []SettingFacts {
 			continue
 		}
 		value := formatSetting(v.FieldByName(s.Field))
-		if isSecret(s.Flag) && value != "" {
-			value = "[REDACTED]"
+		if redact.IsSecretName(s.Flag) && value != "" {
+			value = redact.Mask
 		}
-		out = append(out, SettingFacts{Name: s.Flag, Value: redactURL(value), Source: o.Source.String(),
+		out = append(out, SettingFacts{Name: s.Flag, Value: redact.URLs(value), Source: o.Source.String(),
 			Key: o.Key, File: o.File, Line: o.Line})
 	}
 	return out
@@ -218,25 +218,6 @@ func formatSetting(v reflect.Value) string {
 		return strings.Join(parts, ",")
 	}
 	return fmt.Sprint(v.Interface())
-}
-
-// isSecret reports whether a setting of this name holds a secret, by the
-// rule of package config: KEY, SECRET, TOKEN, PASSWORD or CREDENTIAL.
-func isSecret(name string) bool {
-	upper := strings.ToUpper(name)
-	for _, w := range []string{"KEY", "SECRET", "TOKEN", "PASSWORD", "CREDENTIAL"} {
-		if strings.Contains(upper, w) {
-			return true
-		}
-	}
-	return false
-}
-
-var urlUserinfo = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@`)
-
-// redactURL removes credentials written inside URLs.
-func redactURL(s string) string {
-	return urlUserinfo.ReplaceAllString(s, "${1}[REDACTED]@")
 }
 
 // absDir is dir made absolute against workDir.

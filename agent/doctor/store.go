@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/batonrun/baton/internal/redact"
 	bsync "github.com/batonrun/baton/sync"
 )
 
@@ -83,7 +84,7 @@ func checkStore(ctx context.Context, o Options) (Check, *StoreFacts) {
 	if retry.Attempts == 0 {
 		retry = DefaultStoreRetry()
 	}
-	rt := &roundTrip{retry: retry, now: o.Now, facts: &StoreFacts{URL: o.Redact(redactURL(url))}}
+	rt := &roundTrip{retry: retry, now: o.Now, facts: &StoreFacts{URL: o.Redact(redact.URLs(url))}}
 	rt.facts.Key = probeKey(o.Host)
 	fail := rt.run(ctx, o, url)
 	c := Check{Name: "store", Required: true, Status: OK}

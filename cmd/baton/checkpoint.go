@@ -254,7 +254,7 @@ func (c *checkpointCmd) commit(ctx context.Context, args []string) error {
 		cancel()
 		if rerr != nil && err == nil {
 			fmt.Fprintf(c.env.stderr, "baton checkpoint commit: warning: releasing the lease: %s (it expires by itself)\n",
-				redact(oneLine(rerr.Error()), c.env.environ))
+				redactEnv(oneLine(rerr.Error()), c.env.environ))
 		}
 	}
 	if err != nil {

@@ -85,7 +85,7 @@ func (c *doctorCmd) Run(ctx context.Context, args []string) error {
 			}
 			return s, nil
 		},
-		Redact:  func(s string) string { return redact(s, c.env.environ) },
+		Redact:  func(s string) string { return redactEnv(s, c.env.environ) },
 		Timeout: *timeout,
 	}
 	report := doctor.Run(ctx, opts)

@@ -103,7 +103,7 @@ func run(ctx context.Context, e env, args []string) int {
 	if errors.As(err, &code) {
 		return int(code) // baton run: the trainer's status; the agent logged why
 	}
-	fmt.Fprintf(e.stderr, "baton %s: %s\n", args[0], redact(oneLine(err.Error()), e.environ))
+	fmt.Fprintf(e.stderr, "baton %s: %s\n", args[0], redactEnv(oneLine(err.Error()), e.environ))
 	if errors.As(err, new(usageError)) {
 		return exitUsage
 	}

@@ -1,33 +1,14 @@
 package main
 
 import (
-	"net/url"
-	"regexp"
 	"strings"
+
+	"github.com/batonrun/baton/internal/redact"
 )
 
-// secretName matches the names of environment variables whose values are
-// never printed.
-var secretName = regexp.MustCompile(`(?i)KEY|SECRET|TOKEN|PASSWORD|CREDENTIAL`)
-
-// urlUserinfo matches credentials inside URLs: scheme://user:password@host.
-var urlUserinfo = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@`)
-
-// redact replaces, in s, the values of secret-named variables of environ and
-// any credentials written inside URLs.
-func redact(s string, environ []string) string {
-	for _, kv := range environ {
-		name, value, ok := strings.Cut(kv, "=")
-		if !ok || len(value) < 6 || !secretName.MatchString(name) {
-			continue
-		}
-		s = strings.ReplaceAll(s, value, "[REDACTED]")
-		if q := url.QueryEscape(value); q != value {
-			s = strings.ReplaceAll(s, q, "[REDACTED]")
-		}
-	}
-	return urlUserinfo.ReplaceAllString(s, "${1}[REDACTED]@")
-}
+// redactEnv replaces, in s, the values of secret-named variables of environ
+// and any credentials written inside URLs.
+func redactEnv(s string, environ []string) string { return redact.Environ(s, environ) }
 
 // oneLine folds a multi-line message into one line.
 func oneLine(s string) string {
