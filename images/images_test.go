@@ -5,7 +5,6 @@ import (
 	"debug/elf"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -221,7 +220,7 @@ func checkResume(t *testing.T, ctr *imagetest.Container, argv, volumes []string)
 	env := func(dir string) []string {
 		return []string{
 			"BATON_STORE=file:///store", "BATON_RUN_ID=imagetest", "BATON_CHECKPOINT_DIR=" + dir,
-			"BATON_CHECKPOINT_INTERVAL=0", "BATON_LOG_FORMAT=text", "BATON_METRICS_ADDR=" + freeLoopback(t),
+			"BATON_CHECKPOINT_INTERVAL=0", "BATON_LOG_FORMAT=text", "BATON_METRICS_ADDR=" + imagetest.FreeLoopback(t),
 			"BATON_TELEMETRY_UPLOAD=0",
 		}
 	}
@@ -278,18 +277,6 @@ func goVolumes(t *testing.T) []string {
 		imagetest.GoEnv(t, "GOMODCACHE") + ":/root/go/pkg/mod",
 		imagetest.GoEnv(t, "GOCACHE") + ":/root/.cache/go-build",
 	}
-}
-
-// freeLoopback returns a loopback address with a port free right now, for
-// baton's metrics endpoint: the container shares the host's network.
-func freeLoopback(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // versionLess compares dotted version numbers: 2.9 < 2.34.

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/pem"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -106,7 +105,7 @@ func TestInstall(t *testing.T) {
 	notELF := sha256.Sum256(files["/opt/notelf"])
 	env := []string{
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "CURL_CA_BUNDLE=/opt/ca.pem",
-		"BATON_LOG_FORMAT=text", "BATON_CHECKPOINT_INTERVAL=0", "BATON_TELEMETRY_UPLOAD=0", "BATON_METRICS_ADDR=" + freeLoopback(t),
+		"BATON_LOG_FORMAT=text", "BATON_CHECKPOINT_INTERVAL=0", "BATON_TELEMETRY_UPLOAD=0", "BATON_METRICS_ADDR=" + imagetest.FreeLoopback(t),
 	}
 	url := srv.URL + "/baton"
 	otherSHA := strings.Repeat("ab", 32)
@@ -238,18 +237,6 @@ func buildBaton(t *testing.T, repo string) []byte {
 	}
 	t.Logf("baton built in %s", time.Since(start).Round(time.Second))
 	return mustRead(t, bin)
-}
-
-// freeLoopback returns a loopback address whose port is free right now, for
-// baton's metrics endpoint: the chroot shares the host's network.
-func freeLoopback(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func mustRead(t *testing.T, path string) []byte {
