@@ -298,7 +298,7 @@ func TestRestarts(t *testing.T) {
 		t.Run(fmt.Sprintf("restarts=%d", c.restarts), func(t *testing.T) {
 			dir := t.TempDir()
 			code, lines, stderr := runToEnd(t, bin, host{env: baseEnv()}, "--store", "file://"+filepath.Join(dir, "store"), "--run", "crash",
-				"--checkpoint-dir", filepath.Join(dir, "ckpt"), "--checkpoint-interval", "0",
+				"--checkpoint-dir", filepath.Join(dir, "ckpt"), "--checkpoint-interval", "0", "--telemetry-interval", "100ms",
 				"--restarts", fmt.Sprint(c.restarts), "--restart-backoff", "10ms", "--",
 				"python3", trainer, "--steps", "30", "--step-seconds", "0", "--save-every", "5", "--crash-at-step", "12", "--crash-times", "2")
 			var starts, resumed int
@@ -312,6 +312,20 @@ func TestRestarts(t *testing.T) {
 			}
 			if code != c.wantCode || starts != c.wantStarts || resumed != c.wantStarts-1 {
 				t.Fatalf("exit %d with %d starts (%d resumed from step 10), want exit %d and %d starts\n%s", code, starts, resumed, c.wantCode, c.wantStarts, stderr)
+			}
+			// The run's telemetry reached the store: at least the last host
+			// sample, flushed when baton ended.
+			parts, _ := filepath.Glob(filepath.Join(dir, "store", "runs", "crash", "telemetry", "*", "*.jsonl"))
+			var host int
+			for _, p := range parts {
+				b, err := os.ReadFile(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				host += strings.Count(string(b), `{"type":"host"`)
+			}
+			if host == 0 {
+				t.Errorf("no host telemetry in the store (parts %v)\n%s", parts, stderr)
 			}
 		})
 	}
