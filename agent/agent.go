@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/batonrun/baton/agent/config"
 	"github.com/batonrun/baton/agent/metrics"
@@ -141,8 +142,13 @@ func (a *agent) run(ctx context.Context, command []string) (int, error) {
 		return g.code, errors.New(g.reason)
 	}
 	if a.gpus != nil {
-		if err := a.metrics.Register(a.gpus.Collector(a.desc.Host)); err != nil {
-			a.log.Warn("GPU metrics off", "err", err)
+		cost := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "baton_gpu_sample_seconds",
+			Help: "How long the last round of NVML queries took (the slow PCIe queries every tenth round)."},
+			func() float64 { return a.gpus.SampleCost().Seconds() })
+		for _, c := range []prometheus.Collector{a.gpus.Collector(a.desc.Host), cost} {
+			if err := a.metrics.Register(c); err != nil {
+				a.log.Warn("GPU metrics off", "err", err)
+			}
 		}
 	}
 	metricsCtx, stopMetrics := context.WithCancel(ctx)

@@ -214,7 +214,7 @@ func TestCriticalXIDGivesHostUp(t *testing.T) {
 		t.Fatalf("no metrics URL in the log:\n%s", h.logs)
 	}
 	body := scrape(t, url[1])
-	for _, want := range []string{`DCGM_FI_DEV_GPU_UTIL{`, `UUID="` + gputest.UUID(0) + `"`, "baton_lease_state 1", `baton_info{`} {
+	for _, want := range []string{`DCGM_FI_DEV_GPU_UTIL{`, `UUID="` + gputest.UUID(0) + `"`, "baton_lease_state 1", `baton_info{`, "baton_gpu_sample_seconds"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("the scrape lacks %q", want)
 		}
