@@ -14,8 +14,8 @@ import (
 
 	bsync "github.com/batonrun/baton/sync"
 	"github.com/zeebo/blake3"
-	"golang.org/x/sys/unix"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 )
 
 // Restore writes checkpoint seq (0: the one latest.json names) into dir,
