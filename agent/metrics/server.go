@@ -26,12 +26,12 @@ const shutdownGrace = 5 * time.Second
 func CheckAddr(addr, token string) error {
 	h, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("metrics: --metrics-listen=%s: want HOST:PORT, e.g. 127.0.0.1:9400: %w", addr, err)
+		return fmt.Errorf("metrics: --metrics-addr=%s: want HOST:PORT, e.g. 127.0.0.1:9400: %w", addr, err)
 	}
 	if token != "" || isLoopback(h) {
 		return nil
 	}
-	return fmt.Errorf("metrics: --metrics-listen=%s is not a loopback address and --metrics-token is not set: "+
+	return fmt.Errorf("metrics: --metrics-addr=%s is not a loopback address and --metrics-token is not set: "+
 		"RunPod's proxy makes every HTTP port public; set --metrics-token (BATON_METRICS_TOKEN) or listen on 127.0.0.1", addr)
 }
 
@@ -110,7 +110,7 @@ func (m *Metrics) Listen(addr, token string, log *slog.Logger) (*Server, error) 
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("metrics: listen on --metrics-listen=%s: %w", addr, err)
+		return nil, fmt.Errorf("metrics: listen on --metrics-addr=%s: %w", addr, err)
 	}
 	srv := &http.Server{
 		Handler:           m.Handler(token, log),

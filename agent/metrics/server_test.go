@@ -39,7 +39,7 @@ func TestCheckAddr(t *testing.T) {
 			continue
 		}
 		if err != nil {
-			if !strings.Contains(err.Error(), "--metrics-listen") {
+			if !strings.Contains(err.Error(), "--metrics-addr") {
 				t.Errorf("CheckAddr(%q): %q does not name the setting", tt.addr, err)
 			}
 			if tt.token != "" && strings.Contains(err.Error(), tt.token) {
@@ -112,12 +112,12 @@ func TestListenRefusesPublicWithoutToken(t *testing.T) {
 			s.ln.Close()
 			t.Fatalf("Listen(%q) with no token bound %v", addr, s.Addr())
 		}
-		if !strings.Contains(err.Error(), "--metrics-listen") || !strings.Contains(err.Error(), "--metrics-token") {
+		if !strings.Contains(err.Error(), "--metrics-addr") || !strings.Contains(err.Error(), "--metrics-token") {
 			t.Errorf("Listen(%q): %q names neither setting", addr, err)
 		}
 	}
 	err := New().Serve(t.Context(), "0.0.0.0:0", "", nil)
-	if err == nil || !strings.Contains(err.Error(), "--metrics-listen") {
+	if err == nil || !strings.Contains(err.Error(), "--metrics-addr") {
 		t.Errorf("Serve on 0.0.0.0 with no token: %v", err)
 	}
 }
