@@ -2,9 +2,10 @@ package metrics
 
 import (
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/batonrun/baton/internal/fakeclock"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -13,25 +14,7 @@ import (
 	"github.com/batonrun/baton/agent/telemetry/host"
 )
 
-// fakeClock moves only when told; safe for the scrape goroutines.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
-func newClock() *fakeClock { return &fakeClock{now: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)} }
+func newClock() *fakeclock.Clock { return fakeclock.New(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)) }
 
 // families gathers m and indexes the families by name.
 func families(t *testing.T, m *Metrics) map[string]*dto.MetricFamily {

@@ -9,9 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/batonrun/baton/internal/fakeclock"
+
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
+
 	"github.com/batonrun/baton/agent/telemetry/gpu/gputest"
 )
 
@@ -29,26 +32,8 @@ func dev(srv *server.Server, i int) *server.Device { return gputest.Dev(srv, i) 
 func uuidOf(i int) string                          { return gputest.UUID(i) }
 func busOf(i int) string                           { return gputest.BusID(i) }
 
-// fakeClock is a clock the test moves.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fakeClock {
-	return &fakeClock{t: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+func newClock() *fakeclock.Clock {
+	return fakeclock.New(time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC))
 }
 
 // logBuf collects the Sampler's log lines.
@@ -92,7 +77,7 @@ type harness struct {
 	t     *testing.T
 	srv   *server.Server
 	s     *Sampler
-	clock *fakeClock
+	clock *fakeclock.Clock
 	logs  *logBuf
 	tick  chan time.Time
 }

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/batonrun/baton/internal/fakeclock"
+
 	"github.com/batonrun/baton/agent/telemetry/host"
 	"github.com/batonrun/baton/internal/s3test"
 	bsync "github.com/batonrun/baton/sync"
@@ -38,24 +40,6 @@ type event struct {
 func (event) RecordType() string { return "event" }
 
 func ev(i int) event { return event{ID: fmt.Sprintf("%05d", i)} }
-
-// clock is an injected clock that moves only when told.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 func fileStore(t *testing.T) bsync.Store {
 	t.Helper()
@@ -186,7 +170,7 @@ func TestRoundTrip(t *testing.T) {
 	for _, st := range stores {
 		t.Run(st.name, func(t *testing.T) {
 			store := st.open(t)
-			clk := &clock{now: t0}
+			clk := fakeclock.New(t0)
 			tick := make(chan time.Time)
 			r, err := New(store, Options{Run: run, Segment: seg, Clock: clk.Now, Tick: tick})
 			if err != nil {
