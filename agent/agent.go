@@ -102,13 +102,14 @@ type agent struct {
 	lost     chan struct{}
 	lostOnce gosync.Once
 
-	gpus       *gpu.Sampler // nil: no driver, or telemetry and the GPU check off
-	metrics    *metrics.Metrics
-	recorder   *record.Recorder // nil: telemetry stays local
-	lastOutput atomic.Int64     // Unix nanoseconds of the trainer's last output
-	reported   map[string]bool  // GPU problems logged, by UUID/kind; the monitor's own
-	gaveUp     atomic.Pointer[giveUp]
-	giveUpOnce gosync.Once
+	gpus         *gpu.Sampler // nil: no driver, or telemetry and the GPU check off
+	metrics      *metrics.Metrics
+	recorder     *record.Recorder // nil: telemetry stays local
+	lastOutput   atomic.Int64     // Unix nanoseconds of the trainer's last output
+	attemptStart atomic.Int64     // Unix nanoseconds of the trainer's last start
+	reported     map[string]bool  // GPU problems logged, by UUID/kind; the monitor's own
+	gaveUp       atomic.Pointer[giveUp]
+	giveUpOnce   gosync.Once
 }
 
 func (a *agent) run(ctx context.Context, command []string) (int, error) {
@@ -378,6 +379,7 @@ func (a *agent) supervise(ctx context.Context, command []string, resumeFrom int6
 		dir = a.cfg.CodeDir
 	}
 	exit, err := sup.RunWithRestarts(ctx, policy, func(ctx context.Context, attempt int) (supervise.Spec, error) {
+		a.attemptStart.Store(time.Now().UnixNano())
 		env := append(append([]string(nil), a.deps.Environ...),
 			"BATON_RUN_ID="+a.cfg.RunID,
 			"BATON_CHECKPOINT_DIR="+a.dir,

@@ -288,3 +288,21 @@ func scrape(t *testing.T, url string) string {
 	}
 	return string(b)
 }
+
+// TestNoHangBetweenAttempts: the backoff before a restart is longer than
+// the hang timeout, yet nothing is hung while no trainer runs.
+func TestNoHangBetweenAttempts(t *testing.T) {
+	srv := gputest.NewH100(1)
+	gputest.Dev(srv, 0).GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) { return nvml.Utilization{}, nvml.SUCCESS }
+	h := newHealthRun(t, srv)
+	h.cfg.HangTimeout = 200 * time.Millisecond
+	h.cfg.RestartBackoff = time.Second
+	h.cfg.OnHang = "give-up"
+	h.start(t, `if [ "$BATON_ATTEMPT" = 0 ]; then exit 3; fi; echo second`)
+	if code := h.wait(t); code != 0 {
+		t.Fatalf("exit %d, want 0 from the second attempt; log:\n%s", code, h.logs)
+	}
+	if strings.Contains(h.logs.String(), "hung") {
+		t.Errorf("a hang was reported while no trainer ran:\n%s", h.logs)
+	}
+}

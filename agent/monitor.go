@@ -162,6 +162,11 @@ func (a *agent) monitor(ctx context.Context, sup *supervise.Supervisor) {
 				hang.Progress(now)
 			}
 			hang.Progress(time.Unix(0, a.lastOutput.Load()))
+			hang.Progress(time.Unix(0, a.attemptStart.Load())) // a (re)start is progress
+			if !sup.Running() {
+				hang.Reset(now) // between attempts (a restart's backoff) nothing can hang
+				continue
+			}
 			if v := hang.Observe(now, health.Classify(rs)); v != nil {
 				a.hung(sup, hang, *v, now)
 			}

@@ -26,12 +26,13 @@
 # rclone does not, so the restore is also compared with rclone copy followed
 # by an fsync of the files it wrote (coreutils sync FILE...).
 #
-# Usage: scripts/bench-checkpoint.sh      (ROUNDS=3 WORKERS=16 SWEEP=1 by default)
+# Usage: scripts/bench-checkpoint.sh      (ROUNDS=3 RESTORES=3 WORKERS=16 SWEEP=1 by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 WORKERS=${WORKERS:-16}
 SWEEP=${SWEEP:-1}
+RESTORES=${RESTORES:-3}
 
 . scripts/bench-env.sh
 
@@ -162,7 +163,14 @@ for round in $(seq "$ROUNDS"); do
     done
   done
   newbytes bench "ckpt-$round" >>"$work/uploaded"
-  for tool in "${tools[@]}" rclone-fsync; do
+  # Restores are short and this machine's page-cache writes vary from run to
+  # run, so each round restores RESTORES times, the tool order turning each
+  # time.
+  order=()
+  for k in $(seq "$RESTORES"); do
+    if [ $(((round + k) % 2)) = 0 ]; then order+=(baton rclone rclone-fsync); else order+=(rclone baton rclone-fsync); fi
+  done
+  for tool in "${order[@]}"; do
     dst="$work/restore-$tool"
     case $tool in
       baton) measure "restore baton" "$work/baton" checkpoint restore "${baton_flags[@]}" --run bench --store "$store" "$dst" ;;
@@ -205,7 +213,7 @@ for line in open(results):
     runs[(op, tool)].append((float(secs), int(kib)))
 MiB = 1 << 20
 print(f"baton checkpoint vs rclone copy on one local versitygw, {workers} workers each, "
-      f"median of {len(runs[('commit1', 'baton')])} runs")
+      f"median of {len(runs[('commit1', 'baton')])} runs ({len(runs[('restore', 'baton')])} for restores)")
 print(f"second commit: {changed / MiB:.1f} MiB changed ({picked} of {nblocks} blocks = "
       f"{100 * model_changed / model_size:.1f}% of the model, and all of the optimizer); "
       f"baton uploaded {uploaded / MiB:.1f} MiB = {uploaded / changed:.3f}x the changed bytes (goal <= 1.1)")

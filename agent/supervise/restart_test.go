@@ -211,13 +211,16 @@ func TestRunWithRestartsPrepareError(t *testing.T) {
 func TestInterruptRestarts(t *testing.T) {
 	r := newTestReaper(t, ReaperOptions{})
 	s := newTestSupervisor(t, r)
-	if s.Interrupt(0) {
-		t.Error("Interrupt with no trainer running reported one")
+	if s.Interrupt(0) || s.Running() {
+		t.Error("Interrupt or Running with no trainer running reported one")
 	}
 	out := newLineWatch("hung 0")
 	go func() {
 		select {
 		case <-out.seen("hung 0"):
+			if !s.Running() {
+				t.Error("Running is false while the trainer runs")
+			}
 			if !s.Interrupt(syscall.SIGTERM) {
 				t.Error("Interrupt found no trainer running")
 			}

@@ -116,6 +116,13 @@ func (s *Supervisor) Stop(sig syscall.Signal) {
 	}
 }
 
+// Running reports whether a trainer is running now (not between attempts).
+func (s *Supervisor) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.current != nil
+}
+
 // Interrupt stops the running trainer as Stop does (sig, SIGTERM when 0, to
 // its group at once; SIGKILL when the grace period has passed) but leaves
 // the Supervisor running: the exit counts as the trainer's own, so
