@@ -172,6 +172,14 @@ for round in $(seq "$ROUNDS"); do
   done
   for tool in "${order[@]}"; do
     dst="$work/restore-$tool"
+    # Every restore starts from the same state of memory: on this VM a write
+    # into the page cache right after the deletion of a big file can be up to
+    # 3x slower (the freed memory seems to go back to the hypervisor), so
+    # each restore follows the deletion of one scratch GiB written the same
+    # way, never the other tool's copy.
+    rm -rf "$work"/restore-*
+    dd if=/dev/zero of="$work/settle" bs=4M count=256 conv=fsync status=none
+    rm -f "$work/settle"
     case $tool in
       baton) measure "restore baton" "$work/baton" checkpoint restore "${baton_flags[@]}" --run bench --store "$store" "$dst" ;;
       rclone) measure "restore rclone" env -u AWS_CA_BUNDLE rclone copy "${rclone_flags[@]}" "gw:bench/rclone-$round-2" "$dst" ;;
@@ -182,9 +190,8 @@ for round in $(seq "$ROUNDS"); do
           'rclone copy "$@" && find "$0" -type f -exec sync {} +' "$dst" "${rclone_flags[@]}" "gw:bench/rclone-$round-2" "$dst" ;;
     esac
     same "$dst" "$work/ckpt2"
-    rm -rf "$dst"
   done
-  rm -rf "$work/gw/bench/ckpt-$round" "$work/gw/bench/rclone-$round-"*
+  rm -rf "$work"/restore-* "$work/gw/bench/ckpt-$round" "$work/gw/bench/rclone-$round-"*
 done
 uploaded=$(sort -n "$work/uploaded" | tail -n1)
 [ "$(sort -u "$work/uploaded" | wc -l)" = 1 ] || echo "warning: the second commit uploaded different amounts: $(tr '\n' ' ' <"$work/uploaded")" >&2
