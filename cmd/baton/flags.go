@@ -1,12 +1,12 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
+
+	"github.com/batonrun/baton/agent/config"
 )
 
 // newFlagSet returns a flag set for one command that reports errors to the
@@ -85,41 +85,19 @@ func parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
 	return err
 }
 
-// byteSize is a flag value of bytes with an optional binary unit: 16MiB,
-// 16M, 512KiB, 1GiB, 1048576.
-type byteSize int64
+// byteSize is a flag value of bytes with an optional binary unit (16MiB,
+// 16M, 512KiB, 1GiB, 1048576), read and written as baton run's settings are.
+type byteSize config.ByteSize
 
-// String prints the size with the largest binary unit that divides it, so
-// that it reads back with Set.
-func (b *byteSize) String() string {
-	n := int64(*b)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
-		if n != 0 && n%u.mult == 0 {
-			return strconv.FormatInt(n/u.mult, 10) + u.suffix
-		}
-	}
-	return strconv.FormatInt(n, 10)
-}
+// String prints the size so that it reads back with Set.
+func (b *byteSize) String() string { return config.ByteSize(*b).String() }
 
+// Set reads a size as config.ParseByteSize does.
 func (b *byteSize) Set(s string) error {
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"B", 1}}
-	mult := int64(1)
-	for _, u := range units {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
-			break
-		}
+	v, err := config.ParseByteSize(s)
+	if err != nil {
+		return err
 	}
-	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-	if err != nil || n < 0 {
-		return errors.New("want a size such as 16MiB")
-	}
-	*b = byteSize(n * mult)
+	*b = byteSize(v)
 	return nil
 }
