@@ -198,17 +198,13 @@ func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.R
 	return s3config.Body(ctx, key, out.Body, want), info, nil
 }
 
-// empty answers a Get of no bytes at offset: an empty body if offset lies
-// within or at the end of the object, ErrInvalid past it.
+// empty answers a Get of no bytes at offset (see s3config.EmptyRead).
 func (s *Store) empty(ctx context.Context, key string, offset int64) (io.ReadCloser, bsync.ObjectInfo, error) {
 	info, err := s.stat(ctx, "get", key)
 	if err != nil {
 		return nil, bsync.ObjectInfo{}, err
 	}
-	if offset > info.Size {
-		return nil, bsync.ObjectInfo{}, bsync.Errorf("get", key, bsync.ErrInvalid, "offset %d outside object of %d bytes", offset, info.Size)
-	}
-	return s3config.EmptyBody(), info, nil
+	return s3config.EmptyRead(key, offset, info)
 }
 
 // Stat implements bsync.Store.

@@ -70,9 +70,16 @@ func (b *body) Close() error {
 	return nil
 }
 
-// EmptyBody is the reader Get returns for a zero-length read, which needs
-// no request for the bytes.
-func EmptyBody() io.ReadCloser { return io.NopCloser(strings.NewReader("")) }
+// EmptyRead answers a Get of no bytes at offset of the object that info
+// describes (a stat of it): an empty body, which needs no request for the
+// bytes, if offset lies within or at the end of the object; ErrInvalid past
+// it.
+func EmptyRead(key string, offset int64, info bsync.ObjectInfo) (io.ReadCloser, bsync.ObjectInfo, error) {
+	if offset > info.Size {
+		return nil, bsync.ObjectInfo{}, bsync.Errorf("get", key, bsync.ErrInvalid, "offset %d outside object of %d bytes", offset, info.Size)
+	}
+	return io.NopCloser(strings.NewReader("")), info, nil
+}
 
 // ETag strips the surrounding quotes (and a weak "W/" mark) that S3 puts
 // around ETags.
