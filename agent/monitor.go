@@ -157,6 +157,9 @@ func (a *agent) monitor(ctx context.Context, sup *supervise.Supervisor) {
 					}
 				}
 			}
+			if a.cfg.HangTimeout == 0 {
+				continue // no hang detection: no need to walk the checkpoint directory
+			}
 			if d := dirState(a.dir); d != lastDir {
 				lastDir = d
 				hang.Progress(now)
