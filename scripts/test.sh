@@ -15,6 +15,10 @@ if [ "${CI:-}" = true ]; then
   scripts/install-test-servers.sh image-tools >/dev/null # buildah, debootstrap, shellcheck from Debian (as root)
 fi
 
+# The image test builds the Dockerfile on the host's module cache, and its
+# `go mod download` wants every module of go.sum, also those no Linux build
+# needs (gopsutil's purego is for macOS): fill the cache first.
+go mod download
 scripts/install-test-servers.sh versitygw >/dev/null
 scripts/install-test-servers.sh minio >/dev/null
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -153,7 +154,9 @@ func pid1Main() int {
 
 	res := <-done
 	// What the kernel does when PID 1 exits: end the rest of the namespace.
-	if err := unix.Kill(-1, unix.SIGKILL); err != nil {
+	// ESRCH: nothing is left to end, as when the trainer's descendants
+	// have all exited already.
+	if err := unix.Kill(-1, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
 		return fail("kill(-1): %v", err)
 	}
 	if err := r.WaitAll(ctx); err != nil {
