@@ -6,7 +6,8 @@
 // The SDK's own retries are switched off (retries belong to sync.Retry), its
 // default CRC32 checksums are limited to what the operation requires for
 // non-AWS endpoints (several S3-compatible servers reject them), and uploads
-// are sent as UNSIGNED-PAYLOAD so that no payload is hashed twice.
+// are sent as UNSIGNED-PAYLOAD so that no payload is hashed twice. What the
+// SDK logs goes to slog.Default() at Debug, never straight to stderr.
 package s3aws
 
 import (
@@ -83,6 +84,10 @@ func New(ctx context.Context, cfg s3config.Config) (*Store, error) {
 		config.WithRegion(cfg.Region),
 		config.WithHTTPClient(httpClient),
 		config.WithRetryer(func() aws.Retryer { return aws.NopRetryer{} }),
+		// The SDK's warnings go to slog at Debug, not to stderr; its request,
+		// response and signing logs stay off (they could carry credentials).
+		config.WithLogger(sdkLogger{}),
+		config.WithClientLogMode(0),
 	}
 	if cfg.Profile != "" {
 		opts = append(opts, config.WithSharedConfigProfile(cfg.Profile))

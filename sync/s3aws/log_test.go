@@ -1,0 +1,118 @@
+package s3aws_test
+
+import (
+	"bufio"
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	gosync "sync"
+	"testing"
+
+	"github.com/batonrun/baton/sync/s3aws"
+	"github.com/batonrun/baton/sync/s3config"
+)
+
+// recordHandler keeps every slog record it is handed, at every level.
+type recordHandler struct {
+	mu      gosync.Mutex
+	records []slog.Record
+}
+
+func (h *recordHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *recordHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.records = append(h.records, r)
+	return nil
+}
+func (h *recordHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *recordHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestSDKWarningsGoToSlogAtDebug answers a DeleteObject with 200 OK and a body
+// cut short (the connection closes before its Content-Length): the Delete
+// fails, and the SDK warns "failed to discard remaining HTTP response body",
+// as it does on its own even on successful requests against some servers.
+// The warning must reach slog at Debug, not stderr. It swaps os.Stderr and the
+// default slog logger, so it does not run in parallel.
+func TestSDKWarningsGoToSlogAtDebug(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				req, err := http.ReadRequest(bufio.NewReader(conn))
+				if err != nil {
+					return
+				}
+				if req.Body != nil {
+					_, _ = bufio.NewReader(req.Body).WriteTo(discard{})
+				}
+				conn.Write([]byte("HTTP/1.1 200 OK\r\nETag: \"abc\"\r\nContent-Length: 100\r\nConnection: close\r\n\r\nshort"))
+			}()
+		}
+	}()
+
+	stderr, err := os.CreateTemp(t.TempDir(), "stderr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stderr.Close()
+	saved := os.Stderr
+	os.Stderr = stderr
+	t.Cleanup(func() { os.Stderr = saved })
+	h := &recordHandler{}
+	savedLog := slog.Default()
+	slog.SetDefault(slog.New(h))
+	t.Cleanup(func() { slog.SetDefault(savedLog) })
+
+	s, err := s3aws.New(t.Context(), s3config.Config{
+		Bucket: "b", Endpoint: "http://" + ln.Addr().String(), Region: "us-east-1",
+		AccessKey: "AKIDEXAMPLE", SecretKey: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(t.Context(), "k"); err == nil {
+		t.Fatal("a delete answered with a body cut short succeeded")
+	}
+	os.Stderr = saved
+	printed, err := os.ReadFile(stderr.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(printed) > 0 {
+		t.Errorf("the SDK printed on stderr:\n%s", printed)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var found bool
+	for _, r := range h.records {
+		if strings.Contains(r.Message, "failed to discard remaining HTTP response body") {
+			found = true
+			if r.Level != slog.LevelDebug {
+				t.Errorf("the SDK's warning was logged at %v, want DEBUG", r.Level)
+			}
+		}
+		if strings.Contains(r.Message, "wJalrXUtnFEMI") {
+			t.Errorf("a log record holds the secret key: %s", r.Message)
+		}
+	}
+	if !found {
+		t.Errorf("no slog record of the SDK's warning; records: %d", len(h.records))
+	}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
