@@ -42,17 +42,17 @@ func TestRestoreFailures(t *testing.T) {
 		{name: "chunk overwritten with other bytes of the same size", setup: func(t *testing.T, e env) bsync.Store {
 			putRaw(t, e.store, chunkKey(e.chunk), content(64<<10, 99))
 			return e.store
-		}, want: "does not match its hash"},
+		}, is: checkpoint.ErrDamaged, want: "does not match its hash"},
 		{name: "chunk overwritten with a shorter object", setup: func(t *testing.T, e env) bsync.Store {
 			putRaw(t, e.store, chunkKey(e.chunk), []byte("garbage"))
 			return e.store
-		}, is: checkpoint.ErrBadManifest, want: "is 7 bytes, the manifest says 65536"},
+		}, is: checkpoint.ErrDamaged, want: "is 7 bytes, the manifest says 65536"},
 		{name: "chunk missing", setup: func(t *testing.T, e env) bsync.Store {
 			if err := e.store.Delete(context.Background(), chunkKey(e.chunk)); err != nil {
 				t.Fatal(err)
 			}
 			return e.store
-		}, is: bsync.ErrNotFound, want: e2eChunkName},
+		}, is: checkpoint.ErrDamaged, want: "missing"},
 		{name: "permission denied on one chunk", setup: func(t *testing.T, e env) bsync.Store {
 			return faults.Wrap(e.store, faults.Rule{Op: faults.OpGet, Key: isKey(chunkKey(e.chunk)), Err: faults.Permission})
 		}, is: bsync.ErrPermission, want: e2eChunkName},
