@@ -35,6 +35,11 @@ Commands:
   gc [--keep K] [--grace D]     keep the newest K checkpoints of the run, then
                                 delete the store's unreferenced chunks older than D
   pin SEQ, unpin SEQ            keep checkpoint SEQ through retention, or stop
+  verify [--seq N|--all] [--deep] [--repair DIR]
+                                check that every chunk of the latest checkpoint
+                                (or N, or all) is in the store, whole (--deep:
+                                downloaded and hashed); exit 1 on damage; --repair
+                                uploads damaged chunks again from a local copy
 
 Every command takes --store URL (BATON_STORE) and --run ID (BATON_RUN_ID; gc
 needs it only with --keep). Run "baton checkpoint COMMAND -h" for its flags.
@@ -51,7 +56,7 @@ type checkpointCmd struct{ env env }
 func (c *checkpointCmd) Run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		fmt.Fprint(c.env.stderr, checkpointUsage)
-		return usagef("want a command: commit, ls, show, restore, gc, pin or unpin")
+		return usagef("want a command: commit, ls, show, restore, gc, pin, unpin or verify")
 	}
 	var sub func(context.Context, []string) error
 	switch args[0] {
@@ -69,6 +74,8 @@ func (c *checkpointCmd) Run(ctx context.Context, args []string) error {
 		sub = func(ctx context.Context, args []string) error { return c.pin(ctx, "pin", args) }
 	case "unpin":
 		sub = func(ctx context.Context, args []string) error { return c.pin(ctx, "unpin", args) }
+	case "verify":
+		sub = c.verify
 	case "help", "-h", "--help":
 		fmt.Fprint(c.env.stdout, checkpointUsage)
 		return nil
@@ -342,8 +349,8 @@ func (c *checkpointCmd) ls(ctx context.Context, args []string) error {
 		if s.Pinned {
 			marks = append(marks, "pinned")
 		}
-		rows = append(rows, []string{strconv.FormatInt(s.Seq, 10), s.CreatedAt.UTC().Format(time.DateTime), orDash(s.Host),
-			orDash(s.Platform), strconv.Itoa(s.Files), transfer.Bytes(s.Size), transfer.Bytes(s.NewBytes), strings.Join(marks, ",")})
+		rows = append(rows, []string{strconv.FormatInt(s.Seq, 10), s.CreatedAt.UTC().Format(time.DateTime), orDash(termSafe(s.Host)),
+			orDash(termSafe(s.Platform)), strconv.Itoa(s.Files), transfer.Bytes(s.Size), transfer.Bytes(s.NewBytes), strings.Join(marks, ",")})
 	}
 	return writeTable(c.env.stdout, rows)
 }
@@ -416,18 +423,18 @@ func (c *checkpointCmd) show(ctx context.Context, args []string) error {
 		return writeJSON(c.env.stdout, m)
 	}
 	head := [][]string{
-		{"run", m.Run},
+		{"run", termSafe(m.Run)},
 		{"seq", strconv.FormatInt(m.Seq, 10)},
 		{"parent", strconv.FormatInt(m.Parent, 10)},
 		{"epoch", strconv.FormatInt(m.Epoch, 10)},
 		{"created", m.CreatedAt.UTC().Format(time.DateTime) + " UTC"},
-		{"host", orDash(m.Host)},
-		{"platform", orDash(m.Platform)},
-		{"chunks", transfer.Bytes(m.ChunkSize) + ", " + m.Hash},
+		{"host", orDash(termSafe(m.Host))},
+		{"platform", orDash(termSafe(m.Platform))},
+		{"chunks", transfer.Bytes(m.ChunkSize) + ", " + termSafe(m.Hash)},
 		{"size", fmt.Sprintf("%s in %d files, %s new", transfer.Bytes(m.Size), len(m.Files), transfer.Bytes(m.NewBytes))},
 	}
 	if len(m.Meta) > 0 {
-		head = append(head, []string{"meta", metaFlag(m.Meta).String()})
+		head = append(head, []string{"meta", termSafeMeta(m.Meta)})
 	}
 	if err := writeTable(c.env.stdout, head); err != nil {
 		return err
@@ -435,7 +442,7 @@ func (c *checkpointCmd) show(ctx context.Context, args []string) error {
 	fmt.Fprintln(c.env.stdout)
 	files := [][]string{{"PATH", "SIZE", "CHUNKS", "MODE"}}
 	for _, f := range m.Files {
-		files = append(files, []string{f.Path, transfer.Bytes(f.Size), strconv.Itoa(len(f.Chunks)), f.Mode.String()})
+		files = append(files, []string{termSafe(f.Path), transfer.Bytes(f.Size), strconv.Itoa(len(f.Chunks)), f.Mode.String()})
 	}
 	return writeTable(c.env.stdout, files)
 }

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/batonrun/baton/checkpoint"
+	"github.com/batonrun/baton/sync/transfer"
+)
+
+// verify is "baton checkpoint verify": are the chunks of a checkpoint (or of
+// all) in the store with the right length, or with --deep the right content;
+// with --repair DIR, upload the damaged ones again from a local copy.
+func (c *checkpointCmd) verify(ctx context.Context, args []string) error {
+	fs := newFlagSet("checkpoint verify", c.env.stderr, "checkpoint verify [flags]")
+	var f checkpointFlags
+	f.register(fs, false)
+	seqFlag := fs.Int64("seq", 0, "verify checkpoint `N` instead of the latest")
+	all := fs.Bool("all", false, "verify every published checkpoint of the run")
+	deep := fs.Bool("deep", false, "download every chunk and check its content against its hash, not only its length")
+	repair := fs.String("repair", "", "upload the damaged chunks again from `DIR`, a local copy of the checkpoint\ndirectory (only bytes that still hash right are used), then verify again")
+	if err := c.parse(fs, &f, true, args, 0, 0, ""); err != nil {
+		return err
+	}
+	switch {
+	case *seqFlag < 0:
+		return usagef("--seq=%d: want a checkpoint number", *seqFlag)
+	case *all && *seqFlag != 0:
+		return usagef("--seq and --all are exclusive")
+	}
+	_, repo, err := f.open(ctx, c.env)
+	if err != nil {
+		return err
+	}
+	var seqs []int64
+	switch {
+	case *all:
+		list, err := repo.List(ctx)
+		if err != nil {
+			return err
+		}
+		if len(list) == 0 {
+			return noCheckpoint(f.run, checkpoint.ErrNoCheckpoint)
+		}
+		for _, s := range list {
+			seqs = append(seqs, s.Seq)
+		}
+	case *seqFlag != 0:
+		seqs = []int64{*seqFlag}
+	}
+	report, err := repo.Verify(ctx, seqs, *deep)
+	if err != nil {
+		return noCheckpoint(f.run, err)
+	}
+	if err := writeVerifyReport(c.env.stdout, report); err != nil {
+		return err
+	}
+	if len(report.Damaged) > 0 && *repair != "" {
+		repaired, unrepaired, err := repo.Repair(ctx, report, *repair)
+		if err != nil {
+			return fmt.Errorf("repair from %s: %w", *repair, err)
+		}
+		fmt.Fprintf(c.env.stdout, "\nrepair from %s: uploaded %d of %d damaged chunks again", *repair, len(repaired), len(report.Damaged))
+		if len(unrepaired) > 0 {
+			fmt.Fprintf(c.env.stdout, "; no intact copy of %d: %s", len(unrepaired), strings.Join(unrepaired, ", "))
+		}
+		fmt.Fprintf(c.env.stdout, "\nverifying again...\n")
+		if report, err = repo.Verify(ctx, report.Seqs, *deep); err != nil {
+			return err
+		}
+		if err := writeVerifyReport(c.env.stdout, report); err != nil {
+			return err
+		}
+	}
+	if len(report.Damaged) > 0 {
+		return exitCode(exitFailure) // the report said why
+	}
+	return nil
+}
+
+// writeVerifyReport prints the damage of r as a table, if any, and one line
+// that sums it up.
+func writeVerifyReport(w io.Writer, r *checkpoint.VerifyReport) error {
+	what := "present with the right size"
+	if r.Deep {
+		what = "intact (downloaded and hashed)"
+	}
+	if len(r.Damaged) == 0 {
+		_, err := fmt.Fprintf(w, "%s: all %d chunks (%s) %s\n", seqList(r.Seqs), r.Chunks, transfer.Bytes(r.Bytes), what)
+		return err
+	}
+	rows := [][]string{{"CHUNK", "DAMAGE", "CHECKPOINTS", "FILES"}}
+	kinds := map[checkpoint.Damage]int{}
+	for _, d := range r.Damaged {
+		kinds[d.Err.Damage]++
+		damage := string(d.Err.Damage)
+		if d.Err.Damage == checkpoint.ChunkWrongSize {
+			damage = fmt.Sprintf("%s: %d bytes, want %d", damage, d.Err.Size, d.Err.Want)
+		}
+		rows = append(rows, []string{d.Err.Hash, damage, joinSeqs(d.Checkpoints), chunkFiles(d)})
+	}
+	if err := writeTable(w, rows); err != nil {
+		return err
+	}
+	var counts []string
+	for _, k := range []checkpoint.Damage{checkpoint.ChunkMissing, checkpoint.ChunkWrongSize, checkpoint.ChunkWrongContent} {
+		if kinds[k] > 0 {
+			counts = append(counts, fmt.Sprintf("%d %s", kinds[k], k))
+		}
+	}
+	_, err := fmt.Fprintf(w, "%s: %d damaged %s of %d (%s); checkpoints affected: %s\n", seqList(r.Seqs), len(r.Damaged),
+		plural(len(r.Damaged), "chunk", "chunks"), r.Chunks, strings.Join(counts, ", "), joinSeqs(r.Affected()))
+	return err
+}
+
+// chunkFiles names the files that hold a damaged chunk, escaped for the
+// terminal: the first three, and how many more.
+func chunkFiles(d checkpoint.DamagedChunk) string {
+	paths := d.Paths()
+	var out []string
+	for i, p := range paths {
+		if i == 3 {
+			out = append(out, fmt.Sprintf("and %d more", len(paths)-3))
+			break
+		}
+		out = append(out, termSafe(p))
+	}
+	return strings.Join(out, ", ")
+}
+
+// seqList names the checkpoints seqs: "checkpoint 7", "checkpoints 1, 2, 3",
+// or "12 checkpoints (1 to 40)".
+func seqList(seqs []int64) string {
+	switch {
+	case len(seqs) == 1:
+		return "checkpoint " + strconv.FormatInt(seqs[0], 10)
+	case len(seqs) <= 8:
+		return "checkpoints " + joinSeqs(seqs)
+	}
+	return fmt.Sprintf("%d checkpoints (%d to %d)", len(seqs), slices.Min(seqs), slices.Max(seqs))
+}
+
+func joinSeqs(seqs []int64) string {
+	s := make([]string, len(seqs))
+	for i, seq := range seqs {
+		s[i] = strconv.FormatInt(seq, 10)
+	}
+	return strings.Join(s, ", ")
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// termSafe returns s as it may reach a terminal: unchanged if every
+// character of it is printable (a space is, a tab or a newline is not) and
+// it does not start with a double quote; otherwise quoted as a Go string,
+// control characters, invalid UTF-8 and invisible format characters (such as
+// a right-to-left override) escaped. Manifests are untrusted: a path, host
+// or meta value holding an escape sequence must not drive the terminal, and
+// one holding a newline or a tab must not break a table.
+func termSafe(s string) string {
+	if !strings.HasPrefix(s, `"`) && utf8.ValidString(s) && strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) < 0 {
+		return s
+	}
+	return strconv.Quote(s)
+}
+
+// termSafeMeta is a manifest's meta as "k=v,k=v", sorted, each key and
+// value escaped for the terminal.
+func termSafeMeta(meta map[string]string) string {
+	safe := make(metaFlag, len(meta))
+	for k, v := range meta {
+		safe[termSafe(k)] = termSafe(v)
+	}
+	return safe.String()
+}
