@@ -1,12 +1,15 @@
 package checkpoint
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -37,10 +40,13 @@ const readers = 4
 //     latest.json names) and upload the chunks the store lacks;
 //  3. stat every file again: if one changed while it was read, drop the
 //     commit with ErrDirChanged (the trainer was still writing);
-//  4. write manifests/<seq>.json, create-only;
+//  4. write manifests/<seq>.json, create-only; if a GC ran since step 2
+//     (gc.json says), wait for it to end and send again any chunk of the
+//     manifest the store lacks (see GC);
 //  5. move latest.json to it, only if latest.json's ETag is still the one
-//     read in step 2, carrying the lease's epoch.
+//     read at the start, carrying the lease's epoch.
 //
+// A chunk counts as present only when the store holds it with its length.
 // A reader only follows latest.json, so it never sees a half-uploaded
 // checkpoint. A commit of a directory with nothing new uploads nothing but a
 // manifest. If latest.json moved on at a higher epoch, the lease was taken
@@ -65,9 +71,12 @@ func (r *Repo) Commit(ctx context.Context, lease *Lease, dir string, meta map[st
 	if latest.Epoch > epoch {
 		return nil, lease.markLost(latest.Epoch)
 	}
+	if latest.Seq == math.MaxInt64 {
+		return nil, fmt.Errorf("checkpoint: run %s: latest.json names checkpoint %d, the last number there is; refusing to commit", r.opts.Run, latest.Seq)
+	}
 	var parent *Manifest
 	if latest.Seq > 0 {
-		if parent, err = r.Manifest(ctx, latest.Seq); err != nil {
+		if parent, err = r.fetchManifest(ctx, latest.Seq, false); err != nil {
 			r.log.Warn("commit: cannot read the parent checkpoint; every file will be read again", "seq", latest.Seq, "err", err)
 			parent = nil
 		}
@@ -79,8 +88,16 @@ func (r *Repo) Commit(ctx context.Context, lease *Lease, dir string, meta map[st
 	if err != nil {
 		return nil, err
 	}
-	// 2. Hash and upload.
-	present, err := r.presentChunks(ctx, parent)
+	if err := checkLimits(files, r.opts.ChunkSize); err != nil {
+		return nil, err
+	}
+	// 2. Hash and upload. What GC was doing is read before the chunks are
+	// listed (see GC).
+	gcBefore, _, err := readGCRecord(ctx, r.store, r.retry)
+	if err != nil {
+		return nil, err
+	}
+	present, err := r.presentChunks(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -102,6 +119,7 @@ func (r *Repo) Commit(ctx context.Context, lease *Lease, dir string, meta map[st
 		return nil, err
 	}
 	m.NewBytes = newBytes
+	m.FileCount = len(m.Files)
 	for _, f := range m.Files {
 		m.Size += f.Size
 	}
@@ -121,12 +139,25 @@ func (r *Repo) Commit(ctx context.Context, lease *Lease, dir string, meta map[st
 	if err := m.validate(r.opts.Run, m.Seq); err != nil {
 		return nil, fmt.Errorf("checkpoint: refusing to write a manifest that breaks the format: %w", err)
 	}
-	info, err := r.putJSON(ctx, manifestKey(r.opts.Run, m.Seq), m, bsync.PutOptions{IfAbsent: true})
-	if errors.Is(err, bsync.ErrPreconditionFailed) {
-		return nil, r.lostOrRaced(ctx, lease, "manifest "+strconv.FormatInt(m.Seq, 10)+" appeared meanwhile")
-	}
+	body, err := json.Marshal(m)
 	if err != nil {
-		return nil, fmt.Errorf("writing manifest %d: %w", m.Seq, err)
+		return nil, err
+	}
+	info, err := r.writeManifest(ctx, lease, m.Seq, body)
+	if err != nil {
+		return nil, err
+	}
+	// 4b. If a GC ran since the chunks were listed, it may have deleted
+	// some this commit counted on: wait for it to end, then make sure every
+	// chunk is there. A GC that starts from now on sees the manifest.
+	gcAfter, _, err := readGCRecord(ctx, r.store, r.retry)
+	if err != nil {
+		return nil, err
+	}
+	if gcAfter.Generation != gcBefore.Generation || gcBefore.Running {
+		if err := r.recheckAfterGC(ctx, dir, m, info); err != nil {
+			return nil, err
+		}
 	}
 	// 5. Publish.
 	next := Latest{Seq: m.Seq, Epoch: epoch, ManifestETag: info.ETag, UpdatedAt: m.CreatedAt, Holder: r.opts.Holder.ID}
@@ -140,7 +171,7 @@ func (r *Repo) Commit(ctx context.Context, lease *Lease, dir string, meta map[st
 		if cur, _, rerr := r.readPointer(ctx); rerr == nil && cur.Seq == next.Seq && cur.ManifestETag == next.ManifestETag {
 			return m, nil
 		}
-		return nil, r.lostOrRaced(ctx, lease, "latest.json moved meanwhile")
+		return nil, r.lostOrRaced(ctx, lease, "latest.json moved meanwhile (a gc that deleted this unpublished commit rewrites it)")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("publishing checkpoint %d: %w", m.Seq, err)
@@ -171,7 +202,151 @@ func (r *Repo) nextSeq(ctx context.Context, latest int64) (int64, error) {
 			return nil
 		})
 	})
+	if err == nil && highest == math.MaxInt64 {
+		return 0, fmt.Errorf("checkpoint: run %s has a manifest numbered %d, the last number there is; refusing to commit", r.opts.Run, highest)
+	}
 	return highest + 1, err
+}
+
+// writeManifest writes body as manifests/<seq>.json, create-only. If the
+// create fails its condition, the object there may be this very write whose
+// response was lost (a proxy cut it, a retry sent it again): it is read
+// back, and if it holds exactly body it is this commit's.
+func (r *Repo) writeManifest(ctx context.Context, lease *Lease, seq int64, body []byte) (bsync.ObjectInfo, error) {
+	key := manifestKey(r.opts.Run, seq)
+	var info bsync.ObjectInfo
+	err := r.retry.Do(ctx, func(ctx context.Context) (err error) {
+		info, err = r.store.Put(ctx, key, bsync.BytesPayload(body), bsync.PutOptions{IfAbsent: true})
+		return err
+	})
+	if errors.Is(err, bsync.ErrPreconditionFailed) {
+		var stored []byte
+		rerr := r.retry.Do(ctx, func(ctx context.Context) error {
+			rc, got, err := r.store.Get(ctx, key, 0, -1)
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			if got.Size != int64(len(body)) {
+				stored = nil
+				return nil
+			}
+			info = got
+			stored, err = io.ReadAll(rc)
+			return err
+		})
+		if rerr == nil && bytes.Equal(stored, body) {
+			return info, nil
+		}
+		return bsync.ObjectInfo{}, r.lostOrRaced(ctx, lease, "manifest "+strconv.FormatInt(seq, 10)+" appeared meanwhile")
+	}
+	if err != nil {
+		return bsync.ObjectInfo{}, fmt.Errorf("writing manifest %d: %w", seq, err)
+	}
+	return info, nil
+}
+
+// recheckAfterGC runs when a GC ran, or was running, while the commit
+// listed and uploaded its chunks: it waits until no GC runs, checks that
+// the manifest written (as info) is still there, and sends again every
+// chunk of m that the store lacks or holds with the wrong length, reading
+// it from dir (ErrDirChanged if the file no longer holds it).
+func (r *Repo) recheckAfterGC(ctx context.Context, dir string, m *Manifest, info bsync.ObjectInfo) error {
+	if err := r.waitForGC(ctx); err != nil {
+		return err
+	}
+	var cur bsync.ObjectInfo
+	err := r.retry.Do(ctx, func(ctx context.Context) (err error) {
+		cur, err = r.store.Stat(ctx, manifestKey(r.opts.Run, m.Seq))
+		return err
+	})
+	if errors.Is(err, bsync.ErrNotFound) || err == nil && cur.ETag != info.ETag {
+		return fmt.Errorf("checkpoint: manifest %d was deleted by a gc while the commit ran; try again", m.Seq)
+	}
+	if err != nil {
+		return err
+	}
+	present, err := r.presentChunks(ctx)
+	if err != nil {
+		return err
+	}
+	resent := 0
+	for _, f := range m.Files {
+		if present.has(f, m.ChunkSize) {
+			continue
+		}
+		n, err := r.resendFile(ctx, dir, f, m.ChunkSize, present)
+		if err != nil {
+			return err
+		}
+		resent += n
+	}
+	if resent > 0 {
+		r.log.Warn("commit: a gc ran meanwhile and deleted chunks this commit counted on; sent them again", "seq", m.Seq, "chunks", resent)
+	}
+	return nil
+}
+
+// gcPoll is how often a commit looks at gc.json while it waits for a GC.
+const gcPoll = time.Second
+
+// waitForGC returns once gc.json shows no GC that may still delete.
+func (r *Repo) waitForGC(ctx context.Context) error {
+	logged := false
+	for {
+		rec, _, err := readGCRecord(ctx, r.store, r.retry)
+		if err != nil {
+			return err
+		}
+		if !rec.active(r.opts.Now()) {
+			return nil
+		}
+		if !logged {
+			r.log.Info("commit: waiting for a gc of the store to end before publishing", "gc", rec.Holder, "until", rec.Until)
+			logged = true
+		}
+		t := time.NewTimer(gcPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// resendFile uploads the chunks of f that present lacks, read from dir; it
+// returns how many it sent.
+func (r *Repo) resendFile(ctx context.Context, dir string, f File, chunkSize int64, present *chunkSet) (int, error) {
+	fh, err := os.Open(filepath.Join(dir, filepath.FromSlash(f.Path)))
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s: %v", ErrDirChanged, f.Path, err)
+	}
+	defer fh.Close()
+	sent := 0
+	buf := make([]byte, chunkSize)
+	for i, h := range f.Chunks {
+		off, n := chunkSpan(f.Size, chunkSize, i)
+		if !present.claim(h, n) {
+			continue
+		}
+		data := buf[:n]
+		if _, err := fh.ReadAt(data, off); err != nil {
+			return sent, fmt.Errorf("%w: %s: %v", ErrDirChanged, f.Path, err)
+		}
+		if sum := blake3.Sum256(data); hex.EncodeToString(sum[:]) != h {
+			return sent, fmt.Errorf("%w: %s", ErrDirChanged, f.Path)
+		}
+		err := r.retry.Do(ctx, func(ctx context.Context) error {
+			_, err := r.store.Put(ctx, chunkKey(h), bsync.BytesPayload(data), bsync.PutOptions{})
+			return err
+		})
+		if err != nil {
+			return sent, fmt.Errorf("uploading a chunk of %s: %w", f.Path, err)
+		}
+		sent++
+	}
+	return sent, nil
 }
 
 func parseManifestKey(run, key string) (int64, bool) {
@@ -187,24 +362,19 @@ func parseManifestKey(run, key string) (int64, bool) {
 	return seq, err == nil && seq > 0
 }
 
-// presentChunks returns the chunks a commit need not upload: those of the
-// parent checkpoint, and those in the store younger than half the GC grace
-// period (older unreferenced ones may be collected while this commit runs,
-// so they are sent again). One listing, not a request per chunk.
-func (r *Repo) presentChunks(ctx context.Context, parent *Manifest) (*chunkSet, error) {
-	set := &chunkSet{m: map[string]bool{}}
-	if parent != nil {
-		for _, f := range parent.Files {
-			for _, c := range f.Chunks {
-				set.m[c] = true
-			}
-		}
-	}
-	youngAfter := r.opts.Now().Add(-DefaultGCGrace / 2)
+// presentChunks lists the chunks the store holds, with their sizes. One
+// listing, not a request per chunk. A chunk counts as present only when its
+// object has exactly the chunk's length: a server may keep a partial object
+// under the final name when its client dies mid-PUT (versitygw's posix
+// backend does), and such a torn chunk must be uploaded again, never
+// trusted (docs/checkpoint-format.md, "What baton assumes of a store").
+func (r *Repo) presentChunks(ctx context.Context) (*chunkSet, error) {
+	set := &chunkSet{m: map[string]int64{}}
 	err := r.retry.Do(ctx, func(ctx context.Context) error {
+		clear(set.m)
 		return r.store.List(ctx, "chunks/", func(o bsync.ObjectInfo) error {
-			if hash, ok := parseChunkKey(o.Key); ok && o.LastModified.After(youngAfter) {
-				set.m[hash] = true
+			if hash, ok := parseChunkKey(o.Key); ok {
+				set.m[hash] = o.Size
 			}
 			return nil
 		})
@@ -215,20 +385,52 @@ func (r *Repo) presentChunks(ctx context.Context, parent *Manifest) (*chunkSet, 
 	return set, nil
 }
 
-// chunkSet is a concurrent set of chunk hashes.
-type chunkSet struct {
-	mu gosync.Mutex
-	m  map[string]bool
+// checkLimits refuses a directory whose manifest would break the format's
+// limits, before anything is read or sent.
+func checkLimits(files []scanned, chunkSize int64) error {
+	if len(files) > MaxFiles {
+		return fmt.Errorf("checkpoint: the directory holds %d files, more than a checkpoint may (%d)", len(files), MaxFiles)
+	}
+	chunks := int64(0)
+	for _, f := range files {
+		chunks += (f.size + chunkSize - 1) / chunkSize
+	}
+	if chunks > MaxChunks {
+		return fmt.Errorf("checkpoint: the directory makes %d chunks of %d bytes, more than a checkpoint may (%d); use a larger chunk size", chunks, chunkSize, MaxChunks)
+	}
+	return nil
 }
 
-// claim reports whether h is new, and records it as present.
-func (s *chunkSet) claim(h string) bool {
+// chunkSet is a concurrent set of chunk hashes with the length of the
+// object stored under each.
+type chunkSet struct {
+	mu gosync.Mutex
+	m  map[string]int64
+}
+
+// claim reports whether chunk h of length n must be uploaded (the store has
+// no object of that length for it, and no other reader claimed it first),
+// and records it as present.
+func (s *chunkSet) claim(h string, n int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.m[h] {
+	if size, ok := s.m[h]; ok && size == n {
 		return false
 	}
-	s.m[h] = true
+	s.m[h] = n
+	return true
+}
+
+// has reports whether every chunk of f is stored with its length.
+func (s *chunkSet) has(f File, chunkSize int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, h := range f.Chunks {
+		_, n := chunkSpan(f.Size, chunkSize, i)
+		if size, ok := s.m[h]; !ok || size != n {
+			return false
+		}
+	}
 	return true
 }
 
@@ -275,9 +477,9 @@ func scanDir(dir string) ([]scanned, error) {
 	return files, nil
 }
 
-// hashAndUpload fills m.Files: unchanged files from the parent, the others
-// read, hashed and their missing chunks uploaded. It returns the bytes
-// uploaded.
+// hashAndUpload fills m.Files: unchanged files from the parent whose chunks
+// are all in the store intact, the others read, hashed and their missing or
+// torn chunks uploaded. It returns the bytes uploaded.
 func (r *Repo) hashAndUpload(ctx context.Context, dir string, files []scanned, parent *Manifest, present *chunkSet, m *Manifest) (int64, error) {
 	// A parent entry is reused only if its mtime was well before the
 	// parent's scan: a file written within a timestamp tick of the scan
@@ -299,13 +501,13 @@ func (r *Repo) hashAndUpload(ctx context.Context, dir string, files []scanned, p
 	reads, rctx := errgroup.WithContext(uctx)
 	reads.SetLimit(readers)
 	for i, f := range files {
-		if p, ok := previous[f.rel]; ok && p.Size == f.size && p.Mode == f.mode && p.MTime.Equal(f.mtime) {
+		if p, ok := previous[f.rel]; ok && p.Size == f.size && p.Mode == f.mode && p.MTime.Equal(f.mtime) && present.has(p, m.ChunkSize) {
 			m.Files[i] = p
 			continue
 		}
 		reads.Go(func() error {
 			entry, err := r.readFile(rctx, filepath.Join(dir, filepath.FromSlash(f.rel)), f, func(hash string, chunk *[]byte, n int) {
-				if !present.claim(hash) {
+				if !present.claim(hash, int64(n)) {
 					buffers.Put(chunk)
 					return
 				}

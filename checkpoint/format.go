@@ -7,9 +7,7 @@
 package checkpoint
 
 import (
-	"bytes"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -29,16 +27,18 @@ const FormatVersion = 1
 // on one core of the project's machine.
 const HashName = "blake3-256"
 
-// Limits on what a manifest may describe; a manifest beyond them is refused.
+// Limits on what a manifest may describe; a manifest beyond them is refused,
+// by a reader as it streams in, and by a committer before it writes one.
+// MaxFiles and MaxChunks bound what a reader holds of one manifest (about
+// 40 MiB of entries and 80 MiB of chunk hashes) whatever else it says.
 const (
-	MaxFiles     = 1 << 20 // files in one checkpoint
+	MaxFiles     = 1 << 18 // files in one checkpoint (262,144)
+	MaxChunks    = 1 << 20 // chunk references in one checkpoint: 4 TiB of 4 MiB chunks
 	MaxFileSize  = 1 << 42 // 4 TiB
 	MaxTotalSize = 1 << 44 // 16 TiB in one checkpoint
 	MaxChunkSize = 1 << 30 // 1 GiB
 	MinChunkSize = 64 << 10
 	MaxMetaBytes = 64 << 10
-	// maxManifestBytes caps what a reader downloads before parsing.
-	maxManifestBytes = 512 << 20
 )
 
 // Keys of the remote layout, relative to the store's prefix.
@@ -75,12 +75,16 @@ type Manifest struct {
 	Platform  string    `json:"platform"`
 	Hash      string    `json:"hash"`       // HashName
 	ChunkSize int64     `json:"chunk_size"` // every chunk but a file's last has exactly this size
-	Files     []File    `json:"files"`
+	// FileCount is len(Files); a reader that wants the header alone (baton
+	// checkpoint ls) stops before Files. FileCount, Size and NewBytes come
+	// before Files in what this baton writes.
+	FileCount int `json:"file_count"`
 	// Size is the sum of the files' sizes; NewBytes what this commit
 	// uploaded in chunks the store lacked.
 	Size     int64             `json:"size"`
 	NewBytes int64             `json:"new_bytes"`
 	Meta     map[string]string `json:"meta,omitempty"`
+	Files    []File            `json:"files"`
 }
 
 // File is one regular file of a checkpoint.
@@ -139,52 +143,6 @@ func validHash(h string) bool {
 	return err == nil && strings.ToLower(h) == h
 }
 
-// decodeManifest parses and validates an untrusted manifest of run at seq.
-// The file list is decoded one entry at a time and refused past MaxFiles, so
-// a small manifest of many tiny entries cannot take gigabytes of memory.
-func decodeManifest(b []byte, run string, seq int64) (*Manifest, error) {
-	var outer struct {
-		Manifest
-		Files json.RawMessage `json:"files"` // shadows Manifest.Files
-	}
-	if err := json.Unmarshal(b, &outer); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadManifest, err)
-	}
-	m := outer.Manifest
-	files, err := decodeFiles(outer.Files)
-	if err != nil {
-		return nil, fmt.Errorf("%w: run %s checkpoint %d: %v", ErrBadManifest, run, seq, err)
-	}
-	m.Files = files
-	if err := m.validate(run, seq); err != nil {
-		return nil, fmt.Errorf("%w: run %s checkpoint %d: %v", ErrBadManifest, run, seq, err)
-	}
-	return &m, nil
-}
-
-// decodeFiles decodes a JSON array of File, at most MaxFiles of them.
-func decodeFiles(raw json.RawMessage) ([]File, error) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return nil, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
-		return nil, errors.New("files is not a list")
-	}
-	var files []File
-	for dec.More() {
-		if len(files) == MaxFiles {
-			return nil, fmt.Errorf("more than %d files", MaxFiles)
-		}
-		var f File
-		if err := dec.Decode(&f); err != nil {
-			return nil, fmt.Errorf("files[%d]: %v", len(files), err)
-		}
-		files = append(files, f)
-	}
-	return files, nil
-}
-
 // validate checks everything a restore relies on: version, identity, sane
 // sizes and counts, paths that stay inside the target directory, and chunk
 // lists that add up to the file sizes.
@@ -200,6 +158,8 @@ func (m *Manifest) validate(run string, seq int64) error {
 		return fmt.Errorf("chunk size %d outside [%d, %d]", m.ChunkSize, MinChunkSize, MaxChunkSize)
 	case len(m.Files) > MaxFiles:
 		return fmt.Errorf("%d files, more than %d", len(m.Files), MaxFiles)
+	case m.FileCount != len(m.Files):
+		return fmt.Errorf("file_count is %d, the manifest lists %d files", m.FileCount, len(m.Files))
 	}
 	var metaBytes int
 	for k, v := range m.Meta {
@@ -210,7 +170,11 @@ func (m *Manifest) validate(run string, seq int64) error {
 	}
 	seen := make(map[string]bool, len(m.Files))
 	var total int64
+	var chunks int
 	for _, f := range m.Files {
+		if chunks += len(f.Chunks); chunks > MaxChunks {
+			return fmt.Errorf("more than %d chunks in the checkpoint", MaxChunks)
+		}
 		if err := bsync.CheckKey(f.Path); err != nil || path.Clean(f.Path) != f.Path {
 			return fmt.Errorf("file path %q is not a clean relative path", f.Path)
 		}

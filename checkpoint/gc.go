@@ -1,9 +1,12 @@
 package checkpoint
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -11,11 +14,11 @@ import (
 	bsync "github.com/batonrun/baton/sync"
 )
 
-// DefaultGCGrace is how old an unreferenced chunk must be before GC deletes
-// it. A commit in flight uploads its chunks before it writes its manifest,
-// and re-sends any chunk it reuses that is older than half of this, so a
-// commit that takes less than half the grace period is safe from a
-// concurrent GC.
+// DefaultGCGrace is how old an unreferenced chunk, or an unpublished
+// manifest, must be before GC deletes it. Safety does not depend on it: a
+// commit in flight learns from gc.json whether a GC ran while it did, and
+// then checks and re-sends its chunks before it publishes (see GC). The
+// grace only spares such a commit the work of sending again what a GC took.
 const DefaultGCGrace = 6 * time.Hour
 
 func pinKey(run string, seq int64) string { return fmt.Sprintf("%spins/%012d", runPrefix(run), seq) }
@@ -34,9 +37,12 @@ type Summary struct {
 	Pinned    bool      `json:"pinned"`
 }
 
-// List returns the run's published checkpoints, oldest first: those up to
-// the one latest.json names. Manifests written after it (a commit that
-// crashed before publishing, or one in flight) are not checkpoints.
+// List returns the run's published checkpoints, oldest first: the chain
+// from the one latest.json names back through each one's parent (see
+// checkPublished), and the pinned ones older than where retention cut it.
+// Manifests the chain steps over or written after latest.json (a commit
+// that crashed or lost its lease before publishing, or one in flight) are
+// not checkpoints. Only the manifests' headers are read.
 func (r *Repo) List(ctx context.Context) ([]Summary, error) {
 	latest, _, err := r.readLatest(ctx)
 	if errors.Is(err, ErrNoCheckpoint) {
@@ -45,7 +51,7 @@ func (r *Repo) List(ctx context.Context) ([]Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	seqs, err := r.manifestSeqs(ctx)
+	chain, err := r.publishedChain(ctx, latest, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -53,36 +59,32 @@ func (r *Repo) List(ctx context.Context) ([]Summary, error) {
 	if err != nil {
 		return nil, err
 	}
+	listed, err := r.listManifests(ctx)
+	if err != nil {
+		return nil, err
+	}
+	end := chain[len(chain)-1].Parent // retention deleted this link, if it is not 0
 	var out []Summary
-	for _, seq := range seqs {
-		if seq > latest.Seq {
-			continue
+	for _, o := range listed {
+		if o.seq < end {
+			h, err := r.fetchManifest(ctx, o.seq, true)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, summary(h, latest, pins))
 		}
-		m, err := r.Manifest(ctx, seq)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, Summary{
-			Seq: m.Seq, CreatedAt: m.CreatedAt, Host: m.Host, Platform: m.Platform, Epoch: m.Epoch,
-			Files: len(m.Files), Size: m.Size, NewBytes: m.NewBytes, Latest: seq == latest.Seq, Pinned: pins[seq],
-		})
+	}
+	for i := len(chain) - 1; i >= 0; i-- {
+		out = append(out, summary(chain[i], latest, pins))
 	}
 	return out, nil
 }
 
-func (r *Repo) manifestSeqs(ctx context.Context) ([]int64, error) {
-	var seqs []int64
-	err := r.retry.Do(ctx, func(ctx context.Context) error {
-		seqs = seqs[:0]
-		return r.store.List(ctx, manifestPrefix(r.opts.Run), func(o bsync.ObjectInfo) error {
-			if seq, ok := parseManifestKey(r.opts.Run, o.Key); ok {
-				seqs = append(seqs, seq)
-			}
-			return nil
-		})
-	})
-	slices.Sort(seqs)
-	return seqs, err
+func summary(h *Manifest, latest Latest, pins map[int64]bool) Summary {
+	return Summary{
+		Seq: h.Seq, CreatedAt: h.CreatedAt, Host: h.Host, Platform: h.Platform, Epoch: h.Epoch,
+		Files: h.FileCount, Size: h.Size, NewBytes: h.NewBytes, Latest: h.Seq == latest.Seq, Pinned: pins[h.Seq],
+	}
 }
 
 func (r *Repo) pins(ctx context.Context) (map[int64]bool, error) {
@@ -117,14 +119,16 @@ func (r *Repo) Unpin(ctx context.Context, seq int64) error {
 }
 
 // Retain deletes the manifests of all but the newest keep published
-// checkpoints, sparing pinned ones, and those of unpublished commits older
-// than the grace period. It returns the sequence numbers it deleted. The
-// chunks go later, with GC.
+// checkpoints, sparing pinned ones, and those of unpublished commits: the
+// ones the chain of published checkpoints stepped over (they can never be
+// published), and those above latest.json older than grace (see
+// dropUnpublished). It returns the sequence numbers it deleted. The chunks
+// go later, with GC.
 func (r *Repo) Retain(ctx context.Context, keep int, grace time.Duration) ([]int64, error) {
 	if keep < 1 {
 		return nil, errors.New("retention must keep at least one checkpoint")
 	}
-	latest, _, err := r.readLatest(ctx)
+	latest, latestETag, err := r.readLatest(ctx)
 	if errors.Is(err, ErrNoCheckpoint) {
 		return nil, nil
 	}
@@ -135,44 +139,120 @@ func (r *Repo) Retain(ctx context.Context, keep int, grace time.Duration) ([]int
 	if err != nil {
 		return nil, err
 	}
-	var published []int64
-	stale := map[int64]bool{}
+	listed, err := r.listManifests(ctx)
+	if err != nil {
+		return nil, err
+	}
+	kept, err := r.publishedChain(ctx, latest, keep)
+	if err != nil {
+		return nil, err
+	}
+	onChain := map[int64]bool{}
+	for _, h := range kept {
+		onChain[h.Seq] = true
+	}
+	oldestKept := kept[len(kept)-1].Seq
+	var doomed, stale []int64
 	cutoff := r.opts.Now().Add(-grace)
-	err = r.retry.Do(ctx, func(ctx context.Context) error {
-		published = published[:0]
+	for _, o := range listed {
+		switch {
+		case o.seq > latest.Seq:
+			if o.modified.Before(cutoff) {
+				stale = append(stale, o.seq) // never published, and too old to be in flight
+			}
+		case onChain[o.seq], pins[o.seq] && o.seq < oldestKept:
+		default:
+			// Older than the kept ones, or stepped over by the chain.
+			doomed = append(doomed, o.seq)
+		}
+	}
+	for _, seq := range doomed {
+		if err := r.deleteManifest(ctx, seq); err != nil {
+			return nil, err
+		}
+	}
+	dropped, err := r.dropUnpublished(ctx, latest, latestETag, stale)
+	return slices.Sorted(slices.Values(append(doomed, dropped...))), err
+}
+
+// listedManifest is one manifest key of a run.
+type listedManifest struct {
+	seq      int64
+	modified time.Time
+}
+
+// listManifests lists the run's manifests, oldest number first.
+func (r *Repo) listManifests(ctx context.Context) ([]listedManifest, error) {
+	var out []listedManifest
+	err := r.retry.Do(ctx, func(ctx context.Context) error {
+		out = out[:0]
 		return r.store.List(ctx, manifestPrefix(r.opts.Run), func(o bsync.ObjectInfo) error {
-			seq, ok := parseManifestKey(r.opts.Run, o.Key)
-			switch {
-			case !ok:
-			case seq <= latest.Seq:
-				published = append(published, seq)
-			case o.LastModified.Before(cutoff):
-				stale[seq] = true // never published, and too old to be in flight
+			if seq, ok := parseManifestKey(r.opts.Run, o.Key); ok {
+				out = append(out, listedManifest{seq, o.LastModified})
 			}
 			return nil
 		})
 	})
-	if err != nil {
-		return nil, err
-	}
-	slices.Sort(published)
-	var doomed []int64
-	for i, seq := range published {
-		if i < len(published)-keep && !pins[seq] && seq != latest.Seq {
-			doomed = append(doomed, seq)
+	slices.SortFunc(out, func(a, b listedManifest) int { return cmp.Compare(a.seq, b.seq) })
+	return out, err
+}
+
+// publishedChain returns the headers of the published checkpoints, newest
+// first, following Parent from the one latest.json names: at most limit of
+// them (0: all). The walk ends at the first checkpoint, or where retention
+// deleted a link. A latest.json that names a missing manifest is an error.
+func (r *Repo) publishedChain(ctx context.Context, l Latest, limit int) ([]*Manifest, error) {
+	var chain []*Manifest
+	for seq := l.Seq; seq > 0 && (limit == 0 || len(chain) < limit); {
+		h, err := r.fetchManifest(ctx, seq, true)
+		if errors.Is(err, bsync.ErrNotFound) && seq != l.Seq {
+			break
 		}
-	}
-	for seq := range stale {
-		doomed = append(doomed, seq)
-	}
-	slices.Sort(doomed)
-	for _, seq := range doomed {
-		err := r.retry.Do(ctx, func(ctx context.Context) error { return r.store.Delete(ctx, manifestKey(r.opts.Run, seq)) })
+		if errors.Is(err, bsync.ErrNotFound) {
+			return nil, fmt.Errorf("%w: latest.json of run %s names checkpoint %d, whose manifest is missing", ErrDamaged, r.opts.Run, seq)
+		}
 		if err != nil {
 			return nil, err
 		}
+		chain = append(chain, h)
+		seq = h.Parent
 	}
-	return doomed, nil
+	return chain, nil
+}
+
+func (r *Repo) deleteManifest(ctx context.Context, seq int64) error {
+	return r.retry.Do(ctx, func(ctx context.Context) error { return r.store.Delete(ctx, manifestKey(r.opts.Run, seq)) })
+}
+
+// dropUnpublished deletes unpublished manifests numbered above latest.json's
+// seq. A commit that wrote one may still be in flight (paused, say), and it
+// publishes with a write conditional on latest.json's ETag: so latest.json
+// is first rewritten with its content unchanged but for UpdatedAt, which
+// gives it a new ETag and makes that publish fail. If latest.json moved
+// meanwhile, nothing is deleted (the next GC will see). It returns the
+// numbers it deleted.
+func (r *Repo) dropUnpublished(ctx context.Context, latest Latest, etag string, seqs []int64) ([]int64, error) {
+	if len(seqs) == 0 || etag == "" {
+		return nil, nil
+	}
+	touched := latest
+	touched.UpdatedAt = r.opts.Now().UTC()
+	if touched.UpdatedAt.Equal(latest.UpdatedAt) {
+		touched.UpdatedAt = touched.UpdatedAt.Add(time.Nanosecond)
+	}
+	_, err := r.putJSON(ctx, latestKey(r.opts.Run), touched, bsync.PutOptions{IfMatch: etag})
+	if errors.Is(err, bsync.ErrPreconditionFailed) || errors.Is(err, bsync.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("run %s: fencing unpublished manifests off latest.json: %w", r.opts.Run, err)
+	}
+	for _, seq := range seqs {
+		if err := r.deleteManifest(ctx, seq); err != nil {
+			return nil, err
+		}
+	}
+	return seqs, nil
 }
 
 // GCStats counts what GC found and did.
@@ -183,50 +263,117 @@ type GCStats struct {
 	DeletedBytes  int64
 	KeptYoung     int // unreferenced, but younger than the grace period
 	ReferencedNow int
+	// Unpublished lists the unpublished manifests GC deleted, as
+	// "run/seq".
+	Unpublished []string
+}
+
+// GCOptions configure GC. The zero value of a field means its default.
+type GCOptions struct {
+	// Grace: an unreferenced chunk or an unpublished manifest younger than
+	// this is kept (0 keeps nothing back; see DefaultGCGrace).
+	Grace time.Duration
+	// Holder names who collects, in gc.json (default "gc").
+	Holder string
+	// Retry is the retry policy of every storage call (default
+	// sync.DefaultRetry()).
+	Retry *bsync.Retry
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger (default slog.Default()).
+	Logger *slog.Logger
 }
 
 // GC deletes the chunks of store that no manifest of any run references and
-// that are older than grace: mark over every manifest of every run, then
-// sweep. If any manifest cannot be read, it deletes nothing.
-func GC(ctx context.Context, store bsync.Store, grace time.Duration, now time.Time, retry bsync.Retry) (GCStats, error) {
+// that are older than the grace, and the unpublished manifests older than
+// it. It marks over every manifest of every run, then sweeps; if any
+// manifest cannot be read, it deletes nothing.
+//
+// A commit in flight has uploaded chunks no manifest references yet, and
+// counts on chunks it listed at its start. GC does not rely on the grace
+// for that: it announces itself in gc.json (a new generation, running,
+// renewed while it runs) before it marks, and a commit reads gc.json before
+// it lists the chunks and again after it wrote its manifest. If a GC ran or
+// runs in between, the commit waits for it to end, then checks that every
+// chunk of its manifest is stored with its length, sends again what is not,
+// and only then publishes. A GC that starts after the manifest was written
+// marks it. Two GCs do not run at once: the second is refused with
+// ErrGCRunning until the first ends or stops renewing.
+func GC(ctx context.Context, store bsync.Store, opts GCOptions) (GCStats, error) {
+	g, err := startGC(ctx, store, opts)
+	if err != nil {
+		return GCStats{}, err
+	}
+	stats, err := g.run(ctx)
+	if ferr := g.finish(); err == nil {
+		err = ferr
+	}
+	return stats, err
+}
+
+// collector is one GC between its start and its finish.
+type collector struct {
+	store bsync.Store
+	opts  GCOptions
+	retry bsync.Retry
+	log   *slog.Logger
+	state *gcState
+	stop  context.CancelCauseFunc
+	done  chan struct{}
+}
+
+func startGC(ctx context.Context, store bsync.Store, opts GCOptions) (*collector, error) {
+	if opts.Grace < 0 {
+		return nil, fmt.Errorf("gc: grace %s is negative", opts.Grace)
+	}
+	if opts.Holder == "" {
+		opts.Holder = "gc"
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	g := &collector{store: store, opts: opts, retry: bsync.DefaultRetry(), log: opts.Logger}
+	if opts.Retry != nil {
+		g.retry = *opts.Retry
+	}
+	if g.log == nil {
+		g.log = slog.Default()
+	}
+	st, err := beginGC(ctx, store, g.retry, opts.Holder, opts.Now)
+	if err != nil {
+		return nil, err
+	}
+	g.state = st
+	return g, nil
+}
+
+// run marks and sweeps, renewing gc.json meanwhile; it stops at once if a
+// renewal fails.
+func (g *collector) run(ctx context.Context) (GCStats, error) {
+	ctx, g.stop = context.WithCancelCause(ctx)
+	g.done = make(chan struct{})
+	go g.state.keepAlive(ctx, g.done, g.stop)
+	defer func() { g.stop(nil); <-g.done }()
+
 	var stats GCStats
 	marked := map[string]bool{}
-	var manifests []string
-	err := retry.Do(ctx, func(ctx context.Context) error {
-		manifests = manifests[:0]
-		return store.List(ctx, "runs/", func(o bsync.ObjectInfo) error {
-			if strings.Contains(o.Key, "/manifests/") && strings.HasSuffix(o.Key, ".json") {
-				manifests = append(manifests, o.Key)
-			}
-			return nil
-		})
-	})
+	runs, err := g.manifestsByRun(ctx)
 	if err != nil {
 		return stats, err
 	}
-	for _, key := range manifests {
-		run, rest, _ := strings.Cut(strings.TrimPrefix(key, "runs/"), "/")
-		seq, ok := parseManifestKey(run, "runs/"+run+"/"+rest)
-		if !ok {
-			return stats, fmt.Errorf("gc: unexpected manifest key %q; deleting nothing", key)
-		}
-		repo := &Repo{store: store, opts: Options{Run: run}, retry: retry}
-		m, err := repo.Manifest(ctx, seq)
+	cutoff := g.opts.Now().Add(-g.opts.Grace)
+	for _, run := range slices.Sorted(maps.Keys(runs)) {
+		dropped, n, err := g.markRun(ctx, run, runs[run], cutoff, marked)
 		if err != nil {
-			return stats, fmt.Errorf("gc: %w; deleting nothing", err)
+			return stats, fmt.Errorf("gc: %w; deleting no chunk", err)
 		}
-		for _, f := range m.Files {
-			for _, c := range f.Chunks {
-				marked[c] = true
-			}
-		}
-		stats.Manifests++
+		stats.Manifests += n
+		stats.Unpublished = append(stats.Unpublished, dropped...)
 	}
-	cutoff := now.Add(-grace)
 	var doomed []bsync.ObjectInfo
-	err = retry.Do(ctx, func(ctx context.Context) error {
+	err = g.retry.Do(ctx, func(ctx context.Context) error {
 		doomed, stats.Chunks, stats.KeptYoung, stats.ReferencedNow = doomed[:0], 0, 0, 0
-		return store.List(ctx, "chunks/", func(o bsync.ObjectInfo) error {
+		return g.store.List(ctx, "chunks/", func(o bsync.ObjectInfo) error {
 			hash, ok := parseChunkKey(o.Key)
 			if !ok {
 				return nil // not ours: leave it alone
@@ -247,11 +394,114 @@ func GC(ctx context.Context, store bsync.Store, grace time.Duration, now time.Ti
 		return stats, err
 	}
 	for _, o := range doomed {
-		if err := retry.Do(ctx, func(ctx context.Context) error { return store.Delete(ctx, o.Key) }); err != nil {
+		if err := g.state.check(ctx); err != nil {
+			return stats, err
+		}
+		if err := g.retry.Do(ctx, func(ctx context.Context) error { return g.store.Delete(ctx, o.Key) }); err != nil {
 			return stats, err
 		}
 		stats.Deleted++
 		stats.DeletedBytes += o.Size
 	}
 	return stats, nil
+}
+
+// manifestsByRun lists every run's manifests.
+func (g *collector) manifestsByRun(ctx context.Context) (map[string][]listedManifest, error) {
+	var runs map[string][]listedManifest
+	err := g.retry.Do(ctx, func(ctx context.Context) error {
+		runs = map[string][]listedManifest{}
+		return g.store.List(ctx, "runs/", func(o bsync.ObjectInfo) error {
+			if !strings.Contains(o.Key, "/manifests/") || !strings.HasSuffix(o.Key, ".json") {
+				return nil
+			}
+			run, _, _ := strings.Cut(strings.TrimPrefix(o.Key, "runs/"), "/")
+			seq, ok := parseManifestKey(run, o.Key)
+			if CheckRunID(run) != nil || !ok {
+				return fmt.Errorf("gc: unexpected manifest key %q; deleting nothing", o.Key)
+			}
+			runs[run] = append(runs[run], listedManifest{seq, o.LastModified})
+			return nil
+		})
+	})
+	return runs, err
+}
+
+// markRun deletes the run's unpublished manifests older than cutoff and
+// marks the chunks of the others. It returns what it deleted and how many
+// manifests it marked.
+func (g *collector) markRun(ctx context.Context, run string, listed []listedManifest, cutoff time.Time, marked map[string]bool) ([]string, int, error) {
+	r := &Repo{store: g.store, opts: Options{Run: run, Now: g.opts.Now}, retry: g.retry, log: g.log}
+	latest, latestETag, err := r.readPointer(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	var stale []int64
+	for _, o := range listed {
+		if o.seq > latest.Seq && o.modified.Before(cutoff) {
+			stale = append(stale, o.seq)
+		}
+	}
+	if err := g.state.check(ctx); err != nil {
+		return nil, 0, err
+	}
+	// Deleted only after latest.json was rewritten (see dropUnpublished);
+	// if it moved meanwhile, nothing is, and they are marked below.
+	dropped, err := r.dropUnpublished(ctx, latest, latestETag, stale)
+	if err != nil {
+		return nil, 0, err
+	}
+	parents := map[int64]int64{}
+	n := 0
+	for _, o := range listed {
+		if slices.Contains(dropped, o.seq) {
+			continue
+		}
+		m, err := r.fetchManifest(ctx, o.seq, false)
+		if errors.Is(err, bsync.ErrNotFound) {
+			continue // deleted since the listing (retention)
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		for _, f := range m.Files {
+			for _, c := range f.Chunks {
+				marked[c] = true
+			}
+		}
+		parents[m.Seq] = m.Parent
+		n++
+	}
+	// Manifests the chain of published checkpoints steps over can never be
+	// published; their chunks stay marked until the next GC.
+	onChain := map[int64]bool{}
+	end := latest.Seq
+	for seq := latest.Seq; seq > 0; {
+		parent, ok := parents[seq]
+		if !ok {
+			break
+		}
+		onChain[seq] = true
+		seq, end = parent, parent
+	}
+	for _, o := range listed {
+		if o.seq < latest.Seq && o.seq > end && !onChain[o.seq] && o.modified.Before(cutoff) {
+			if err := r.deleteManifest(ctx, o.seq); err != nil {
+				return nil, 0, err
+			}
+			dropped = append(dropped, o.seq)
+		}
+	}
+	names := make([]string, len(dropped))
+	for i, seq := range dropped {
+		names[i] = fmt.Sprintf("%s/%d", run, seq)
+	}
+	return names, n, nil
+}
+
+// finish marks the GC ended in gc.json.
+func (g *collector) finish() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return g.state.end(ctx)
 }

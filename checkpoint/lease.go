@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	gosync "sync"
 	"time"
 
@@ -44,6 +45,16 @@ func (r *Repo) Acquire(ctx context.Context) (*Lease, error) {
 	if r.opts.Holder.ID == "" {
 		return nil, errors.New("checkpoint: a lease needs a holder id")
 	}
+	// A run whose numbers ran out can take no commit: refuse before
+	// writing anything.
+	latest, _, err := r.readPointer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if latest.Seq == math.MaxInt64 || latest.Epoch == math.MaxInt64 {
+		return nil, fmt.Errorf("checkpoint: run %s: latest.json is at checkpoint %d, epoch %d, the last numbers there are; refusing to take the lease",
+			r.opts.Run, latest.Seq, latest.Epoch)
+	}
 	key := leaseKey(r.opts.Run)
 	for try := 0; try < 10; try++ {
 		var cur LeaseRecord
@@ -69,6 +80,8 @@ func (r *Repo) Acquire(ctx context.Context) (*Lease, error) {
 			}
 			next.Epoch = latest.Epoch + 1
 			opts.IfAbsent = true
+		case cur.Epoch == math.MaxInt64:
+			return nil, fmt.Errorf("checkpoint: run %s: lease.json is at epoch %d, the last number there is; refusing to take the lease", r.opts.Run, cur.Epoch)
 		case cur.Holder == r.opts.Holder.ID || !now.Before(cur.ExpiresAt):
 			next.Epoch = cur.Epoch + 1
 			opts.IfMatch = etag

@@ -1,7 +1,6 @@
 package checkpoint
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,6 +32,10 @@ var (
 	// ErrDirChanged: a file changed while the commit read it; the commit was
 	// dropped and may be tried again later.
 	ErrDirChanged = errors.New("checkpoint directory changed during the commit")
+	// ErrNotPublished: a manifest exists under that number but was never
+	// published (a commit that crashed or was fenced before it moved
+	// latest.json, or one still in flight). It is not a checkpoint.
+	ErrNotPublished = errors.New("not a published checkpoint")
 )
 
 // Holder identifies who commits: one process on one host.
@@ -184,25 +187,87 @@ func (r *Repo) readLatest(ctx context.Context) (Latest, string, error) {
 	return l, etag, err
 }
 
-// Manifest returns checkpoint seq of the run, validated; seq 0 means the one
-// latest.json names.
+// Manifest returns published checkpoint seq of the run, validated; seq 0
+// means the one latest.json names. A manifest that was never published
+// (see Published) is refused with ErrNotPublished.
 func (r *Repo) Manifest(ctx context.Context, seq int64) (*Manifest, error) {
-	if seq == 0 {
-		l, _, err := r.readLatest(ctx)
-		if err != nil {
-			return nil, err
-		}
-		seq = l.Seq
-	}
-	var raw json.RawMessage
-	_, err := r.getJSON(ctx, manifestKey(r.opts.Run, seq), maxManifestBytes, &raw)
-	if errors.Is(err, bsync.ErrNotFound) {
-		return nil, fmt.Errorf("run %s has no checkpoint %d: %w", r.opts.Run, seq, err)
-	}
+	l, _, err := r.readLatest(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return decodeManifest(bytes.TrimSpace(raw), r.opts.Run, seq)
+	if seq == 0 {
+		seq = l.Seq
+	}
+	if err := r.checkPublished(ctx, l, seq); err != nil {
+		return nil, err
+	}
+	return r.fetchManifest(ctx, seq, false)
+}
+
+// checkPublished returns nil if checkpoint seq was published, given the
+// pointer l. Published checkpoints form a chain: latest.json names the
+// newest, and each manifest names the one before it (Parent), which was
+// latest when it was committed. A number above latest.json's, or one that
+// the chain steps over, was never published, whatever manifest is stored
+// under it. Where retention has deleted a link, the manifests older than
+// the gap are taken as published (only pinned ones are kept there).
+func (r *Repo) checkPublished(ctx context.Context, l Latest, seq int64) error {
+	if seq > l.Seq {
+		return fmt.Errorf("run %s checkpoint %d: %w (latest.json names %d; a commit that crashed or lost its lease leaves such a manifest behind)",
+			r.opts.Run, seq, ErrNotPublished, l.Seq)
+	}
+	for cur := l.Seq; cur > seq; {
+		h, err := r.fetchManifest(ctx, cur, true)
+		if errors.Is(err, bsync.ErrNotFound) && cur != l.Seq {
+			return nil // a link retention deleted: older manifests are the pinned ones
+		}
+		if err != nil {
+			return err
+		}
+		if h.Parent < seq {
+			return fmt.Errorf("run %s checkpoint %d: %w (checkpoint %d followed %d; a commit that lost its lease leaves such a manifest behind)",
+				r.opts.Run, seq, ErrNotPublished, cur, h.Parent)
+		}
+		cur = h.Parent
+	}
+	return nil
+}
+
+// headerProbe is how much of a manifest a header read fetches first.
+const headerProbe = 64 << 10
+
+// fetchManifest reads manifests/<seq>.json of the run, published or not:
+// whole, or only its header (see readManifest). A missing manifest is
+// bsync.ErrNotFound.
+func (r *Repo) fetchManifest(ctx context.Context, seq int64, headerOnly bool) (*Manifest, error) {
+	key := manifestKey(r.opts.Run, seq)
+	var m *Manifest
+	err := r.retry.Do(ctx, func(ctx context.Context) error {
+		length := int64(-1)
+		if headerOnly {
+			length = headerProbe // the header of what this baton writes is a few hundred bytes
+		}
+		rc, info, err := r.store.Get(ctx, key, 0, length)
+		if err != nil {
+			return err
+		}
+		m, err = readManifest(rc, r.opts.Run, seq, headerOnly)
+		rc.Close()
+		if err != nil && headerOnly && info.Size > headerProbe && !errors.Is(err, errBodyRead) {
+			// The header did not fit in the probe (files before the
+			// counts): read the whole manifest, keeping no entries.
+			if rc, _, err = r.store.Get(ctx, key, 0, -1); err != nil {
+				return err
+			}
+			m, err = readManifest(rc, r.opts.Run, seq, true)
+			rc.Close()
+		}
+		return err
+	})
+	if errors.Is(err, bsync.ErrNotFound) {
+		return nil, fmt.Errorf("run %s has no checkpoint %d: %w", r.opts.Run, seq, err)
+	}
+	return m, err
 }
 
 // PutLog stores a log segment of the run under runs/<run>/logs/<name>,

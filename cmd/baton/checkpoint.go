@@ -527,9 +527,12 @@ func (c *checkpointCmd) gc(ctx context.Context, args []string) error {
 		fmt.Fprintf(c.env.stdout, "run %s: kept the newest %d checkpoints and the pinned ones; deleted checkpoints: %s\n",
 			f.run, *keep, strings.Join(seqs, ", "))
 	}
-	stats, err := checkpoint.GC(ctx, store, *grace, time.Now(), bsync.DefaultRetry())
+	stats, err := checkpoint.GC(ctx, store, checkpoint.GCOptions{Grace: *grace, Holder: hostname() + "/gc"})
 	if err != nil {
 		return err
+	}
+	if len(stats.Unpublished) > 0 {
+		fmt.Fprintf(c.env.stdout, "deleted unpublished manifests older than %s: %s\n", *grace, strings.Join(stats.Unpublished, ", "))
 	}
 	fmt.Fprintf(c.env.stdout, "chunks: %d in the store, %d referenced by %d manifests; deleted %d (%s); kept %d unreferenced younger than %s\n",
 		stats.Chunks, stats.ReferencedNow, stats.Manifests, stats.Deleted, transfer.Bytes(stats.DeletedBytes), stats.KeptYoung, *grace)

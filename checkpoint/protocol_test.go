@@ -1,0 +1,385 @@
+package checkpoint_test
+
+// The repository's promise under hostile server behaviour and concurrent
+// GC (issue 10): torn chunks are sent again, only published checkpoints
+// are read, a GC that races a commit never leaves it unrestorable, a lost
+// response to the manifest write is recognised, and numbers that ran out
+// are refused.
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"math"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/batonrun/baton/checkpoint"
+	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/faults"
+	"github.com/zeebo/blake3"
+)
+
+// chunkKeyOf is the store key of the chunk of data.
+func chunkKeyOf(data []byte) string {
+	sum := blake3.Sum256(data)
+	h := hex.EncodeToString(sum[:])
+	return "chunks/" + h[:2] + "/" + h
+}
+
+// put writes b under key, unconditionally.
+func put(t testing.TB, s bsync.Store, key string, b []byte) {
+	t.Helper()
+	if _, err := s.Put(context.Background(), key, bsync.BytesPayload(b), bsync.PutOptions{}); err != nil {
+		t.Fatalf("put %s: %v", key, err)
+	}
+}
+
+// commitDir acquires the lease for repo and commits dir.
+func commitDir(t testing.TB, repo *checkpoint.Repo, dir string) *checkpoint.Manifest {
+	t.Helper()
+	lease, err := repo.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := repo.Commit(context.Background(), lease, dir, nil)
+	if err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	return m
+}
+
+// restoresTo restores checkpoint seq of repo and compares it with want.
+func restoresTo(t *testing.T, repo *checkpoint.Repo, seq int64, want map[string][]byte) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "restored")
+	if _, err := repo.Restore(context.Background(), seq, dir); err != nil {
+		t.Fatalf("restore of checkpoint %d: %v", seq, err)
+	}
+	if d := diffTrees(readTree(t, dir), want); d != "" {
+		t.Fatalf("checkpoint %d restored wrong: %s", seq, d)
+	}
+}
+
+// TestTornChunksAreSentAgain plants chunk objects shorter than their chunk,
+// as a server that keeps a partial object under the final name leaves them,
+// and checks that the next commit sends them again instead of counting
+// them as present, both for new content and for a file the commit would
+// otherwise reuse from its parent.
+func TestTornChunksAreSentAgain(t *testing.T) {
+	eachStore(t, func(t *testing.T, s bsync.Store) {
+		clk := newSyncClock()
+		repo := openOn(t, s, "a", clk.now)
+		dir := t.TempDir()
+		const size = 3 * 64 << 10
+		files := map[string][]byte{"model.bin": content(size, 1), "opt.bin": content(size, 2)}
+		// A commit killed mid-PUT left the first chunk of model.bin torn.
+		put(t, s, chunkKeyOf(files["model.bin"][:64<<10]), files["model.bin"][:1000])
+		writeTree(t, dir, files)
+		setMTimes(t, dir, time.Now().Add(-time.Hour))
+		m := commitDir(t, repo, dir)
+		restoresTo(t, repo, m.Seq, files)
+
+		// Now the published checkpoint's own chunk is torn (a store that
+		// lost it); opt.bin is unchanged, so the next commit would reuse
+		// its entry: it must see the damage and send the chunk again.
+		torn := chunkKeyOf(files["opt.bin"][64<<10 : 128<<10])
+		put(t, s, torn, files["opt.bin"][64<<10:64<<10+10])
+		_, err := repo.Restore(context.Background(), m.Seq, filepath.Join(t.TempDir(), "r"))
+		var dc *checkpoint.DamagedChunkError
+		if !errors.As(err, &dc) || !errors.Is(err, checkpoint.ErrDamaged) || dc.Key != torn || !strings.Contains(err.Error(), torn) {
+			t.Fatalf("restore over a torn chunk: %v, want a DamagedChunkError naming %s", err, torn)
+		}
+		files["model.bin"] = content(size, 3)
+		writeTree(t, dir, map[string][]byte{"model.bin": files["model.bin"]})
+		m2 := commitDir(t, repo, dir)
+		restoresTo(t, repo, m2.Seq, files)
+		if b, _ := rawObject(t, s, torn); len(b) != 64<<10 {
+			t.Fatalf("the torn chunk is %d bytes after the commit, want it sent again whole", len(b))
+		}
+	})
+}
+
+// TestOnlyPublishedCheckpoints leaves manifests behind that were never
+// published, one above latest.json (its publish failed) and one the chain
+// steps over (a new holder committed past it), and checks that nothing
+// reads them as checkpoints and that gc deletes them once older than its
+// grace.
+func TestOnlyPublishedCheckpoints(t *testing.T) {
+	eachStore(t, func(t *testing.T, s bsync.Store) {
+		ctx := context.Background()
+		clk := newSyncClock()
+		dir := t.TempDir()
+		writeTree(t, dir, map[string][]byte{"a": content(1000, 1)})
+		a := openOn(t, s, "a", clk.now)
+		commitDir(t, a, dir) // checkpoint 1
+
+		// Host a writes manifest 2, then loses the network before
+		// latest.json moves.
+		writeTree(t, dir, map[string][]byte{"a": content(1000, 2)})
+		cut := faults.Wrap(s, faults.Rule{Op: "put", Key: func(k string) bool { return k == latestKey() }, After: 1, Err: faults.Unreachable}) // after the fence
+		a2 := openOn(t, cut, "a", clk.now)
+		lease, err := a2.Acquire(ctx)
+		if err == nil {
+			_, err = a2.Commit(ctx, lease, dir, nil)
+		}
+		if err == nil {
+			t.Fatal("the commit succeeded although latest.json could not be written")
+		}
+		if b, _ := rawObject(t, s, manifestKey(2)); b == nil {
+			t.Fatal("no unpublished manifest 2 was left behind")
+		}
+		for _, seq := range []int64{2} {
+			if _, err := a.Manifest(ctx, seq); !errors.Is(err, checkpoint.ErrNotPublished) {
+				t.Fatalf("Manifest(%d) = %v, want ErrNotPublished", seq, err)
+			}
+			if _, err := a.Restore(ctx, seq, filepath.Join(t.TempDir(), "r")); !errors.Is(err, checkpoint.ErrNotPublished) {
+				t.Fatalf("Restore(%d) = %v, want ErrNotPublished", seq, err)
+			}
+		}
+
+		// Host b takes the run over and commits 3, whose parent is 1:
+		// manifest 2 is now below latest.json but was still never
+		// published.
+		clk.advance(2 * time.Minute)
+		b := openOn(t, s, "b", clk.now)
+		writeTree(t, dir, map[string][]byte{"a": content(1000, 3)})
+		m3 := commitDir(t, b, dir)
+		if m3.Seq != 3 || m3.Parent != 1 {
+			t.Fatalf("b committed %d after %d, want 3 after 1", m3.Seq, m3.Parent)
+		}
+		if _, err := b.Manifest(ctx, 2); !errors.Is(err, checkpoint.ErrNotPublished) {
+			t.Fatalf("Manifest(2) under latest 3 = %v, want ErrNotPublished", err)
+		}
+		list, err := b.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := seqsOf(list); got != "1,3" {
+			t.Fatalf("List shows %s, want 1,3", got)
+		}
+		for _, seq := range []int64{1, 3} {
+			if _, err := b.Manifest(ctx, seq); err != nil {
+				t.Fatalf("Manifest(%d): %v", seq, err)
+			}
+		}
+
+		// A fourth manifest above latest.json, from a commit that never
+		// published. gc with a grace longer than their age keeps both,
+		// then deletes both once they are older.
+		plantManifestCopy(t, s, 3, 4)
+		gcAt := func(now time.Time, grace time.Duration) checkpoint.GCStats {
+			t.Helper()
+			st, err := checkpoint.GC(ctx, s, checkpoint.GCOptions{Grace: grace, Now: func() time.Time { return now }, Retry: fastRetry(), Logger: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		}
+		if st := gcAt(time.Now(), time.Hour); len(st.Unpublished) != 0 {
+			t.Fatalf("gc deleted young unpublished manifests %v", st.Unpublished)
+		}
+		st := gcAt(time.Now().Add(2*time.Hour), time.Hour)
+		if got := strings.Join(st.Unpublished, " "); got != testRun+"/4 "+testRun+"/2" && got != testRun+"/2 "+testRun+"/4" {
+			t.Fatalf("gc deleted unpublished %v, want %s/2 and %s/4", st.Unpublished, testRun, testRun)
+		}
+		for _, seq := range []int64{2, 4} {
+			if b, _ := rawObject(t, s, manifestKey(seq)); b != nil {
+				t.Fatalf("manifest %d survived gc", seq)
+			}
+		}
+		restoresTo(t, b, 0, map[string][]byte{"a": content(1000, 3)})
+		restoresTo(t, b, 1, map[string][]byte{"a": content(1000, 1)})
+	})
+}
+
+// plantManifestCopy stores manifest from's content as manifest to, renamed.
+func plantManifestCopy(t testing.TB, s bsync.Store, from, to int64) {
+	t.Helper()
+	raw, _ := rawObject(t, s, manifestKey(from))
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["seq"], m["parent"] = to, from
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, s, manifestKey(to), b)
+}
+
+func seqsOf(list []checkpoint.Summary) string {
+	var out []string
+	for _, s := range list {
+		out = append(out, jsonNumber(s.Seq))
+	}
+	return strings.Join(out, ",")
+}
+
+func jsonNumber(n int64) string { b, _ := json.Marshal(n); return string(b) }
+
+// TestGCRacesACommit is the race of issue 10 item 4: a commit of content
+// whose chunks the store already holds unreferenced (2 h old) is paused
+// mid-upload, a gc runs meanwhile and deletes them, then the commit goes on.
+// Its checkpoint must restore. It runs with the smallest grace gc accepts
+// (0) and with 1 h.
+func TestGCRacesACommit(t *testing.T) {
+	for _, grace := range []time.Duration{0, time.Hour} {
+		t.Run(grace.String(), func(t *testing.T) {
+			eachStore(t, func(t *testing.T, s bsync.Store) { testGCRacesACommit(t, s, grace) })
+		})
+	}
+}
+
+func testGCRacesACommit(t *testing.T, s bsync.Store, grace time.Duration) {
+	ctx := context.Background()
+	clk := newSyncClock()
+	dir := t.TempDir()
+	const size = 4 * 64 << 10
+	files := map[string][]byte{"a.bin": content(size, 10), "b.bin": content(size, 11)}
+	writeTree(t, dir, files)
+	setMTimes(t, dir, time.Now().Add(-time.Hour))
+	// An earlier commit that never published left a.bin's chunks behind.
+	for off := 0; off < size; off += 64 << 10 {
+		c := files["a.bin"][off : off+64<<10]
+		put(t, s, chunkKeyOf(c), c)
+	}
+	// The committer stops at its first chunk upload until released.
+	paused, release := make(chan struct{}), make(chan struct{})
+	var once atomic.Bool
+	stopping := faults.Wrap(s, hook("put", func(key string) {
+		if strings.HasPrefix(key, "chunks/") && once.CompareAndSwap(false, true) {
+			close(paused)
+			<-release
+		}
+	}))
+	repo := openOn(t, stopping, "a", clk.now)
+	lease, err := repo.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	var m *checkpoint.Manifest
+	go func() {
+		var err error
+		m, err = repo.Commit(ctx, lease, dir, nil)
+		done <- err
+	}()
+	<-paused
+	// gc two hours later by its clock: every unreferenced chunk is old.
+	st, err := checkpoint.GC(ctx, s, checkpoint.GCOptions{Grace: grace, Now: func() time.Time { return time.Now().Add(2 * time.Hour) }, Retry: fastRetry(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Deleted < size/(64<<10) {
+		t.Fatalf("gc deleted %d chunks, want at least a.bin's %d (the race did not happen)", st.Deleted, size/(64<<10))
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("commit after a gc: %v", err)
+	}
+	restoresTo(t, openOn(t, s, "", clk.now), m.Seq, files)
+}
+
+// TestCommitWaitsForARunningGC pauses a gc in its sweep while a commit ends:
+// the commit must not publish until the gc has ended, and its checkpoint
+// must restore.
+func TestCommitWaitsForARunningGC(t *testing.T) {
+	eachStore(t, func(t *testing.T, s bsync.Store) {
+		ctx := context.Background()
+		clk := newSyncClock()
+		dir := t.TempDir()
+		files := map[string][]byte{"a.bin": content(3*64<<10, 20)}
+		writeTree(t, dir, files)
+		setMTimes(t, dir, time.Now().Add(-time.Hour))
+		for off := 0; off < len(files["a.bin"]); off += 64 << 10 {
+			c := files["a.bin"][off : off+64<<10]
+			put(t, s, chunkKeyOf(c), c)
+		}
+		put(t, s, chunkKeyOf([]byte("garbage")), []byte("garbage")) // the gc deletes this first
+
+		// The gc stops at its first delete until released.
+		inSweep, releaseGC := make(chan struct{}), make(chan struct{})
+		var once atomic.Bool
+		gcStore := faults.Wrap(s, hook("delete", func(string) {
+			if once.CompareAndSwap(false, true) {
+				close(inSweep)
+				<-releaseGC
+			}
+		}))
+		gcDone := make(chan error, 1)
+		go func() {
+			_, err := checkpoint.GC(ctx, gcStore, checkpoint.GCOptions{Now: func() time.Time { return time.Now().Add(24 * time.Hour) }, Retry: fastRetry(), Logger: quiet})
+			gcDone <- err
+		}()
+		<-inSweep
+		// The commit reads gc.json twice (before it lists the chunks, after
+		// its manifest), then waits while the gc runs; it is released on
+		// its third read, so the gc ends while the commit waits.
+		var gcReads atomic.Int32
+		watched := faults.Wrap(s, hook("get", func(key string) {
+			if key == "gc.json" && gcReads.Add(1) == 3 {
+				close(releaseGC)
+			}
+		}))
+		repo := openOn(t, watched, "a", clk.now)
+		m := commitDir(t, repo, dir)
+		if err := <-gcDone; err != nil {
+			t.Fatal(err)
+		}
+		if n := gcReads.Load(); n < 3 {
+			t.Fatalf("the commit read gc.json %d times, want it to wait for the gc", n)
+		}
+		restoresTo(t, repo, m.Seq, files)
+	})
+}
+
+// TestLostManifestResponse loses the response to the manifest's create:
+// the retry finds the object there, and it is the commit's own.
+func TestLostManifestResponse(t *testing.T) {
+	eachStore(t, func(t *testing.T, s bsync.Store) {
+		clk := newSyncClock()
+		dir := t.TempDir()
+		files := map[string][]byte{"a": content(5000, 30)}
+		writeTree(t, dir, files)
+		lossy := faults.Wrap(s, faults.Rule{Op: "put", Prefix: "runs/" + testRun + "/manifests/", Times: 1, Err: faults.Transient, LoseResponse: true})
+		repo := openOn(t, lossy, "a", clk.now)
+		m := commitDir(t, repo, dir)
+		if l, _ := readLatest(t, s); l.Seq != m.Seq {
+			t.Fatalf("latest.json names %d, want the commit's %d", l.Seq, m.Seq)
+		}
+		restoresTo(t, repo, 0, files)
+	})
+}
+
+// TestSequenceExhausted: a latest.json at the last number is refused with
+// one line, and nothing is written.
+func TestSequenceExhausted(t *testing.T) {
+	for _, field := range []string{"seq", "epoch"} {
+		t.Run(field, func(t *testing.T) {
+			s := newStore(t)
+			l := checkpoint.Latest{Seq: 5, Epoch: 3, Holder: "x"}
+			if field == "seq" {
+				l.Seq = math.MaxInt64
+			} else {
+				l.Epoch = math.MaxInt64
+			}
+			b, _ := json.Marshal(l)
+			put(t, s, latestKey(), b)
+			before := listKeys(t, s, "")
+			repo := openOn(t, s, "a", newSyncClock().now)
+			_, err := repo.Acquire(context.Background())
+			if err == nil || !strings.Contains(err.Error(), "last number") || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("Acquire = %v, want one line refusing the exhausted run", err)
+			}
+			if after := listKeys(t, s, ""); strings.Join(after, " ") != strings.Join(before, " ") {
+				t.Fatalf("keys %v after the refusal, want %v", after, before)
+			}
+		})
+	}
+}
