@@ -10,7 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -46,6 +48,47 @@ func TestShellcheck(t *testing.T) {
 				t.Errorf("shellcheck %s: %v\n%s", name, err, out)
 			}
 		})
+	}
+}
+
+// TestCrashLoopSmoke runs scripts/crash-loop.sh for 3 trials on a 16 MiB
+// checkpoint (a build of baton and a few seconds): it must print its summary
+// line and find every published checkpoint restorable. Without versitygw in
+// $BATON_TOOLS/bin it skips, unless BATON_REQUIRE_S3=1; -short skips it.
+func TestCrashLoopSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds baton and runs versitygw; skipped with -short")
+	}
+	tools := os.Getenv("BATON_TOOLS")
+	if tools == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tools = filepath.Join(home, ".cache", "baton-tools")
+	}
+	if _, err := os.Stat(filepath.Join(tools, "bin", "versitygw")); err != nil {
+		if os.Getenv("BATON_REQUIRE_S3") == "1" {
+			t.Fatalf("no versitygw: %v (BATON_REQUIRE_S3=1)", err)
+		}
+		t.Skipf("no versitygw (%v); run scripts/install-test-servers.sh versitygw", err)
+	}
+	repo := imagetest.RepoRoot(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(repo, "scripts", "crash-loop.sh"), "3")
+	cmd.Dir = repo
+	cmd.Env = append(os.Environ(), "BATON_TOOLS="+tools, "SIZE_MIB=16", "SEED=1", "DRIVER=aws")
+	// SIGTERM, not SIGKILL, on the timeout: the script then stops its
+	// versitygw and removes its directory.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 30 * time.Second
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	summary := regexp.MustCompile(`^crash-loop: trials=3 killed=\d+ finished=\d+ published=([1-9]\d*) unrestorable=0 failed_commits=0 torn_objects_seen=\d+ driver=aws seed=1 time=\d+s\n$`)
+	if err != nil || !summary.MatchString(stdout.String()) {
+		t.Fatalf("crash-loop.sh 3: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
 }
 
