@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,6 +34,11 @@ func (c *checkpointCmd) verify(ctx context.Context, args []string) error {
 		return usagef("--seq=%d: want a checkpoint number", *seqFlag)
 	case *all && *seqFlag != 0:
 		return usagef("--seq and --all are exclusive")
+	}
+	if *repair != "" {
+		if fi, err := os.Stat(*repair); err != nil || !fi.IsDir() {
+			return usagef("--repair %s: not a directory", *repair)
+		}
 	}
 	_, repo, err := f.open(ctx, c.env)
 	if err != nil {

@@ -201,7 +201,7 @@ func testCheckpointVerify(t *testing.T, s verifyStore) {
 		})
 	}
 
-	for _, args := range [][]string{{"--seq", "1", "--all"}, {"--seq", "-1"}, {"extra"}} {
+	for _, args := range [][]string{{"--seq", "1", "--all"}, {"--seq", "-1"}, {"extra"}, {"--repair", filepath.Join(src, "nope")}} {
 		if r := runBaton(t, environ, append([]string{"checkpoint", "verify"}, args...)...); r.code != exitUsage {
 			t.Errorf("verify %v: exit %d, want %d (%s)", args, r.code, exitUsage, r.stderr)
 		}
