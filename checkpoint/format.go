@@ -7,12 +7,10 @@
 package checkpoint
 
 import (
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"path"
-	"strings"
 	"time"
 
 	bsync "github.com/batonrun/baton/sync"
@@ -139,80 +137,103 @@ func validHash(h string) bool {
 	if len(h) != 64 {
 		return false
 	}
-	_, err := hex.DecodeString(h)
-	return err == nil && strings.ToLower(h) == h
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // validate checks everything a restore relies on: version, identity, sane
 // sizes and counts, paths that stay inside the target directory, and chunk
 // lists that add up to the file sizes.
 func (m *Manifest) validate(run string, seq int64) error {
-	switch {
-	case m.Version < 1 || m.Version > FormatVersion:
-		return fmt.Errorf("format version %d, this baton reads 1 to %d", m.Version, FormatVersion)
-	case m.Run != run || m.Seq != seq:
-		return fmt.Errorf("manifest names run %q checkpoint %d", m.Run, m.Seq)
-	case m.Hash != HashName:
-		return fmt.Errorf("hash %q, want %q", m.Hash, HashName)
-	case m.ChunkSize < MinChunkSize || m.ChunkSize > MaxChunkSize:
-		return fmt.Errorf("chunk size %d outside [%d, %d]", m.ChunkSize, MinChunkSize, MaxChunkSize)
-	case len(m.Files) > MaxFiles:
+	if len(m.Files) > MaxFiles {
 		return fmt.Errorf("%d files, more than %d", len(m.Files), MaxFiles)
-	case m.FileCount != len(m.Files):
+	}
+	if m.FileCount != len(m.Files) {
 		return fmt.Errorf("file_count is %d, the manifest lists %d files", m.FileCount, len(m.Files))
 	}
+	if err := m.validateHeader(run, seq); err != nil {
+		return err
+	}
+	c := newEntryChecker(m)
+	for _, f := range m.Files {
+		if err := c.add(f); err != nil {
+			return err
+		}
+	}
+	return c.finish()
+}
+
+// entryChecker checks a manifest's files one at a time, so that a reader
+// can check a manifest it does not hold whole.
+type entryChecker struct {
+	m      *Manifest
+	seen   map[string]bool
+	total  int64
+	chunks int
+}
+
+func newEntryChecker(m *Manifest) *entryChecker {
+	return &entryChecker{m: m, seen: make(map[string]bool, len(m.Files))}
+}
+
+// add checks one file, and that it adds to no limit and repeats no path.
+func (c *entryChecker) add(f File) error {
+	if c.chunks += len(f.Chunks); c.chunks > MaxChunks {
+		return fmt.Errorf("more than %d chunks in the checkpoint", MaxChunks)
+	}
+	if err := bsync.CheckKey(f.Path); err != nil || path.Clean(f.Path) != f.Path {
+		return fmt.Errorf("file path %q is not a clean relative path", f.Path)
+	}
+	if c.seen[f.Path] {
+		return fmt.Errorf("file %q listed twice", f.Path)
+	}
+	c.seen[f.Path] = true
+	if f.Size < 0 || f.Size > MaxFileSize {
+		return fmt.Errorf("file %q: size %d outside [0, %d]", f.Path, f.Size, int64(MaxFileSize))
+	}
+	if c.total += f.Size; c.total > MaxTotalSize {
+		return fmt.Errorf("files add up to more than %d bytes", int64(MaxTotalSize))
+	}
+	if f.Mode&^fs.ModePerm != 0 {
+		return fmt.Errorf("file %q: mode %v is not plain permission bits", f.Path, f.Mode)
+	}
+	if want := (f.Size + c.m.ChunkSize - 1) / c.m.ChunkSize; int64(len(f.Chunks)) != want {
+		return fmt.Errorf("file %q: %d chunks for %d bytes of %d-byte chunks, want %d", f.Path, len(f.Chunks), f.Size, c.m.ChunkSize, want)
+	}
+	if !validHash(f.Hash) {
+		return fmt.Errorf("file %q: bad hash %q", f.Path, f.Hash)
+	}
+	for _, h := range f.Chunks {
+		if !validHash(h) {
+			return fmt.Errorf("file %q: bad chunk hash %q", f.Path, h)
+		}
+	}
+	return nil
+}
+
+// finish checks what needs every file: that no path is both a file and a
+// directory of another, and the total size.
+func (c *entryChecker) finish() error {
 	var metaBytes int
-	for k, v := range m.Meta {
+	for k, v := range c.m.Meta {
 		metaBytes += len(k) + len(v)
 	}
 	if metaBytes > MaxMetaBytes {
 		return fmt.Errorf("meta of %d bytes, more than %d", metaBytes, MaxMetaBytes)
 	}
-	seen := make(map[string]bool, len(m.Files))
-	var total int64
-	var chunks int
-	for _, f := range m.Files {
-		if chunks += len(f.Chunks); chunks > MaxChunks {
-			return fmt.Errorf("more than %d chunks in the checkpoint", MaxChunks)
-		}
-		if err := bsync.CheckKey(f.Path); err != nil || path.Clean(f.Path) != f.Path {
-			return fmt.Errorf("file path %q is not a clean relative path", f.Path)
-		}
-		if seen[f.Path] {
-			return fmt.Errorf("file %q listed twice", f.Path)
-		}
-		seen[f.Path] = true
-		if f.Size < 0 || f.Size > MaxFileSize {
-			return fmt.Errorf("file %q: size %d outside [0, %d]", f.Path, f.Size, int64(MaxFileSize))
-		}
-		if total += f.Size; total > MaxTotalSize {
-			return fmt.Errorf("files add up to more than %d bytes", int64(MaxTotalSize))
-		}
-		if f.Mode&^fs.ModePerm != 0 {
-			return fmt.Errorf("file %q: mode %v is not plain permission bits", f.Path, f.Mode)
-		}
-		if want := (f.Size + m.ChunkSize - 1) / m.ChunkSize; int64(len(f.Chunks)) != want {
-			return fmt.Errorf("file %q: %d chunks for %d bytes of %d-byte chunks, want %d", f.Path, len(f.Chunks), f.Size, m.ChunkSize, want)
-		}
-		if !validHash(f.Hash) {
-			return fmt.Errorf("file %q: bad hash %q", f.Path, f.Hash)
-		}
-		for _, c := range f.Chunks {
-			if !validHash(c) {
-				return fmt.Errorf("file %q: bad chunk hash %q", f.Path, c)
+	for p := range c.seen {
+		for dir := path.Dir(p); dir != "." && dir != "/"; dir = path.Dir(dir) {
+			if c.seen[dir] {
+				return fmt.Errorf("%q is a file and also the directory of %q", dir, p)
 			}
 		}
 	}
-	// A path may not be both a file and a directory of another file.
-	for _, f := range m.Files {
-		for dir := path.Dir(f.Path); dir != "." && dir != "/"; dir = path.Dir(dir) {
-			if seen[dir] {
-				return fmt.Errorf("%q is a file and also the directory of %q", dir, f.Path)
-			}
-		}
-	}
-	if total != m.Size {
-		return fmt.Errorf("files add up to %d bytes, manifest says %d", total, m.Size)
+	if c.total != c.m.Size {
+		return fmt.Errorf("files add up to %d bytes, manifest says %d", c.total, c.m.Size)
 	}
 	return nil
 }

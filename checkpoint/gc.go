@@ -3,6 +3,7 @@ package checkpoint
 import (
 	"cmp"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -356,7 +357,7 @@ func (g *collector) run(ctx context.Context) (GCStats, error) {
 	defer func() { g.stop(nil); <-g.done }()
 
 	var stats GCStats
-	marked := map[string]bool{}
+	marked := chunkMarks{}
 	runs, err := g.manifestsByRun(ctx)
 	if err != nil {
 		return stats, err
@@ -380,7 +381,7 @@ func (g *collector) run(ctx context.Context) (GCStats, error) {
 			}
 			stats.Chunks++
 			switch {
-			case marked[hash]:
+			case marked.has(hash):
 				stats.ReferencedNow++
 			case o.LastModified.After(cutoff):
 				stats.KeptYoung++
@@ -430,7 +431,7 @@ func (g *collector) manifestsByRun(ctx context.Context) (map[string][]listedMani
 // markRun deletes the run's unpublished manifests older than cutoff and
 // marks the chunks of the others. It returns what it deleted and how many
 // manifests it marked.
-func (g *collector) markRun(ctx context.Context, run string, listed []listedManifest, cutoff time.Time, marked map[string]bool) ([]string, int, error) {
+func (g *collector) markRun(ctx context.Context, run string, listed []listedManifest, cutoff time.Time, marked chunkMarks) ([]string, int, error) {
 	r := &Repo{store: g.store, opts: Options{Run: run, Now: g.opts.Now}, retry: g.retry, log: g.log}
 	latest, latestETag, err := r.readPointer(ctx)
 	if err != nil {
@@ -457,17 +458,18 @@ func (g *collector) markRun(ctx context.Context, run string, listed []listedMani
 		if slices.Contains(dropped, o.seq) {
 			continue
 		}
-		m, err := r.fetchManifest(ctx, o.seq, false)
+		// Streamed: GC holds the marks, never a whole manifest.
+		m, err := r.walkManifest(ctx, o.seq, func(f File) error {
+			for _, c := range f.Chunks {
+				marked.add(c)
+			}
+			return nil
+		})
 		if errors.Is(err, bsync.ErrNotFound) {
 			continue // deleted since the listing (retention)
 		}
 		if err != nil {
 			return nil, 0, err
-		}
-		for _, f := range m.Files {
-			for _, c := range f.Chunks {
-				marked[c] = true
-			}
 		}
 		parents[m.Seq] = m.Parent
 		n++
@@ -497,6 +499,25 @@ func (g *collector) markRun(ctx context.Context, run string, listed []listedMani
 		names[i] = fmt.Sprintf("%s/%d", run, seq)
 	}
 	return names, n, nil
+}
+
+// chunkMarks is a set of chunk hashes, held as 32 bytes each rather than
+// 64 hex characters.
+type chunkMarks map[[32]byte]struct{}
+
+// add marks hash, a valid hex hash.
+func (c chunkMarks) add(hash string) {
+	var k [32]byte
+	hex.Decode(k[:], []byte(hash))
+	c[k] = struct{}{}
+}
+
+// has reports whether hash is marked.
+func (c chunkMarks) has(hash string) bool {
+	var k [32]byte
+	hex.Decode(k[:], []byte(hash))
+	_, ok := c[k]
+	return ok
 }
 
 // finish marks the GC ended in gc.json.

@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -56,50 +57,124 @@ type manifestDecoder struct {
 	nfiles, nchunks int
 	// stated is the manifest's file_count, -1 if it has none.
 	stated int
+	mode   readMode
+	fast   bool
+	// run and seq are what the manifest must name; checker checks the
+	// files one at a time in visit mode.
+	run     string
+	seq     int64
+	checker *entryChecker
 }
+
+// readMode says how much of a manifest readManifest keeps.
+type readMode struct {
+	// headerOnly: the files are counted, not kept (Files is nil,
+	// FileCount says how many), and not checked. A manifest that states
+	// file_count, size and new_bytes before its files (every manifest this
+	// baton writes) is read only up to its file list.
+	headerOnly bool
+	// visit, if set, gets each file (and its index) as it is read, checked
+	// on its own;
+	// the files are not kept. What needs every file (the total size, a
+	// path that is also another's directory) is checked at the end, so a
+	// caller may act on what visit saw only once readManifest returned nil.
+	// If the header comes after the files, readManifest fails with
+	// errHeaderLate unless header holds it (from a headerOnly read).
+	visit  func(int, File) error
+	header *Manifest
+}
+
+// errHeaderLate: a manifest read with visit has its files before its header.
+var errHeaderLate = errors.New("the manifest's files come before its header")
 
 // readManifest decodes the manifest of run at seq from r, streaming: the
 // files are read one entry, and each entry's chunks one hash, at a time,
 // refused past MaxFiles and MaxChunks, and no token may exceed
-// maxTokenBytes.
+// maxTokenBytes. What it keeps is as mode says; with the zero mode it
+// returns the whole manifest, validated.
 //
-// With headerOnly, the files are not kept: m.Files is nil and m.FileCount
-// says how many there are. A manifest that states file_count, size and
-// new_bytes before its files (every manifest this baton writes) is read
-// only up to its file list. A header is not fully validated: only what
-// describes the checkpoint as a whole is checked.
-func readManifest(r io.Reader, run string, seq int64, headerOnly bool) (*Manifest, error) {
-	d := &manifestDecoder{guard: &byteGuard{r: r}, stated: -1}
+// With fast, each file entry is decoded in one piece, which is several
+// times quicker; an entry too large for that fails with errBigEntry, and
+// the caller reads the manifest again without fast (see openManifest).
+func readManifest(r io.Reader, run string, seq int64, mode readMode, fast bool) (*Manifest, error) {
+	d := &manifestDecoder{guard: &byteGuard{r: bufio.NewReaderSize(r, 256<<10)}, stated: -1, mode: mode, run: run, seq: seq, fast: fast}
 	d.dec = json.NewDecoder(d.guard)
 	d.dec.UseNumber()
-	m, err := d.manifest(headerOnly)
+	m, err := d.manifest()
 	if errors.Is(err, errBodyRead) {
 		return nil, err // the store's body failed (transient): the caller retries
+	}
+	if ve, ok := errors.AsType[visitError](err); ok {
+		return nil, ve.err // the caller's own
+	}
+	if errors.Is(err, errBigEntry) || errors.Is(err, errHeaderLate) {
+		return nil, err
+	}
+	if err == nil {
+		err = m.validateHeader(run, seq)
+	}
+	if err == nil && mode.visit != nil {
+		if d.checker == nil { // no file list at all
+			d.checker = newEntryChecker(m)
+		}
+		err = d.checker.finish()
+	} else if err == nil && !mode.headerOnly {
+		err = m.validate(run, seq)
+	}
+	if err == nil && !mode.headerOnly && d.stated >= 0 && d.stated != d.nfiles {
+		err = fmt.Errorf("file_count is %d, the manifest lists %d files", d.stated, d.nfiles)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: run %s checkpoint %d: %v", ErrBadManifest, run, seq, err)
 	}
-	if err := m.validateHeader(run, seq); err != nil {
-		return nil, fmt.Errorf("%w: run %s checkpoint %d: %v", ErrBadManifest, run, seq, err)
-	}
-	if headerOnly {
-		return m, nil
-	}
-	if err := m.validate(run, seq); err != nil {
-		return nil, fmt.Errorf("%w: run %s checkpoint %d: %v", ErrBadManifest, run, seq, err)
-	}
-	if d.stated >= 0 && d.stated != d.nfiles {
-		return nil, fmt.Errorf("%w: run %s checkpoint %d: file_count is %d, the manifest lists %d files", ErrBadManifest, run, seq, d.stated, d.nfiles)
-	}
 	return m, nil
 }
+
+// decodeManifest reads a manifest from the bodies open returns: with the
+// fast decoder, and again with the token decoder if an entry was too large
+// for the fast one.
+//
+// A visit read of a manifest whose header comes after its files (JSON does
+// not fix the order of keys) first reads the header alone.
+func decodeManifest(open func() (io.ReadCloser, error), run string, seq int64, mode readMode) (*Manifest, error) {
+	m, err := decodeManifestOnce(open, run, seq, mode)
+	if errors.Is(err, errHeaderLate) {
+		if mode.header, err = decodeManifestOnce(open, run, seq, readMode{headerOnly: true}); err != nil {
+			return nil, err
+		}
+		return decodeManifestOnce(open, run, seq, mode)
+	}
+	return m, err
+}
+
+func decodeManifestOnce(open func() (io.ReadCloser, error), run string, seq int64, mode readMode) (*Manifest, error) {
+	for _, fast := range []bool{true, false} {
+		rc, err := open()
+		if err != nil {
+			return nil, err
+		}
+		m, err := readManifest(rc, run, seq, mode, fast)
+		rc.Close()
+		if fast && errors.Is(err, errBigEntry) {
+			continue
+		}
+		return m, err
+	}
+	panic("unreachable")
+}
+
+// visitError carries an error of readMode.visit through the decoder.
+type visitError struct{ err error }
+
+func (e visitError) Error() string { return e.err.Error() }
 
 // errBodyRead marks an error of the reader under the decoder (the store's
 // body), as opposed to one of the manifest's content.
 var errBodyRead = errors.New("reading the manifest")
 
 // manifest reads the top-level object.
-func (d *manifestDecoder) manifest(headerOnly bool) (*Manifest, error) {
+func (d *manifestDecoder) manifest() (*Manifest, error) {
+	headerOnly := d.mode.headerOnly
 	m := &Manifest{}
 	if err := d.delim('{'); err != nil {
 		return nil, err
@@ -117,6 +192,18 @@ func (d *manifestDecoder) manifest(headerOnly bool) (*Manifest, error) {
 			seen["files"] = true
 			if headerOnly && seen["file_count"] && seen["size"] && seen["new_bytes"] {
 				return m, nil // a header read stops here
+			}
+			if d.mode.visit != nil {
+				h := m
+				if d.mode.header != nil {
+					h = d.mode.header
+				} else if !seen["version"] || !seen["chunk_size"] || !seen["size"] {
+					return nil, errHeaderLate
+				}
+				if err := h.validateHeader(d.run, d.seq); err != nil {
+					return nil, err
+				}
+				d.checker = newEntryChecker(h)
 			}
 			if err := d.fileList(m, headerOnly); err != nil {
 				return nil, err
@@ -196,20 +283,58 @@ func (d *manifestDecoder) fileList(m *Manifest, headerOnly bool) error {
 		if d.nfiles == MaxFiles {
 			return fmt.Errorf("more than %d files", MaxFiles)
 		}
-		f, err := d.file(headerOnly)
+		f, err := d.entry(headerOnly)
 		if err != nil {
 			return fmt.Errorf("files[%d]: %w", d.nfiles, err)
 		}
 		d.nfiles++
-		if !headerOnly {
+		switch {
+		case d.mode.visit != nil:
+			if err := d.checker.add(f); err != nil {
+				return err
+			}
+			if err := d.mode.visit(d.nfiles-1, f); err != nil {
+				return visitError{err}
+			}
+		case !headerOnly:
 			m.Files = append(m.Files, f)
 		}
 	}
 	return d.delim(']')
 }
 
-// file reads one entry of the file list; with skipChunks its chunk hashes
-// are counted, not kept.
+// errBigEntry: the fast decoder met an entry larger than a token may be; the
+// manifest must be read again with the token decoder.
+var errBigEntry = errors.New("an entry too large for the fast decoder")
+
+// entry reads one entry of the file list. The fast decoder takes it in one
+// piece, as long as it fits in maxTokenBytes (a file of up to about 15,000
+// chunks); the token decoder reads it token by token, and its chunk hashes
+// one at a time. With skipChunks the hashes are counted, not kept.
+func (d *manifestDecoder) entry(skipChunks bool) (File, error) {
+	if !d.fast {
+		return d.file(skipChunks)
+	}
+	d.guard.token = 0
+	var f File
+	err := d.dec.Decode(&f)
+	if errors.Is(err, errTooLarge) && d.guard.token > maxTokenBytes {
+		return f, errBigEntry
+	}
+	if err != nil {
+		return f, err
+	}
+	if d.nchunks += len(f.Chunks); d.nchunks > MaxChunks {
+		return f, fmt.Errorf("more than %d chunks in the checkpoint", MaxChunks)
+	}
+	if skipChunks {
+		f.Chunks = nil
+	}
+	return f, nil
+}
+
+// file reads one entry of the file list token by token; with skipChunks
+// its chunk hashes are counted, not kept.
 func (d *manifestDecoder) file(skipChunks bool) (File, error) {
 	var f File
 	if err := d.delim('{'); err != nil {

@@ -233,6 +233,52 @@ func (r *Repo) checkPublished(ctx context.Context, l Latest, seq int64) error {
 	return nil
 }
 
+// Walk reads published checkpoint seq of the run (0: the latest) as it
+// streams in, handing each file to fn instead of keeping them all, and
+// returns the manifest without its files (FileCount says how many). The
+// whole manifest is checked as Manifest checks it, but the checks that need
+// every file end only after the last fn call: act on what fn saw only when
+// Walk returned nil. fn sees each file once, in order, even when a read is
+// started again. An error from fn stops the walk.
+func (r *Repo) Walk(ctx context.Context, seq int64, fn func(File) error) (*Manifest, error) {
+	l, _, err := r.readLatest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if seq == 0 {
+		seq = l.Seq
+	}
+	if err := r.checkPublished(ctx, l, seq); err != nil {
+		return nil, err
+	}
+	return r.walkManifest(ctx, seq, fn)
+}
+
+// walkManifest is Walk on manifests/<seq>.json, published or not.
+func (r *Repo) walkManifest(ctx context.Context, seq int64, fn func(File) error) (*Manifest, error) {
+	var m *Manifest
+	next := 0 // a read that starts again skips the files fn has seen
+	visit := func(i int, f File) error {
+		if i < next {
+			return nil
+		}
+		next++
+		return fn(f)
+	}
+	open := func() (io.ReadCloser, error) {
+		rc, _, err := r.store.Get(ctx, manifestKey(r.opts.Run, seq), 0, -1)
+		return rc, err
+	}
+	err := r.retry.Do(ctx, func(ctx context.Context) (err error) {
+		m, err = decodeManifest(open, r.opts.Run, seq, readMode{visit: visit})
+		return err
+	})
+	if errors.Is(err, bsync.ErrNotFound) {
+		return nil, fmt.Errorf("run %s has no checkpoint %d: %w", r.opts.Run, seq, err)
+	}
+	return m, err
+}
+
 // headerProbe is how much of a manifest a header read fetches first.
 const headerProbe = 64 << 10
 
@@ -247,20 +293,20 @@ func (r *Repo) fetchManifest(ctx context.Context, seq int64, headerOnly bool) (*
 		if headerOnly {
 			length = headerProbe // the header of what this baton writes is a few hundred bytes
 		}
-		rc, info, err := r.store.Get(ctx, key, 0, length)
-		if err != nil {
-			return err
+		var size int64
+		open := func(length int64) func() (io.ReadCloser, error) {
+			return func() (io.ReadCloser, error) {
+				rc, info, err := r.store.Get(ctx, key, 0, length)
+				size = info.Size
+				return rc, err
+			}
 		}
-		m, err = readManifest(rc, r.opts.Run, seq, headerOnly)
-		rc.Close()
-		if err != nil && headerOnly && info.Size > headerProbe && !errors.Is(err, errBodyRead) {
+		var err error
+		m, err = decodeManifest(open(length), r.opts.Run, seq, readMode{headerOnly: headerOnly})
+		if err != nil && headerOnly && size > headerProbe && !errors.Is(err, errBodyRead) && !errors.Is(err, bsync.ErrNotFound) {
 			// The header did not fit in the probe (files before the
 			// counts): read the whole manifest, keeping no entries.
-			if rc, _, err = r.store.Get(ctx, key, 0, -1); err != nil {
-				return err
-			}
-			m, err = readManifest(rc, r.opts.Run, seq, true)
-			rc.Close()
+			m, err = decodeManifest(open(-1), r.opts.Run, seq, readMode{headerOnly: true})
 		}
 		return err
 	})

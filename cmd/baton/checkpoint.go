@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -415,12 +416,24 @@ func (c *checkpointCmd) show(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	m, err := repo.Manifest(ctx, seq)
+	// Two passes over the manifest as it streams in, so that no manifest,
+	// however large, is held whole: the first checks it and measures the
+	// columns, the second prints.
+	widths := [3]int{len("SIZE"), len("CHUNKS"), len("MODE")}
+	pathWidth := len("PATH")
+	m, err := repo.Walk(ctx, seq, func(f checkpoint.File) error {
+		pathWidth = max(pathWidth, len(termSafe(f.Path)))
+		for i, v := range fileColumns(f) {
+			widths[i] = max(widths[i], len(v))
+		}
+		return nil
+	})
 	if err != nil {
 		return noCheckpoint(f.run, err)
 	}
+	seq = m.Seq
 	if *asJSON {
-		return writeJSON(c.env.stdout, m)
+		return c.showJSON(ctx, repo, m)
 	}
 	head := [][]string{
 		{"run", termSafe(m.Run)},
@@ -431,7 +444,7 @@ func (c *checkpointCmd) show(ctx context.Context, args []string) error {
 		{"host", orDash(termSafe(m.Host))},
 		{"platform", orDash(termSafe(m.Platform))},
 		{"chunks", transfer.Bytes(m.ChunkSize) + ", " + termSafe(m.Hash)},
-		{"size", fmt.Sprintf("%s in %d files, %s new", transfer.Bytes(m.Size), len(m.Files), transfer.Bytes(m.NewBytes))},
+		{"size", fmt.Sprintf("%s in %d files, %s new", transfer.Bytes(m.Size), m.FileCount, transfer.Bytes(m.NewBytes))},
 	}
 	if len(m.Meta) > 0 {
 		head = append(head, []string{"meta", termSafeMeta(m.Meta)})
@@ -439,12 +452,54 @@ func (c *checkpointCmd) show(ctx context.Context, args []string) error {
 	if err := writeTable(c.env.stdout, head); err != nil {
 		return err
 	}
-	fmt.Fprintln(c.env.stdout)
-	files := [][]string{{"PATH", "SIZE", "CHUNKS", "MODE"}}
-	for _, f := range m.Files {
-		files = append(files, []string{termSafe(f.Path), transfer.Bytes(f.Size), strconv.Itoa(len(f.Chunks)), f.Mode.String()})
+	w := bufio.NewWriter(c.env.stdout)
+	row := func(path string, cols [3]string) {
+		fmt.Fprintf(w, "%-*s  %-*s  %-*s  %s\n", pathWidth, path, widths[0], cols[0], widths[1], cols[1], cols[2])
 	}
-	return writeTable(c.env.stdout, files)
+	fmt.Fprintln(w)
+	row("PATH", [3]string{"SIZE", "CHUNKS", "MODE"})
+	if _, err := repo.Walk(ctx, seq, func(f checkpoint.File) error {
+		row(termSafe(f.Path), fileColumns(f))
+		return nil
+	}); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+// fileColumns are the SIZE, CHUNKS and MODE columns of f in show.
+func fileColumns(f checkpoint.File) [3]string {
+	return [3]string{transfer.Bytes(f.Size), strconv.Itoa(len(f.Chunks)), f.Mode.String()}
+}
+
+// showJSON prints the manifest m heads as JSON, its files streamed in from
+// a second pass, one per line.
+func (c *checkpointCmd) showJSON(ctx context.Context, repo *checkpoint.Repo, m *checkpoint.Manifest) error {
+	head, err := json.Marshal(m) // Files is nil and last: it ends in "files":null}
+	if err != nil {
+		return err
+	}
+	head, ok := bytes.CutSuffix(head, []byte("null}"))
+	if !ok {
+		return fmt.Errorf("show: unexpected manifest encoding")
+	}
+	w := bufio.NewWriter(c.env.stdout)
+	w.Write(head)
+	w.WriteString("[")
+	n := 0
+	if _, err := repo.Walk(ctx, m.Seq, func(f checkpoint.File) error {
+		b, err := json.Marshal(f)
+		if n++; n > 1 {
+			w.WriteString(",")
+		}
+		w.WriteString("\n  ")
+		w.Write(b)
+		return err
+	}); err != nil {
+		return err
+	}
+	w.WriteString("\n]}\n")
+	return w.Flush()
 }
 
 // restore is "baton checkpoint restore DIR".
