@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"math"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -84,7 +85,7 @@ func (r *Repo) Commit(ctx context.Context, lease *Lease, dir string, meta map[st
 
 	// 1. Scan.
 	scannedAt := time.Now() // the file system's clock, not the injected one
-	files, err := scanDir(dir)
+	files, err := scanDir(dir, r.opts.Exclude)
 	if err != nil {
 		return nil, err
 	}
@@ -385,6 +386,29 @@ func (r *Repo) presentChunks(ctx context.Context) (*chunkSet, error) {
 	return set, nil
 }
 
+// StateFile is the name, at the top of a checkpoint directory, of baton's
+// record of what the directory holds (see agent); it is never part of a
+// checkpoint.
+const StateFile = ".baton-state.json"
+
+// DefaultExclude are the globs of files that trainers write under a
+// temporary name and rename when done (PyTorch's and Hugging Face's
+// "tmp-checkpoint-N" directories, "*.tmp", "*.partial"): a commit leaves
+// them out instead of failing because they changed while it read them.
+var DefaultExclude = []string{"*.tmp", "*.partial", "tmp-checkpoint-*"}
+
+// Excluded reports whether a file or directory called name matches one of
+// the globs (path.Match syntax, on the name alone). A directory that
+// matches is left out with everything in it.
+func Excluded(name string, globs []string) bool {
+	for _, g := range globs {
+		if ok, _ := path.Match(g, name); ok {
+			return true
+		}
+	}
+	return false
+}
+
 // checkLimits refuses a directory whose manifest would break the format's
 // limits, before anything is read or sent.
 func checkLimits(files []scanned, chunkSize int64) error {
@@ -441,13 +465,23 @@ type scanned struct {
 	mtime time.Time
 }
 
-// scanDir lists the regular files under dir, sorted by path. Symbolic links
-// and special files are not part of a checkpoint.
-func scanDir(dir string) ([]scanned, error) {
+// scanDir lists the regular files under dir, sorted by path, leaving out
+// the state file and every file or directory whose name matches an exclude
+// glob. Symbolic links and special files are not part of a checkpoint.
+func scanDir(dir string, exclude []string) ([]scanned, error) {
 	var files []scanned
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && p != dir {
+				return nil // removed while the walk ran (a temporary file renamed away)
+			}
 			return err
+		}
+		if p != dir && (Excluded(d.Name(), exclude) || p == filepath.Join(dir, StateFile)) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
 		}
 		if !d.Type().IsRegular() {
 			return nil

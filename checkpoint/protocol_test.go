@@ -383,3 +383,31 @@ func TestSequenceExhausted(t *testing.T) {
 		})
 	}
 }
+
+// TestExcludedFilesAreLeftOut: files a trainer writes under a temporary
+// name, and baton's state file, are not part of a checkpoint.
+func TestExcludedFilesAreLeftOut(t *testing.T) {
+	s := newStore(t)
+	dir := t.TempDir()
+	writeTree(t, dir, map[string][]byte{
+		"model.bin": content(1000, 1), "model.bin.tmp": content(10, 2), "sub/opt.partial": content(10, 3),
+		"tmp-checkpoint-7/model.bin": content(10, 4), checkpoint.StateFile: []byte("{}"),
+		"sub/" + checkpoint.StateFile: []byte("kept: only the top-level one is baton's"),
+	})
+	repo, err := checkpoint.Open(s, checkpoint.Options{Run: testRun, Holder: checkpoint.Holder{ID: "a"}, ChunkSize: 64 << 10,
+		Exclude: checkpoint.DefaultExclude, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := commitDir(t, repo, dir)
+	var paths []string
+	for _, f := range m.Files {
+		paths = append(paths, f.Path)
+	}
+	if got, want := strings.Join(paths, " "), "model.bin sub/"+checkpoint.StateFile; got != want {
+		t.Fatalf("committed %s, want %s", got, want)
+	}
+	if _, err := checkpoint.Open(s, checkpoint.Options{Run: testRun, Exclude: []string{"["}}); err == nil {
+		t.Fatal("Open accepted the malformed glob \"[\"")
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path"
 	"time"
 
 	bsync "github.com/batonrun/baton/sync"
@@ -56,6 +57,10 @@ type Options struct {
 	Holder Holder
 	// ChunkSize of new commits (default DefaultChunkSize).
 	ChunkSize int64
+	// Exclude are globs of file and directory names a commit leaves out
+	// (see Excluded); nil means none. DefaultExclude is what baton run
+	// uses unless told otherwise.
+	Exclude []string
 	// Workers is the number of chunk transfers in flight (default 16).
 	Workers int
 	// LeaseDuration is how long a lease lasts unless renewed (default 2m).
@@ -87,6 +92,11 @@ func Open(store bsync.Store, opts Options) (*Repo, error) {
 	}
 	if opts.ChunkSize < MinChunkSize || opts.ChunkSize > MaxChunkSize {
 		return nil, fmt.Errorf("chunk size %d outside [%d, %d]", opts.ChunkSize, MinChunkSize, MaxChunkSize)
+	}
+	for _, g := range opts.Exclude {
+		if _, err := path.Match(g, ""); err != nil {
+			return nil, fmt.Errorf("exclude glob %q: %w", g, err)
+		}
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = 16
