@@ -63,6 +63,9 @@ type Config struct {
 	Grace time.Duration `flag:"grace" env:"BATON_GRACE" yaml:"grace" default:"8s" help:"on SIGTERM or SIGINT, how long the trainer has to save and exit before SIGKILL (the final commit starts at once); 8s fits Docker's 10s stop timeout with room to finish the commit; RunPod spot gives 5s, so use 3s there; 1s to 10m"`
 	// LeaseDuration is how long the run's lease lasts unless renewed.
 	LeaseDuration time.Duration `flag:"lease-duration" env:"BATON_LEASE_DURATION" yaml:"lease_duration" default:"2m" help:"how long this host's lease on the run lasts unless renewed: a host that vanished holds the run up this long at most, and one cut off from the store this long stops committing; 10s to 1h"`
+	// LeaseWait is how long baton run waits for a run held by another host;
+	// see LeaseWaitDuration.
+	LeaseWait string `flag:"lease-wait" env:"BATON_LEASE_WAIT" yaml:"lease_wait" default:"auto" help:"when another host holds the run, wait this long for its lease to end (a host that vanished stops renewing, and its lease expires) before exiting 75; auto: the lease duration plus 30s, enough to outlast any lease that is not renewed; 0: exit 75 at once"`
 	// Workers is the number of requests in flight to the store.
 	Workers int `flag:"workers" env:"BATON_WORKERS" yaml:"workers" default:"16" help:"requests in flight to the store at once, 1 to 1024"`
 	// PartSize is the size of one part of a big file in a transfer.
@@ -114,6 +117,16 @@ type DataMapping struct {
 
 // String writes m as SRC=DST.
 func (m DataMapping) String() string { return m.Src + "=" + m.Dst }
+
+// LeaseWaitDuration is LeaseWait as a duration: auto is the lease duration
+// plus 30 s. It assumes Validate accepted the config.
+func (c Config) LeaseWaitDuration() time.Duration {
+	if c.LeaseWait == "auto" {
+		return c.LeaseDuration + 30*time.Second
+	}
+	d, _ := time.ParseDuration(c.LeaseWait)
+	return d
+}
 
 // FailureAction is the exit action of a failed run: OnFailure, or OnExit
 // where OnFailure is empty.

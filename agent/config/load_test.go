@@ -37,7 +37,7 @@ func TestDefaults(t *testing.T) {
 		Store: "s3://bucket/prefix", RunID: "r1",
 		CheckpointDir: "./checkpoints", CheckpointInterval: 10 * time.Minute, Quiescence: 5 * time.Second,
 		Keep: 3, CodeDir: "./code", OnExit: "none", Restarts: 3, RestartBackoff: 10 * time.Second,
-		Grace: 8 * time.Second, LeaseDuration: 2 * time.Minute, Workers: 16, PartSize: 16 << 20, ChunkSize: 4 << 20,
+		Grace: 8 * time.Second, LeaseDuration: 2 * time.Minute, LeaseWait: "auto", Workers: 16, PartSize: 16 << 20, ChunkSize: 4 << 20,
 		S3Driver: "aws", MetricsAddr: "127.0.0.1:9400", LogFormat: "auto",
 		TelemetryInterval: 5 * time.Second, TelemetryUpload: time.Minute, GPUCheck: true,
 		OnUnhealthy: "give-up", HangTimeout: 30 * time.Minute, OnHang: "restart", MinFreeDisk: 2 << 30,

@@ -107,6 +107,13 @@ func (c Config) check(s Setting, v reflect.Value) error {
 		if c.LeaseDuration < MinLeaseDuration || c.LeaseDuration > MaxLeaseDuration {
 			return fail("want %s to %s", MinLeaseDuration, MaxLeaseDuration)
 		}
+	case "lease-wait":
+		if c.LeaseWait == "auto" {
+			return nil
+		}
+		if d, err := time.ParseDuration(c.LeaseWait); err != nil || d < 0 || d > 24*time.Hour {
+			return fail("want auto or a duration from 0 to 24h")
+		}
 	case "workers":
 		if c.Workers < 1 || c.Workers > MaxWorkers {
 			return fail("want 1 to %d", MaxWorkers)
