@@ -49,27 +49,39 @@ func (r *Repo) Restore(ctx context.Context, seq int64, dir string) (*Manifest, e
 	if err != nil {
 		return nil, err
 	}
+	// The leftovers go first; a parent that does not exist yet holds none,
+	// and is only made once there is a checkpoint to restore.
 	parent := filepath.Dir(dir)
-	unlock := func() {}
-	defer func() { unlock() }()
-	if _, err := os.Stat(parent); err == nil {
+	var unlock func()
+	lock := func() error {
+		var err error
 		if unlock, err = lockDir(parent); err != nil {
-			return nil, fmt.Errorf("restore: %w", err)
+			return fmt.Errorf("restore: %w", err)
 		}
 		if err := removeLeftovers(dir); err != nil {
-			return nil, fmt.Errorf("restore: removing what an interrupted restore left: %w", err)
+			unlock()
+			return fmt.Errorf("restore: removing what an interrupted restore left: %w", err)
 		}
+		return nil
+	}
+	if _, err := os.Stat(parent); err == nil {
+		if err := lock(); err != nil {
+			return nil, err
+		}
+		defer unlock()
 	}
 	m, err := r.Manifest(ctx, seq)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return nil, fmt.Errorf("restore: %w", err)
-	}
-	unlock()
-	if unlock, err = lockDir(parent); err != nil {
-		return nil, fmt.Errorf("restore: %w", err)
+	if unlock == nil {
+		if err := os.MkdirAll(parent, 0o755); err != nil {
+			return nil, fmt.Errorf("restore: %w", err)
+		}
+		if err := lock(); err != nil {
+			return nil, err
+		}
+		defer unlock()
 	}
 	inPlace, err := isMountPoint(dir)
 	if err != nil {
@@ -104,8 +116,7 @@ func (r *Repo) Restore(ctx context.Context, seq int64, dir string) (*Manifest, e
 	if inPlace {
 		err = swapInPlace(dir, hexID, &committed)
 	} else {
-		err = swapBeside(staging, dir, names.old)
-		committed = err == nil
+		err = swapBeside(staging, dir, names.old, &committed)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("restore of run %s checkpoint %d: moving it into place: %w", r.opts.Run, m.Seq, err)
@@ -340,8 +351,9 @@ func finishFile(fh *os.File, f File) error {
 // swapBeside puts staging where dir is: dir, if it exists, is first renamed
 // to old, then removed once staging is in place. A crash between the two
 // renames leaves old and staging with the same suffix and no dir;
-// RemoveLeftovers then completes the swap.
-func swapBeside(staging, dir, old string) error {
+// RemoveLeftovers then completes the swap. *committed is set while the
+// staging directory must stay (it is, or is about to become, dir).
+func swapBeside(staging, dir, old string, committed *bool) error {
 	hadOld := true
 	if err := os.Rename(dir, old); errors.Is(err, os.ErrNotExist) {
 		hadOld = false
@@ -350,11 +362,14 @@ func swapBeside(staging, dir, old string) error {
 	} else if err != nil {
 		return err
 	}
+	*committed = true
 	at("aside")
 	if err := os.Rename(staging, dir); err != nil {
-		if hadOld {
-			os.Rename(old, dir)
-		}
+		if !hadOld {
+			*committed = false
+		} else if os.Rename(old, dir) == nil {
+			*committed = false
+		} // else the next restore, or RemoveLeftovers, completes the swap
 		return err
 	}
 	parent := filepath.Dir(dir)
