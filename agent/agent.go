@@ -300,6 +300,11 @@ func (a *agent) fetchData(ctx context.Context) error {
 // it (the trainer saved after the last commit), so it is kept and committed
 // instead.
 func (a *agent) prepareCheckpointDir(ctx context.Context) (int64, error) {
+	// A restore killed mid-swap leaves a directory that is neither
+	// checkpoint: finish or undo it before anything looks at the directory.
+	if err := checkpoint.RemoveLeftovers(a.dir); err != nil {
+		return 0, fmt.Errorf("removing what an interrupted restore left in or beside %s: %w", a.dir, err)
+	}
 	latest, err := a.repo.Manifest(ctx, 0)
 	if errors.Is(err, checkpoint.ErrNoCheckpoint) {
 		a.log.Info("no checkpoint yet: the trainer starts fresh", "dir", a.dir)
