@@ -43,6 +43,9 @@ type Config struct {
 	// Quiescence is how long the directory must be unchanged before a timed
 	// commit.
 	Quiescence time.Duration `flag:"quiescence" env:"BATON_QUIESCENCE" yaml:"quiescence" default:"5s" help:"a timed commit waits until no file in the checkpoint directory changed for this long, so that a checkpoint still being written is not taken; shorter than the interval"`
+	// Exclude are globs of file and directory names that commits leave
+	// out: what trainers write under a temporary name and rename when done.
+	Exclude []string `flag:"exclude" env:"BATON_EXCLUDE" yaml:"exclude" default:"*.tmp,*.partial,tmp-checkpoint-*" help:"globs of file and directory names (path.Match syntax, matched against the name alone, never a path) that commits leave out: files a trainer is still writing under a temporary name and renames when done, so that a commit during a save takes the rest instead of failing; a matching directory is left out whole; a list given replaces the defaults, so repeat them to keep them; empty (--exclude=, or exclude: [] in the file): leave nothing out"`
 	// Keep is how many checkpoints retention keeps; 0 keeps all.
 	Keep int `flag:"keep" env:"BATON_KEEP" yaml:"keep" default:"3" help:"keep the newest K checkpoints of the run in the store (and the pinned ones) and delete older ones; 0 keeps every one; 3 leaves two to fall back on if the newest is bad"`
 	// Code is where the training code comes from; see ParseCode.
@@ -60,7 +63,13 @@ type Config struct {
 	// RestartBackoff is the wait before the first restart.
 	RestartBackoff time.Duration `flag:"restart-backoff" env:"BATON_RESTART_BACKOFF" yaml:"restart_backoff" default:"10s" help:"wait this long before the first restart, twice as long before each further one, at most 5m"`
 	// Grace is how long the trainer has between SIGTERM and SIGKILL.
-	Grace time.Duration `flag:"grace" env:"BATON_GRACE" yaml:"grace" default:"8s" help:"on SIGTERM or SIGINT, how long the trainer has to save and exit before SIGKILL (the final commit starts at once); 8s fits Docker's 10s stop timeout with room to finish the commit; RunPod spot gives 5s, so use 3s there; 1s to 10m"`
+	// Grace is how long the trainer has between SIGTERM and SIGKILL; 0
+	// means half the stop window (see StopBudget).
+	Grace time.Duration `flag:"grace" env:"BATON_GRACE" yaml:"grace" default:"0" help:"on SIGTERM or SIGINT, how long the trainer has to save and exit before baton kills it; the final commit needs the rest of the stop window; 0: half the stop window, leaving the final commit the other half (docker 5s, kubernetes 15s, runpod 2.5s, vast 5s, lambda 5s, local 10s; see docs/run.md, The stop budget); else 1s to 10m, less than --stop-window when that is set"`
+	// StopWindow is the time the platform leaves between SIGTERM and
+	// SIGKILL; 0 means the detected platform's default (see
+	// PlatformStopWindow).
+	StopWindow time.Duration `flag:"stop-window" env:"BATON_STOP_WINDOW" yaml:"stop_window" default:"0" help:"how long the platform waits after SIGTERM before it kills the container: the time the trainer's exit and the final commit share; 0: the detected platform's default (docker 10s, kubernetes 30s, runpod 5s, vast 10s assumed, lambda 10s assumed, local none); set it when you changed the window (docker stop -t, a pod's terminationGracePeriodSeconds); else 2s to 24h"`
 	// LeaseDuration is how long the run's lease lasts unless renewed.
 	LeaseDuration time.Duration `flag:"lease-duration" env:"BATON_LEASE_DURATION" yaml:"lease_duration" default:"2m" help:"how long this host's lease on the run lasts unless renewed: a host that vanished holds the run up this long at most, and one cut off from the store this long stops committing; 10s to 1h"`
 	// LeaseWait is how long baton run waits for a run held by another host;

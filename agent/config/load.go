@@ -24,7 +24,7 @@ type Setting struct {
 	// Values are the values an enumerated setting may take, else nil.
 	Values []string
 	// Type names the kind of value: string, integer, boolean, duration,
-	// size, or SRC=DST list.
+	// size, SRC=DST list or glob list.
 	Type string
 	// Help is the one-line meaning.
 	Help string
@@ -69,6 +69,8 @@ func Settings() []Setting {
 			s.Type = "size"
 		case []DataMapping:
 			s.Type = "SRC=DST list"
+		case []string:
+			s.Type = "glob list"
 		default:
 			panic(fmt.Sprintf("config: field %s has type %s, which Load cannot set", f.Name, f.Type))
 		}
@@ -78,15 +80,25 @@ func Settings() []Setting {
 }
 
 // isList reports whether s takes a list of values.
-func (s Setting) isList() bool { return s.Type == "SRC=DST list" }
+func (s Setting) isList() bool { return strings.HasSuffix(s.Type, " list") }
+
+// itemName is what one element of list setting s is called in messages:
+// SRC=DST or a glob.
+func (s Setting) itemName() string {
+	if s.Type == "glob list" {
+		return "a glob"
+	}
+	return "SRC=DST"
+}
 
 // Load reads the configuration of "baton run" from its arguments (without
 // the command name), the environment (getenv; nil: none) and the YAML file
 // named by --config or BATON_CONFIG (read with readFile; nil: os.ReadFile).
 // Each setting takes the value of the first of its flag, its BATON_*
 // variable, its YAML key and its default that is set; an empty variable
-// counts as unset. A list setting (data) takes all its elements from that
-// one place: repeated --data flags add up, and replace BATON_DATA entirely.
+// counts as unset. A list setting (data, exclude) takes all its elements
+// from that one place: repeated --data flags add up, and replace BATON_DATA
+// entirely.
 //
 // It returns the remaining arguments, the trainer's command, exactly as
 // given: everything after the first "--", or from the first argument that
@@ -224,6 +236,12 @@ func set(s Setting, v reflect.Value, o origin) error {
 					Value: redactValue(s, item.raw), Problem: "not SRC=DST"}
 			}
 			list = append(list, m)
+		}
+		*p = list
+	case *[]string:
+		list := make([]string, 0, len(o.items))
+		for _, item := range o.items {
+			list = append(list, item.raw)
 		}
 		*p = list
 	default:

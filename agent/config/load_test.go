@@ -37,7 +37,8 @@ func TestDefaults(t *testing.T) {
 		Store: "s3://bucket/prefix", RunID: "r1",
 		CheckpointDir: "./checkpoints", CheckpointInterval: 10 * time.Minute, Quiescence: 5 * time.Second,
 		Keep: 3, CodeDir: "./code", OnExit: "none", Restarts: 3, RestartBackoff: 10 * time.Second,
-		Grace: 8 * time.Second, LeaseDuration: 2 * time.Minute, LeaseWait: "auto", Workers: 16, PartSize: 16 << 20, ChunkSize: 4 << 20,
+		Exclude:       []string{"*.tmp", "*.partial", "tmp-checkpoint-*"},
+		LeaseDuration: 2 * time.Minute, LeaseWait: "auto", Workers: 16, PartSize: 16 << 20, ChunkSize: 4 << 20,
 		S3Driver: "aws", MetricsAddr: "127.0.0.1:9400", LogFormat: "auto",
 		TelemetryInterval: 5 * time.Second, TelemetryUpload: time.Minute, GPUCheck: true,
 		OnUnhealthy: "give-up", HangTimeout: 30 * time.Minute, OnHang: "restart", MinFreeDisk: 2 << 30,
@@ -67,7 +68,7 @@ keep: 5
 detach: true
 part_size: 32MiB
 data:
-  - s3://b/file=/data/file
+  - s3://bkt/file=/data/file
 `
 	env := map[string]string{
 		"BATON_CHECKPOINT_DIR":      "/env/ckpt",
@@ -75,11 +76,11 @@ data:
 		"BATON_KEEP":                "7",
 		"BATON_DETACH":              "false",
 		"BATON_PART_SIZE":           "64MiB",
-		"BATON_DATA":                "s3://b/env1=/data/env1, s3://b/env2=/data/env2",
+		"BATON_DATA":                "s3://bkt/env1=/data/env1, s3://bkt/env2=/data/env2",
 	}
 	flags := []string{
 		"--checkpoint-dir=/flag/ckpt", "--checkpoint-interval", "40m", "-keep=9", "--detach",
-		"--part-size=128MiB", "--data=s3://b/flag1=/data/flag1", "--data", "s3://b/flag2=/data/flag2,s3://b/flag3=/data/flag3",
+		"--part-size=128MiB", "--data=s3://bkt/flag1=/data/flag1", "--data", "s3://bkt/flag2=/data/flag2,s3://bkt/flag3=/data/flag3",
 	}
 	type want struct {
 		dir      string
@@ -99,11 +100,11 @@ data:
 		want  want
 	}{
 		{"default", false, false, false, want{"./checkpoints", 10 * time.Minute, 3, false, 16 << 20, nil, SourceDefault, "--checkpoint-interval"}},
-		{"file", false, false, true, want{"/file/ckpt", 20 * time.Minute, 5, true, 32 << 20, []string{"s3://b/file=/data/file"}, SourceFile, "checkpoint_interval"}},
-		{"env over file", false, true, true, want{"/env/ckpt", 30 * time.Minute, 7, false, 64 << 20, []string{"s3://b/env1=/data/env1", "s3://b/env2=/data/env2"}, SourceEnv, "BATON_CHECKPOINT_INTERVAL"}},
-		{"env alone", false, true, false, want{"/env/ckpt", 30 * time.Minute, 7, false, 64 << 20, []string{"s3://b/env1=/data/env1", "s3://b/env2=/data/env2"}, SourceEnv, "BATON_CHECKPOINT_INTERVAL"}},
-		{"flags over all", true, true, true, want{"/flag/ckpt", 40 * time.Minute, 9, true, 128 << 20, []string{"s3://b/flag1=/data/flag1", "s3://b/flag2=/data/flag2", "s3://b/flag3=/data/flag3"}, SourceFlag, "--checkpoint-interval"}},
-		{"flags over file", true, false, true, want{"/flag/ckpt", 40 * time.Minute, 9, true, 128 << 20, []string{"s3://b/flag1=/data/flag1", "s3://b/flag2=/data/flag2", "s3://b/flag3=/data/flag3"}, SourceFlag, "--checkpoint-interval"}},
+		{"file", false, false, true, want{"/file/ckpt", 20 * time.Minute, 5, true, 32 << 20, []string{"s3://bkt/file=/data/file"}, SourceFile, "checkpoint_interval"}},
+		{"env over file", false, true, true, want{"/env/ckpt", 30 * time.Minute, 7, false, 64 << 20, []string{"s3://bkt/env1=/data/env1", "s3://bkt/env2=/data/env2"}, SourceEnv, "BATON_CHECKPOINT_INTERVAL"}},
+		{"env alone", false, true, false, want{"/env/ckpt", 30 * time.Minute, 7, false, 64 << 20, []string{"s3://bkt/env1=/data/env1", "s3://bkt/env2=/data/env2"}, SourceEnv, "BATON_CHECKPOINT_INTERVAL"}},
+		{"flags over all", true, true, true, want{"/flag/ckpt", 40 * time.Minute, 9, true, 128 << 20, []string{"s3://bkt/flag1=/data/flag1", "s3://bkt/flag2=/data/flag2", "s3://bkt/flag3=/data/flag3"}, SourceFlag, "--checkpoint-interval"}},
+		{"flags over file", true, false, true, want{"/flag/ckpt", 40 * time.Minute, 9, true, 128 << 20, []string{"s3://bkt/flag1=/data/flag1", "s3://bkt/flag2=/data/flag2", "s3://bkt/flag3=/data/flag3"}, SourceFlag, "--checkpoint-interval"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := requiredArgs()
@@ -207,27 +208,27 @@ func TestDataMappings(t *testing.T) {
 		want  []DataMapping
 		wantK []string // keys of the elements' origins
 	}{
-		{name: "env comma", env: "s3://b/a=/data/a,s3://b/b=/data/b",
-			want:  []DataMapping{{"s3://b/a", "/data/a"}, {"s3://b/b", "/data/b"}},
+		{name: "env comma", env: "s3://bkt/a=/data/a,s3://bkt/b=/data/b",
+			want:  []DataMapping{{"s3://bkt/a", "/data/a"}, {"s3://bkt/b", "/data/b"}},
 			wantK: []string{"BATON_DATA[0]", "BATON_DATA[1]"}},
-		{name: "env newlines, spaces, empty entries", env: "\n s3://b/a = /data/a ,\n\ns3://b/b=/data/b\n,",
-			want:  []DataMapping{{"s3://b/a", "/data/a"}, {"s3://b/b", "/data/b"}},
+		{name: "env newlines, spaces, empty entries", env: "\n s3://bkt/a = /data/a ,\n\ns3://bkt/b=/data/b\n,",
+			want:  []DataMapping{{"s3://bkt/a", "/data/a"}, {"s3://bkt/b", "/data/b"}},
 			wantK: []string{"BATON_DATA[0]", "BATON_DATA[1]"}},
-		{name: "S3 query in SRC", env: "s3://b/d?region=eu-west-1&driver=minio=/data/d",
-			want: []DataMapping{{"s3://b/d?region=eu-west-1&driver=minio", "/data/d"}}, wantK: []string{"BATON_DATA[0]"}},
+		{name: "S3 query in SRC", env: "s3://bkt/d?region=eu-west-1&driver=minio=/data/d",
+			want: []DataMapping{{"s3://bkt/d?region=eu-west-1&driver=minio", "/data/d"}}, wantK: []string{"BATON_DATA[0]"}},
 		{name: "relative DST and a path SRC", env: "/mnt/volume/ds=data",
 			want: []DataMapping{{"/mnt/volume/ds", "data"}}, wantK: []string{"BATON_DATA[0]"}},
-		{name: "repeated flags", args: []string{"--data=s3://b/a=/a", "--data", "s3://b/b=/b,s3://b/c=/c"},
-			want:  []DataMapping{{"s3://b/a", "/a"}, {"s3://b/b", "/b"}, {"s3://b/c", "/c"}},
+		{name: "repeated flags", args: []string{"--data=s3://bkt/a=/a", "--data", "s3://bkt/b=/b,s3://bkt/c=/c"},
+			want:  []DataMapping{{"s3://bkt/a", "/a"}, {"s3://bkt/b", "/b"}, {"s3://bkt/c", "/c"}},
 			wantK: []string{"--data[0]", "--data[1]", "--data[2]"}},
-		{name: "YAML list", yaml: "data:\n  - s3://b/a=/a\n  - file:///x=/x\n",
-			want: []DataMapping{{"s3://b/a", "/a"}, {"file:///x", "/x"}}, wantK: []string{"data[0]", "data[1]"}},
-		{name: "YAML mapping", yaml: "data:\n  s3://b/a: /a\n  s3://b/q?region=x: /q\n",
-			want: []DataMapping{{"s3://b/a", "/a"}, {"s3://b/q?region=x", "/q"}}, wantK: []string{"data[0]", "data[1]"}},
-		{name: "YAML string", yaml: "data: s3://b/a=/a,s3://b/b=/b\n",
-			want: []DataMapping{{"s3://b/a", "/a"}, {"s3://b/b", "/b"}}, wantK: []string{"data[0]", "data[1]"}},
-		{name: "YAML block string", yaml: "data: |\n  s3://b/a=/a\n  s3://b/b=/b\n",
-			want: []DataMapping{{"s3://b/a", "/a"}, {"s3://b/b", "/b"}}, wantK: []string{"data[0]", "data[1]"}},
+		{name: "YAML list", yaml: "data:\n  - s3://bkt/a=/a\n  - file:///x=/x\n",
+			want: []DataMapping{{"s3://bkt/a", "/a"}, {"file:///x", "/x"}}, wantK: []string{"data[0]", "data[1]"}},
+		{name: "YAML mapping", yaml: "data:\n  s3://bkt/a: /a\n  s3://bkt/q?region=x: /q\n",
+			want: []DataMapping{{"s3://bkt/a", "/a"}, {"s3://bkt/q?region=x", "/q"}}, wantK: []string{"data[0]", "data[1]"}},
+		{name: "YAML string", yaml: "data: s3://bkt/a=/a,s3://bkt/b=/b\n",
+			want: []DataMapping{{"s3://bkt/a", "/a"}, {"s3://bkt/b", "/b"}}, wantK: []string{"data[0]", "data[1]"}},
+		{name: "YAML block string", yaml: "data: |\n  s3://bkt/a=/a\n  s3://bkt/b=/b\n",
+			want: []DataMapping{{"s3://bkt/a", "/a"}, {"s3://bkt/b", "/b"}}, wantK: []string{"data[0]", "data[1]"}},
 		{name: "YAML empty list", yaml: "data: []\n", want: nil},
 		{name: "none", want: nil},
 	} {
@@ -289,7 +290,7 @@ func TestLoadErrors(t *testing.T) {
 			want: `--checkpoint-intervall: unknown flag`, source: SourceFlag, key: "--checkpoint-intervall"},
 		{name: "flag without value", args: []string{"--keep"},
 			want: `--keep: needs a value`, source: SourceFlag, key: "--keep"},
-		{name: "unknown YAML key", yaml: "store: s3://b/p\ncheckpoint_intervall: 5m\n",
+		{name: "unknown YAML key", yaml: "store: s3://bkt/p\ncheckpoint_intervall: 5m\n",
 			want: `c.yaml:2: checkpoint_intervall: unknown key`, source: SourceFile, key: "checkpoint_intervall"},
 		{name: "YAML key written as a flag", yaml: "checkpoint-interval: 5m\n",
 			want: `c.yaml:1: checkpoint-interval: unknown key; did you mean checkpoint_interval?`, source: SourceFile, key: "checkpoint-interval"},
@@ -311,15 +312,15 @@ func TestLoadErrors(t *testing.T) {
 			want: `BATON_CONFIG="nope.yaml": cannot read the config file: open nope.yaml: file does not exist`, source: SourceEnv, key: "BATON_CONFIG"},
 		{name: "config file flag missing", args: []string{"--config=nope.yaml"},
 			want: `--config=nope.yaml: cannot read the config file: open nope.yaml: file does not exist`, source: SourceFlag, key: "--config"},
-		{name: "data from YAML list", yaml: "data:\n  - s3://b/a=/a\n  - foo\n",
+		{name: "data from YAML list", yaml: "data:\n  - s3://bkt/a=/a\n  - foo\n",
 			want: `c.yaml:3: data[1]: "foo": not SRC=DST`, source: SourceFile, key: "data[1]"},
-		{name: "data from YAML string", yaml: "data: s3://b/a=/a,foo=\n",
+		{name: "data from YAML string", yaml: "data: s3://bkt/a=/a,foo=\n",
 			want: `c.yaml:1: data[1]: "foo=": not SRC=DST`, source: SourceFile, key: "data[1]"},
 		{name: "data from YAML nested list", yaml: "data:\n  - [a, b]\n",
 			want: `c.yaml:2: data[0]: want SRC=DST, not a list`, source: SourceFile, key: "data[0]"},
-		{name: "data from env", env: map[string]string{"BATON_DATA": "s3://b/a=/a,foo"},
+		{name: "data from env", env: map[string]string{"BATON_DATA": "s3://bkt/a=/a,foo"},
 			want: `BATON_DATA[1]="foo": not SRC=DST`, source: SourceEnv, key: "BATON_DATA[1]"},
-		{name: "data from flags", args: []string{"--data=s3://b/a=/a", "--data==/x"},
+		{name: "data from flags", args: []string{"--data=s3://bkt/a=/a", "--data==/x"},
 			want: `--data[1]==/x: not SRC=DST`, source: SourceFlag, key: "--data[1]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -57,6 +57,8 @@ func placeholder(s Setting) string {
 		return " N"
 	case "SRC=DST list":
 		return " SRC=DST[,SRC=DST...]"
+	case "glob list":
+		return " GLOB[,GLOB...]"
 	}
 	return " " + strings.ToUpper(s.Type) // STRING, DURATION, SIZE
 }
@@ -90,7 +92,7 @@ data:
   - s3://my-bucket/datasets/eval=/data/eval
 on_exit: stop
 restarts: 2
-grace: 3s                                # RunPod spot gives 5s
+exclude: ["*.tmp", "*.partial", "tmp-checkpoint-*", "*.lock"]   # replaces the defaults: repeat them to keep them
 `
 
 // document returns the whole of docs/config.md.
@@ -106,17 +108,34 @@ Every setting of ` + "`baton run`" + ` can be given four ways. The first that is
 3. a key of the YAML file named by ` + "`--config`" + ` or ` + "`BATON_CONFIG`" + `: ` + "`checkpoint_interval: 15m`" + `;
 4. the default below.
 
-The trainer's command follows the flags, best after ` + "`--`" + `: ` + "`baton run --store s3://b/p --run r1 -- python train.py --lr 3e-4`" + `.
+The trainer's command follows the flags, best after ` + "`--`" + `: ` + "`baton run --store s3://my-bucket/p --run r1 -- python train.py --lr 3e-4`" + `.
 Everything after the first ` + "`--`" + ` reaches the trainer unchanged, including arguments that look like baton's flags.
 
 Durations are written as Go writes them (` + "`30s`" + `, ` + "`10m`" + `, ` + "`1h30m`" + `); sizes in bytes or with a binary unit
-(` + "`16MiB`" + `, ` + "`512KiB`" + `, ` + "`1GiB`" + `; ` + "`M`" + ` is MiB). A list (` + "`data`" + `) comes whole from one place: repeated
-` + "`--data`" + ` flags add up and replace ` + "`BATON_DATA`" + `, which replaces the file's list. In ` + "`SRC=DST`" + ` the last ` + "`=`" + ` separates
-the two, so a SRC may carry an S3 query (` + "`s3://b/d?region=eu-west-1=/data`" + `) and a DST may not contain ` + "`=`" + `.
+(` + "`16MiB`" + `, ` + "`512KiB`" + `, ` + "`1GiB`" + `; ` + "`M`" + ` is MiB). A list (` + "`data`" + `, ` + "`exclude`" + `) comes whole from one place: repeated
+flags add up and replace the variable (elements separated by commas), which replaces the file's list, which replaces the
+default. In ` + "`SRC=DST`" + ` the last ` + "`=`" + ` separates the two, so a SRC may carry an S3 query
+(` + "`s3://my-bucket/d?region=eu-west-1=/data`" + `) and a DST may not contain ` + "`=`" + `.
+
+` + "`exclude`" + ` names what commits leave out; by default ` + "`*.tmp`" + `, ` + "`*.partial`" + ` and ` + "`tmp-checkpoint-*`" + `, the names trainers
+give a checkpoint while they write it (PyTorch's and Hugging Face's ` + "`tmp-checkpoint-N`" + ` directories, files saved
+as ` + "`x.tmp`" + ` and renamed to ` + "`x`" + `). A commit that runs while the trainer saves then takes everything else instead of
+being dropped because a file changed under it; the renamed result goes into the next commit. Each glob is matched, in
+` + "`path.Match`" + ` syntax (` + "`*`" + `, ` + "`?`" + `, ` + "`[a-z]`" + `), against a file's or directory's name alone, and a matching directory
+is left out with everything in it. A list you give replaces the defaults: to add ` + "`*.lock`" + `, write
+` + "`--exclude='*.tmp,*.partial,tmp-checkpoint-*,*.lock'`" + `; to leave nothing out, ` + "`--exclude=`" + ` or ` + "`exclude: []`" + `.
+In YAML, quote a glob that starts with ` + "`*`" + ` (` + "`- \"*.tmp\"`" + `): unquoted, YAML reads it as an alias.
+
+` + "`grace`" + ` and ` + "`stop_window`" + ` split the time from the platform's SIGTERM to its SIGKILL between the trainer's exit
+and the final commit; by default they follow the detected platform: see [The stop budget](run.md#the-stop-budget).
 
 A bad setting stops baton with exit status 2 and one line that names the key as you wrote it, before anything is
 pulled: ` + "`BATON_CHECKPOINT_INTERVAL=\"ten\": not a duration (want e.g. 30s, 10m, 1h30m)`" + `,
 ` + "`baton.yaml:9: data[1]: \"foo\": not SRC=DST`" + ` (list elements count from 0). An unknown YAML key is an error too.
+The store, data and code URLs are checked the same way, from the URL alone: the scheme, S3's bucket naming rules, the
+prefix and every ` + "`?parameter`" + `, as in
+` + "`--store=s3://my-bucket/p?regoin=x: unknown parameter \"regoin\" (known: endpoint, region, profile, driver, addressing)`" + `;
+so a typo stops baton before it opens a port, takes the lease or writes anything.
 The value of a secret (a name containing KEY, SECRET, TOKEN, PASSWORD or CREDENTIAL) and credentials inside URLs
 are never echoed. Store credentials come from the standard ` + "`AWS_*`" + ` variables, never from a URL.
 

@@ -92,6 +92,7 @@ func TestDefaultsMatchPackages(t *testing.T) {
 		{"chunk-size", int64(c.ChunkSize), int64(checkpoint.DefaultChunkSize)},
 		{"s3-driver", c.S3Driver, storeurl.DefaultDriver},
 		{"lease-duration", c.LeaseDuration, 2 * time.Minute}, // checkpoint.Options' default
+		{"exclude", strings.Join(c.Exclude, ","), strings.Join(checkpoint.DefaultExclude, ",")},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("default of --%s is %v, its package's is %v", tc.name, tc.got, tc.want)
@@ -114,7 +115,7 @@ func TestExample(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Data) != 2 || c.OnExit != "stop" || c.Grace != 3*time.Second {
+	if len(c.Data) != 2 || c.OnExit != "stop" || len(c.Exclude) != 4 || c.Exclude[3] != "*.lock" {
 		t.Errorf("example read as %+v", c)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net"
 	"net/url"
+	"path"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -14,7 +15,9 @@ import (
 	"unicode"
 
 	"github.com/batonrun/baton/checkpoint"
+	"github.com/batonrun/baton/internal/redact"
 	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storeurl"
 )
 
 // Limits that Validate enforces.
@@ -22,6 +25,8 @@ const (
 	MinCheckpointInterval = 10 * time.Second
 	MinGrace              = time.Second
 	MaxGrace              = 10 * time.Minute
+	MinStopWindow         = 2 * time.Second
+	MaxStopWindow         = 24 * time.Hour
 	MinLeaseDuration      = 10 * time.Second
 	MaxLeaseDuration      = time.Hour
 	MaxWorkers            = 1024
@@ -81,6 +86,8 @@ func (c Config) check(s Setting, v reflect.Value) error {
 		if c.CheckpointInterval > 0 && c.Quiescence >= c.CheckpointInterval {
 			return fail("want less than the checkpoint interval (%s)", c.CheckpointInterval)
 		}
+	case "exclude":
+		return c.checkExclude(s)
 	case "keep", "restarts":
 		if v.Int() < 0 {
 			return fail("negative")
@@ -100,8 +107,15 @@ func (c Config) check(s Setting, v reflect.Value) error {
 			return fail("negative")
 		}
 	case "grace":
-		if c.Grace < MinGrace || c.Grace > MaxGrace {
-			return fail("want %s to %s", MinGrace, MaxGrace)
+		if c.Grace != 0 && (c.Grace < MinGrace || c.Grace > MaxGrace) {
+			return fail("want 0 (half the stop window) or %s to %s", MinGrace, MaxGrace)
+		}
+		if c.Grace != 0 && c.StopWindow >= MinStopWindow && c.Grace >= c.StopWindow {
+			return fail("want less than the stop window (%s): the final commit needs the rest of it", c.StopWindow)
+		}
+	case "stop-window":
+		if c.StopWindow != 0 && (c.StopWindow < MinStopWindow || c.StopWindow > MaxStopWindow) {
+			return fail("want 0 (the platform's) or %s to %s", MinStopWindow, MaxStopWindow)
 		}
 	case "lease-duration":
 		if c.LeaseDuration < MinLeaseDuration || c.LeaseDuration > MaxLeaseDuration {
@@ -164,9 +178,7 @@ func (c Config) check(s Setting, v reflect.Value) error {
 func (c Config) checkData(s Setting) error {
 	seen := map[string]int{}
 	for i, m := range c.Data {
-		if p := storeURLProblem(m.Src); p != "" {
-			return c.failItem(s, i, "SRC: "+p)
-		}
+		// A SRC=DST without its DST splits inside the query: say so first.
 		if u, err := url.Parse(m.Src); err == nil && strings.Contains(m.Src, "://") {
 			q := u.Query()
 			for _, k := range slices.Sorted(maps.Keys(q)) {
@@ -175,11 +187,31 @@ func (c Config) checkData(s Setting) error {
 				}
 			}
 		}
+		if p := storeURLProblem(m.Src); p != "" {
+			return c.failItem(s, i, "SRC: "+p)
+		}
 		dst := filepath.Clean(m.Dst)
 		if j, dup := seen[dst]; dup {
 			return c.failItem(s, i, fmt.Sprintf("DST %s is also the DST of %s", m.Dst, c.itemKey(s, j)))
 		}
 		seen[dst] = i
+	}
+	return nil
+}
+
+// checkExclude checks every exclude glob: path.Match syntax, a name rather
+// than a path, and not one that leaves out everything.
+func (c Config) checkExclude(s Setting) error {
+	for i, g := range c.Exclude {
+		if _, err := path.Match(g, ""); err != nil {
+			return c.failItem(s, i, `not a glob (path.Match syntax: *, ?, [a-z], \ before a special character)`)
+		}
+		if strings.Contains(g, "/") {
+			return c.failItem(s, i, "a glob matches one file or directory name, never a path: no /")
+		}
+		if strings.Trim(g, "*") == "" {
+			return c.failItem(s, i, "leaves every file out")
+		}
 	}
 	return nil
 }
@@ -223,7 +255,8 @@ func (c Config) failItem(s Setting, i int, problem string) error {
 		it := o.items[i]
 		return &Error{Source: it.Source, Key: it.Key, File: it.File, Line: it.Line, Value: redactValue(s, it.raw), Problem: problem}
 	}
-	return &Error{Source: SourceDefault, Key: fmt.Sprintf("--%s[%d]", s.Flag, i), Value: redactValue(s, c.Data[i].String()), Problem: problem}
+	item := fmt.Sprint(reflect.ValueOf(c).Field(s.index).Index(i).Interface())
+	return &Error{Source: SourceDefault, Key: fmt.Sprintf("--%s[%d]", s.Flag, i), Value: redactValue(s, item), Problem: problem}
 }
 
 // itemKey is the key of element i of list setting s as the user wrote it.
@@ -244,39 +277,23 @@ func formatValue(v reflect.Value) string {
 		}
 		return strings.Join(parts, ",")
 	}
+	if list, ok := v.Interface().([]string); ok {
+		return strings.Join(list, ",")
+	}
 	return fmt.Sprint(v.Interface())
 }
 
-// storeURLProblem returns what is wrong with a store URL, or "". It checks
-// the form only; opening the store checks the rest.
+// storeURLProblem returns what is wrong with a store URL, or "": whatever
+// storeurl.Check finds in the URL alone (scheme, bucket name, prefix,
+// parameters), never a credential. Opening the store checks the rest.
 func storeURLProblem(raw string) string {
-	if strings.TrimSpace(raw) == "" {
-		return "empty"
+	err := storeurl.Check(raw)
+	var ue *storeurl.URLError
+	if errors.As(err, &ue) {
+		return ue.Problem
 	}
-	if !strings.Contains(raw, "://") {
-		return "" // a path
-	}
-	u, err := url.Parse(raw)
 	if err != nil {
-		return "not a URL"
-	}
-	if u.User != nil {
-		return "credentials do not belong in the URL; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or a profile) instead"
-	}
-	switch u.Scheme {
-	case "s3":
-		if u.Host == "" {
-			return "no bucket; want s3://bucket/prefix"
-		}
-	case "file":
-		if u.Host != "" && u.Host != "localhost" {
-			return "want file:///absolute/path (three slashes)"
-		}
-		if u.Path == "" {
-			return "no path; want file:///absolute/path"
-		}
-	default:
-		return fmt.Sprintf("scheme %q: want s3://bucket/prefix, file:///path or a path", u.Scheme)
+		return redact.URLs(err.Error())
 	}
 	return ""
 }

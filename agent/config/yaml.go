@@ -12,7 +12,7 @@ import (
 
 // parseYAML reads the settings of the YAML file at path, by flag name. The
 // file is one mapping of YAML keys to scalars (and, for a list setting, to a
-// list of SRC=DST strings or a mapping of SRC to DST). An unknown or repeated
+// list of strings, or for data a mapping of SRC to DST). An unknown or repeated
 // key is an error that names it and its line.
 func parseYAML(settings []Setting, path string, data []byte) (map[string]origin, error) {
 	fileErr := func(line int, key, problem string, err error) error {
@@ -84,9 +84,9 @@ func parseYAML(settings []Setting, path string, data []byte) (map[string]origin,
 	return out, nil
 }
 
-// yamlList reads the value of a list setting: a list of SRC=DST strings, a
-// mapping of SRC to DST, or one string of elements separated by commas or
-// newlines.
+// yamlList reads the value of a list setting: a list of strings (SRC=DST,
+// or globs), for data a mapping of SRC to DST, or one string of elements
+// separated by commas or newlines.
 func yamlList(s Setting, at Origin, v *yaml.Node) (origin, error) {
 	switch v.Kind {
 	case yaml.ScalarNode:
@@ -98,7 +98,7 @@ func yamlList(s Setting, at Origin, v *yaml.Node) (origin, error) {
 			item = resolveAlias(item)
 			if item.Kind != yaml.ScalarNode {
 				return origin{}, &Error{Source: SourceFile, File: at.File, Line: item.Line,
-					Key: fmt.Sprintf("%s[%d]", at.Key, len(o.items)), Problem: "want SRC=DST, not a " + kindName(item.Kind)}
+					Key: fmt.Sprintf("%s[%d]", at.Key, len(o.items)), Problem: "want " + s.itemName() + ", not a " + kindName(item.Kind)}
 			}
 			o.addItem(scalar(item), item.Line)
 			raws = append(raws, scalar(item))
@@ -106,6 +106,9 @@ func yamlList(s Setting, at Origin, v *yaml.Node) (origin, error) {
 		o.raw = strings.Join(raws, ",")
 		return o, nil
 	case yaml.MappingNode:
+		if s.Type != "SRC=DST list" {
+			break // only data has a mapping form
+		}
 		o := origin{Origin: at}
 		var raws []string
 		for i := 0; i+1 < len(v.Content); i += 2 {
@@ -123,8 +126,12 @@ func yamlList(s Setting, at Origin, v *yaml.Node) (origin, error) {
 		o.raw = strings.Join(raws, ",")
 		return o, nil
 	}
+	what := "globs"
+	if s.Type == "SRC=DST list" {
+		what = "SRC=DST"
+	}
 	return origin{}, &Error{Source: SourceFile, File: at.File, Line: v.Line, Key: at.Key,
-		Problem: "want a list of SRC=DST, not a " + kindName(v.Kind)}
+		Problem: "want a list of " + what + ", not a " + kindName(v.Kind)}
 }
 
 // scalar is the text of a scalar node; null is empty.
