@@ -8,6 +8,8 @@ package agent
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -46,10 +48,19 @@ const (
 	// ExitLeaseHeld: another host holds the run's lease; this one did not
 	// start the trainer.
 	ExitLeaseHeld = 75
+	// ExitFinalCommitFailed: the trainer ended but what it saved since the
+	// last commit could not be committed; it is only on this host's disk,
+	// so no exit action ran.
+	ExitFinalCommitFailed = 74
 	// ExitLeaseLost: another host took the run over while this one trained;
 	// the trainer was stopped and nothing more was committed.
 	ExitLeaseLost = 76
 )
+
+// exitSignal is baton's status when a signal stopped it before the trainer
+// started: 128 + the signal's number, as a shell reports it (143 for
+// SIGTERM, 130 for SIGINT).
+func exitSignal(sig syscall.Signal) int { return 128 + int(sig) }
 
 // Deps are the agent's ties to the process, injected so tests can drive it.
 type Deps struct {
@@ -98,6 +109,10 @@ type agent struct {
 	logFile    *os.File // the trainer's output on this host, uploaded as a log segment
 	logSegment string
 
+	hostLock *hostLock       // this machine's claim on the checkpoint directory
+	renewCtx context.Context // the lease's renewals run until it ends
+	lastSeq  atomic.Int64 // the checkpoint the directory was last restored from or committed as
+
 	commitMu gosync.Mutex // one commit at a time
 	lost     chan struct{}
 	lostOnce gosync.Once
@@ -136,9 +151,24 @@ func (a *agent) run(ctx context.Context, command []string) (int, error) {
 	}
 	getenv := platform.Getenv(a.deps.Environ)
 	a.metrics.SetInfo(a.deps.Version, a.desc.Platform, a.cfg.RunID)
+	// Until the trainer starts, SIGTERM and SIGINT cancel what is in flight
+	// (the GPU check, a lease wait, a pull, a restore): no trainer starts,
+	// nothing is committed, the lease is released.
+	setupCtx, endSetup := a.watchSetupSignals(ctx)
+	stoppedEarly := func() (int, error) {
+		a.release(ctx)
+		sig := endSetup()
+		a.log.Info("stopped before the trainer started: nothing started, nothing committed", "signal", sig.String())
+		return exitSignal(sig), nil
+	}
 	a.openGPUs()
 	defer a.closeGPUs()
-	if g := a.gpuGate(ctx); g != nil {
+	g := a.gpuGate(setupCtx)
+	if setupCtx.Err() != nil {
+		return stoppedEarly()
+	}
+	if g != nil {
+		endSetup()
 		a.exitAction(ctx, false, getenv)
 		return g.code, errors.New(g.reason)
 	}
@@ -155,44 +185,21 @@ func (a *agent) run(ctx context.Context, command []string) (int, error) {
 	metricsCtx, stopMetrics := context.WithCancel(ctx)
 	defer stopMetrics()
 	a.startMetrics(metricsCtx)
-	store, err := storeurl.Open(ctx, a.cfg.Store, storeurl.Options{Driver: a.cfg.S3Driver, Getenv: getenv, MaxConns: a.cfg.Workers})
-	if err != nil {
-		return ExitSetup, fmt.Errorf("store: %w", err)
-	}
-	a.store = &countingStore{Store: store, set: a.metrics.SetTransfersInFlight}
-	holder := checkpoint.Holder{ID: holderID(a.desc), Host: a.desc.Host, Platform: a.desc.Platform}
-	a.repo, err = checkpoint.Open(a.store, checkpoint.Options{
-		Run: a.cfg.RunID, Holder: holder, ChunkSize: int64(a.cfg.ChunkSize), Workers: a.cfg.Workers,
-		LeaseDuration: a.cfg.LeaseDuration, Logger: a.log,
-	})
-	if err != nil {
-		return ExitSetup, err
-	}
-	a.lease, err = a.repo.Acquire(ctx)
-	if errors.Is(err, checkpoint.ErrLeaseHeld) {
-		return ExitLeaseHeld, err
-	}
-	if err != nil {
-		return ExitSetup, fmt.Errorf("lease: %w", err)
-	}
-	a.metrics.SetLease(true)
-	a.lost = make(chan struct{})
 	renewCtx, stopRenew := context.WithCancel(ctx)
 	defer stopRenew()
-	go a.renew(renewCtx)
-
-	if err := a.fetchCode(ctx); err != nil {
-		a.release(ctx)
-		return ExitSetup, err
+	a.renewCtx = renewCtx
+	defer func() { a.hostLock.release() }()
+	resumeFrom, code, err := a.setUp(setupCtx)
+	if setupCtx.Err() != nil {
+		return stoppedEarly()
 	}
-	if err := a.fetchData(ctx); err != nil {
+	if sig := endSetup(); sig != 0 { // came after set-up ended: the trainer never started
 		a.release(ctx)
-		return ExitSetup, err
+		return exitSignal(sig), nil
 	}
-	resumeFrom, err := a.prepareCheckpointDir(ctx)
 	if err != nil {
 		a.release(ctx)
-		return ExitSetup, err
+		return code, err
 	}
 	a.openLog()
 	defer a.closeLog()
@@ -205,8 +212,19 @@ func (a *agent) run(ctx context.Context, command []string) (int, error) {
 	if err != nil && !errors.Is(err, supervise.ErrStopRequested) {
 		a.log.Error("trainer", "err", err)
 	}
-	a.finalCommit(ctx)
+	stopping := errors.Is(err, supervise.ErrStopRequested) || a.gaveUp.Load() != nil
+	saved := a.finalCommit(ctx, stopping)
+	if a.isLost() {
+		return ExitLeaseLost, fmt.Errorf("%w: noticed at the final commit; no exit action", checkpoint.ErrLeaseLost)
+	}
 	a.release(ctx)
+	if !saved {
+		// What the trainer saved last is only on this disk: an exit action
+		// that stops or deletes the machine could destroy it.
+		a.log.Error("final commit failed: no exit action; what the trainer saved since the last commit is only in "+a.dir,
+			"last_committed", a.lastSeq.Load(), "status", ExitFinalCommitFailed)
+		return ExitFinalCommitFailed, nil
+	}
 	if g := a.gaveUp.Load(); g != nil {
 		a.exitAction(ctx, false, getenv)
 		a.log.Error("host given up", "reason", g.reason, "status", g.code)
@@ -224,9 +242,139 @@ func (a *agent) run(ctx context.Context, command []string) (int, error) {
 	return exit.StatusCode(), nil
 }
 
-// holderID names this host's claim on the run: stable across restarts of
-// baton on the same instance, so a restarted agent takes its lease back at
-// once.
+// setUp opens the store, takes this machine's lock and the run's lease,
+// pulls the code and the data and prepares the checkpoint directory. It
+// returns the checkpoint the directory holds (0: none), or the exit status
+// and why it failed.
+func (a *agent) setUp(ctx context.Context) (int64, int, error) {
+	getenv := platform.Getenv(a.deps.Environ)
+	store, err := storeurl.Open(ctx, a.cfg.Store, storeurl.Options{Driver: a.cfg.S3Driver, Getenv: getenv, MaxConns: a.cfg.Workers})
+	if err != nil {
+		return 0, ExitSetup, fmt.Errorf("store: %w", err)
+	}
+	a.store = &countingStore{Store: store, set: a.metrics.SetTransfersInFlight}
+	holder := checkpoint.Holder{ID: holderID(a.desc), Host: a.desc.Host, Platform: a.desc.Platform}
+	// One trainer per run on this machine: a second baton run of the same
+	// checkpoint directory (two shells in one pod) is refused. The lock
+	// also proves that the baton that held it last is gone, so its lease
+	// is taken over at once instead of after its expiry.
+	lock, gone, err := takeHostLock(a.dir, holder.ID)
+	if errors.Is(err, errHeldHere) {
+		return 0, ExitLeaseHeld, err
+	}
+	if err != nil {
+		return 0, ExitSetup, err
+	}
+	a.hostLock = lock
+	a.repo, err = checkpoint.Open(a.store, checkpoint.Options{
+		Run: a.cfg.RunID, Holder: holder, Supersedes: gone, ChunkSize: int64(a.cfg.ChunkSize), Workers: a.cfg.Workers,
+		LeaseDuration: a.cfg.LeaseDuration, Logger: a.log, Exclude: a.cfg.Exclude,
+	})
+	if err != nil {
+		return 0, ExitSetup, err
+	}
+	if code, err := a.acquireLease(ctx); err != nil {
+		return 0, code, err
+	}
+	if err := a.fetchCode(ctx); err != nil {
+		return 0, ExitSetup, err
+	}
+	if err := a.fetchData(ctx); err != nil {
+		return 0, ExitSetup, err
+	}
+	resumeFrom, err := a.prepareCheckpointDir(ctx)
+	if err != nil {
+		return 0, ExitSetup, err
+	}
+	return resumeFrom, 0, nil
+}
+
+// watchSetupSignals returns a context that a SIGTERM or SIGINT cancels
+// until end is called; end returns the signal that came, or 0. From end on,
+// the signals are handleSignals'.
+func (a *agent) watchSetupSignals(ctx context.Context) (context.Context, func() syscall.Signal) {
+	ctx, cancel := context.WithCancel(ctx)
+	var got atomic.Int32
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case sig, ok := <-a.deps.Signals:
+				if !ok {
+					return
+				}
+				if s, _ := sig.(syscall.Signal); s == syscall.SIGTERM || s == syscall.SIGINT {
+					got.Store(int32(s))
+					a.log.Info("stop requested during set-up: cancelling it", "signal", s.String())
+					cancel()
+					return
+				}
+				a.log.Info("no trainer yet: signal ignored", "signal", sig.String())
+			}
+		}
+	}()
+	return ctx, func() syscall.Signal {
+		close(stop)
+		<-done
+		cancel()
+		return syscall.Signal(got.Load())
+	}
+}
+
+// acquireLease takes the run's lease. While another host holds it, it waits
+// (--lease-wait) for that lease to end, logging who holds it and until
+// when, once and then every 30 s: a host that vanished stops renewing, and
+// its lease expires. It gives up with ExitLeaseHeld when the holder is still
+// renewing after the wait.
+func (a *agent) acquireLease(ctx context.Context) (int, error) {
+	wait := a.cfg.LeaseWaitDuration()
+	deadline := time.Now().Add(wait)
+	var logged time.Time
+	for {
+		lease, err := a.repo.Acquire(ctx)
+		if err == nil {
+			a.lease = lease
+			break
+		}
+		var held *checkpoint.LeaseHeldError
+		if !errors.As(err, &held) {
+			return ExitSetup, fmt.Errorf("lease: %w", err)
+		}
+		now := time.Now()
+		if !now.Before(deadline) {
+			return ExitLeaseHeld, err
+		}
+		rec := held.Record
+		if logged.IsZero() || now.Sub(logged) >= 30*time.Second {
+			a.log.Info("the run is held by another host: waiting for its lease to end", "holder", rec.Holder, "host", rec.Host,
+				"platform", rec.Platform, "until", rec.ExpiresAt.Format(time.RFC3339), "waiting_at_most", deadline.Sub(now).Round(time.Second).String())
+			logged = now
+		}
+		// Look again just after the lease ends (a holder that renewed
+		// moved that on), and at least every second once it should have.
+		pause := max(time.Until(rec.ExpiresAt.Add(time.Second)), time.Second)
+		pause = min(pause, time.Until(deadline), time.Until(logged.Add(30*time.Second)))
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ExitSetup, ctx.Err()
+		case <-t.C:
+		}
+	}
+	a.metrics.SetLease(true)
+	a.lost = make(chan struct{})
+	go a.renew(a.renewCtx)
+	return 0, nil
+}
+
+// holderID names this process's claim on the run: the platform, the
+// instance, and a random part, so that two baton runs on one instance (two
+// shells in one pod) are two holders. A baton that restarts on the same
+// machine proves its predecessor gone through the host lock instead.
 func holderID(d platform.Description) string {
 	id := d.InstanceID
 	if id == "" {
@@ -235,7 +383,9 @@ func holderID(d platform.Description) string {
 	if id == "" {
 		id = "unknown-host" // never shared by design: Run fills Host from os.Hostname
 	}
-	return d.Platform + ":" + id
+	var nonce [4]byte
+	rand.Read(nonce[:])
+	return d.Platform + ":" + id + "/" + hex.EncodeToString(nonce[:])
 }
 
 // renew keeps the lease alive; a lost lease stops the trainer.
@@ -294,40 +444,123 @@ func (a *agent) fetchData(ctx context.Context) error {
 	return nil
 }
 
-// prepareCheckpointDir restores the newest checkpoint into the directory
-// and returns its seq (0: nothing to resume from). A non-empty directory
-// whose newest checkpoint came from this very host is newer than or equal to
-// it (the trainer saved after the last commit), so it is kept and committed
-// instead.
+// prepareCheckpointDir makes the checkpoint directory hold what the trainer
+// must resume from, and returns the checkpoint that is (0: none). Whether
+// the local directory is kept, committed first, replaced by the newest
+// checkpoint, or set aside because both it and the store moved on is
+// chooseDir's decision, from the directory's own record and contents
+// (docs/run.md, "Local directory or store").
 func (a *agent) prepareCheckpointDir(ctx context.Context) (int64, error) {
 	// A restore killed mid-swap leaves a directory that is neither
 	// checkpoint: finish or undo it before anything looks at the directory.
 	if err := checkpoint.RemoveLeftovers(a.dir); err != nil {
 		return 0, fmt.Errorf("removing what an interrupted restore left in or beside %s: %w", a.dir, err)
 	}
-	latest, err := a.repo.Manifest(ctx, 0)
-	if errors.Is(err, checkpoint.ErrNoCheckpoint) {
-		a.log.Info("no checkpoint yet: the trainer starts fresh", "dir", a.dir)
-		return 0, os.MkdirAll(a.dir, 0o755)
+	if err := os.MkdirAll(a.dir, 0o755); err != nil {
+		return 0, err
 	}
+	digest, files, err := checkpoint.DirDigest(a.dir, a.cfg.Exclude)
+	if err != nil {
+		return 0, fmt.Errorf("reading the checkpoint directory: %w", err)
+	}
+	latest, err := a.repo.Latest(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("reading the newest checkpoint: %w", err)
 	}
-	if latest.Host == a.desc.Host && latest.Platform == a.desc.Platform && !emptyDir(a.dir) {
-		a.log.Info("keeping the local checkpoint directory: the newest checkpoint came from this host", "seq", latest.Seq, "dir", a.dir)
-		return latest.Seq, nil
+	rec := readDirRecord(a.dir)
+	if rec != nil && (rec.Store != a.store.String() || rec.Run != a.cfg.RunID) {
+		rec = nil // it describes another store's or another run's checkpoint
 	}
-	m, err := a.repo.Restore(ctx, latest.Seq, a.dir)
+	facts := dirFacts{empty: files == 0, digest: digest, rec: rec, latest: latest,
+		latestDigest: func() (string, error) {
+			m, err := a.repo.Manifest(ctx, latest)
+			if err != nil {
+				return "", err
+			}
+			return m.Digest(), nil
+		}}
+	choice, err := chooseDir(facts)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("comparing the checkpoint directory with checkpoint %d: %w", latest, err)
 	}
-	a.log.Info("checkpoint restored", "seq", m.Seq, "files", len(m.Files), "bytes", m.Size, "from_host", m.Host, "from_platform", m.Platform)
-	return m.Seq, nil
+	recSeq := int64(0)
+	if rec != nil {
+		recSeq = rec.Seq
+	}
+	a.log.Info("checkpoint directory: "+choice.String(), "dir", a.dir, "files", files, "latest", latest, "directory_holds", recSeq)
+	switch choice {
+	case startFresh:
+		a.log.Info("no checkpoint yet: the trainer starts fresh", "dir", a.dir)
+		return 0, nil
+	case keepLocal:
+		a.lastSeq.Store(latest)
+		return latest, nil
+	case commitLocal:
+		base := max(recSeq, latest)
+		a.lastSeq.Store(base)
+		a.log.Warn("the checkpoint directory holds work the store lacks (saved after the last commit): keeping it and committing it before the trainer starts",
+			"dir", a.dir, "based_on", recSeq, "latest", latest)
+		if err := a.commitNow(ctx, "local work found at start"); err != nil && !errors.Is(err, checkpoint.ErrEmpty) {
+			if ctx.Err() != nil {
+				return 0, ctx.Err()
+			}
+			a.log.Warn("could not commit the local work yet; the trainer resumes from it and the next commit tries again", "err", err)
+		}
+		return a.lastSeq.Load(), nil
+	case forkAside:
+		aside, err := setAside(a.dir, recSeq, time.Now())
+		if err != nil {
+			return 0, fmt.Errorf("setting the local checkpoint directory aside before restoring checkpoint %d: %w", latest, err)
+		}
+		a.metrics.ForkSetAside()
+		a.log.Error("FORK: the checkpoint directory holds work that is not in the store, and the run moved on elsewhere since; "+
+			"the local work was moved aside, not deleted, and the newest checkpoint is restored. "+
+			"To continue from the local work instead, stop this run and copy it back: cp -a "+aside+"/. "+a.dir+"/",
+			"set_aside", aside, "based_on", recSeq, "latest", latest)
+	}
+	return a.restoreNewest(ctx, latest)
 }
 
-func emptyDir(dir string) bool {
-	entries, err := os.ReadDir(dir)
-	return err != nil || len(entries) == 0
+// restoreNewest restores checkpoint latest, or, if it is damaged (a chunk
+// missing or torn in the store), the newest older checkpoint that restores,
+// and records it in the directory. It fails only if none restores.
+func (a *agent) restoreNewest(ctx context.Context, latest int64) (int64, error) {
+	candidates := []int64{latest}
+	var firstErr error
+	for i := 0; i < len(candidates); i++ {
+		seq := candidates[i]
+		m, err := a.repo.Restore(ctx, seq, a.dir)
+		if err == nil {
+			if i > 0 {
+				a.log.Warn("restored an older checkpoint: the newer ones are damaged in the store (baton checkpoint verify --all tells which chunks)",
+					"seq", m.Seq, "newest", latest, "err", firstErr)
+			}
+			a.log.Info("checkpoint restored", "seq", m.Seq, "files", len(m.Files), "bytes", m.Size, "from_host", m.Host, "from_platform", m.Platform)
+			a.lastSeq.Store(m.Seq)
+			if err := writeDirRecord(a.dir, dirRecord{Store: a.store.String(), Run: a.cfg.RunID, Seq: m.Seq, Digest: m.Digest()}); err != nil {
+				a.log.Warn("the restored directory is not recorded; a restart will compare its contents instead", "err", err)
+			}
+			return m.Seq, nil
+		}
+		if !errors.Is(err, checkpoint.ErrDamaged) {
+			return 0, err
+		}
+		a.metrics.RestoreFellBack()
+		a.log.Warn("checkpoint cannot be restored: it is damaged in the store; trying the one before", "seq", seq, "err", err)
+		if firstErr == nil {
+			firstErr = err
+			older, lerr := a.repo.List(ctx)
+			if lerr != nil {
+				return 0, errors.Join(err, lerr)
+			}
+			for j := len(older) - 1; j >= 0; j-- {
+				if older[j].Seq < latest {
+					candidates = append(candidates, older[j].Seq)
+				}
+			}
+		}
+	}
+	return 0, fmt.Errorf("no checkpoint of run %s restores (%d tried): %w", a.cfg.RunID, len(candidates), firstErr)
 }
 
 // supervise runs the trainer with restarts, the commit loop and the
@@ -385,11 +618,12 @@ func (a *agent) supervise(ctx context.Context, command []string, resumeFrom int6
 	}
 	exit, err := sup.RunWithRestarts(ctx, policy, func(ctx context.Context, attempt int) (supervise.Spec, error) {
 		a.attemptStart.Store(time.Now().UnixNano())
+		a.metrics.TrainerStarted(time.Now())
 		env := append(append([]string(nil), a.deps.Environ...),
 			"BATON_RUN_ID="+a.cfg.RunID,
 			"BATON_CHECKPOINT_DIR="+a.dir,
-			"BATON_RESUME="+boolString(resumeFrom > 0 || attempt > 0),
-			"BATON_RESUME_FROM="+strconv.FormatInt(resumeFrom, 10),
+			"BATON_RESUME="+boolString(a.hasFiles()),
+			"BATON_RESUME_FROM="+strconv.FormatInt(a.lastSeq.Load(), 10),
 			"BATON_ATTEMPT="+strconv.Itoa(attempt),
 			"BATON_PLATFORM="+a.desc.Platform,
 			"BATON_AGENT_SOCKET="+sock,
@@ -401,6 +635,13 @@ func (a *agent) supervise(ctx context.Context, command []string, resumeFrom int6
 	<-loopDone
 	a.log.Info("trainer done", "orphans_reaped", reaper.Orphans(), "pid1", os.Getpid() == 1)
 	return exit, err
+}
+
+// hasFiles reports whether the checkpoint directory holds a file the
+// trainer could resume from (what a commit would take).
+func (a *agent) hasFiles() bool {
+	_, n, err := checkpoint.DirDigest(a.dir, a.cfg.Exclude)
+	return err == nil && n > 0
 }
 
 func boolString(b bool) string {

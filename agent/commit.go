@@ -24,10 +24,23 @@ func (a *agent) commitLoop(ctx context.Context, sup *supervise.Supervisor, trigg
 		tick = t.C
 	}
 	stopping := sup.Stopping()
+	// A trainer that writes nothing into the checkpoint directory for one
+	// interval is probably saving somewhere else: say so, once.
+	emptyAfter := a.cfg.CheckpointInterval
+	if emptyAfter <= 0 {
+		emptyAfter = 15 * time.Minute
+	}
+	emptyCheck := time.NewTimer(emptyAfter)
+	defer emptyCheck.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-emptyCheck.C:
+			if !a.hasFiles() {
+				a.log.Warn("the trainer has written nothing into its checkpoint directory: is it saving somewhere else? baton commits only BATON_CHECKPOINT_DIR",
+					"dir", a.dir, "running_for", emptyAfter.String())
+			}
 		case <-stopping:
 			stopping = nil
 			tick = nil // the final commit follows the trainer's exit
@@ -42,8 +55,10 @@ func (a *agent) commitLoop(ctx context.Context, sup *supervise.Supervisor, trigg
 	}
 }
 
-// commitNow commits the checkpoint directory unless the lease is lost, and
-// applies retention after a commit.
+// commitNow commits the checkpoint directory unless the lease is lost,
+// records in the directory which checkpoint it now holds, and applies
+// retention after a commit. An empty directory is not committed
+// (checkpoint.ErrEmpty).
 func (a *agent) commitNow(ctx context.Context, reason string) error {
 	a.commitMu.Lock()
 	defer a.commitMu.Unlock()
@@ -53,6 +68,9 @@ func (a *agent) commitNow(ctx context.Context, reason string) error {
 	start := time.Now()
 	m, err := a.repo.Commit(ctx, a.lease, a.dir, map[string]string{"reason": reason})
 	switch {
+	case errors.Is(err, checkpoint.ErrEmpty):
+		a.log.Debug("nothing to commit: the checkpoint directory is empty", "reason", reason)
+		return err
 	case errors.Is(err, checkpoint.ErrLeaseLost):
 		a.metrics.CommitDone(time.Since(start), 0, 0, metrics.ResultFailed)
 		a.markLost(err)
@@ -67,8 +85,12 @@ func (a *agent) commitNow(ctx context.Context, reason string) error {
 		return err
 	}
 	a.metrics.CommitDone(time.Since(start), m.NewBytes, m.Size-m.NewBytes, metrics.ResultOK)
+	a.lastSeq.Store(m.Seq)
 	a.log.Info("checkpoint committed", "seq", m.Seq, "reason", reason, "files", len(m.Files), "bytes", m.Size,
 		"new_bytes", m.NewBytes, "took", time.Since(start).Round(time.Millisecond).String())
+	if err := writeDirRecord(a.dir, dirRecord{Store: a.store.String(), Run: a.cfg.RunID, Seq: m.Seq, Digest: m.Digest()}); err != nil {
+		a.log.Warn("the commit is not recorded in the checkpoint directory; a restart will compare its contents instead", "err", err)
+	}
 	if reason != "final" {
 		a.uploadLog(ctx)
 	}
@@ -129,20 +151,61 @@ func dirState(dir string) state {
 	return s
 }
 
-// finalCommit commits what the trainer left, after it exited.
-func (a *agent) finalCommit(ctx context.Context) {
-	for try := 0; try < 3; try++ {
-		err := a.commitNow(ctx, "final")
-		if !errors.Is(err, checkpoint.ErrDirChanged) {
-			return
-		}
-		a.waitQuiet(ctx) // something (an orphan?) is still writing
+// Final commit retries: a trainer that ended on its own leaves baton all
+// the time it needs, so the final commit rides out a store outage of
+// minutes; a stop leaves only the platform's window.
+const (
+	finalCommitPatience = 10 * time.Minute
+	finalCommitBackoff  = 30 * time.Second // the longest wait between tries
+)
+
+// finalCommit commits what the trainer left, after it exited, retrying with
+// backoff: for finalCommitPatience when the trainer ended on its own, for
+// the rest of the stop window when stopping. It reports whether everything
+// the trainer saved is in the store (or there was nothing to save).
+func (a *agent) finalCommit(ctx context.Context, stopping bool) bool {
+	deadline := time.Now().Add(finalCommitPatience)
+	if stopping {
+		deadline = time.Now().Add(a.finalCommitWindow())
 	}
+	wait := time.Second
+	for try := 1; ; try++ {
+		err := a.commitNow(ctx, "final")
+		switch {
+		case err == nil || errors.Is(err, checkpoint.ErrEmpty):
+			return true
+		case errors.Is(err, checkpoint.ErrLeaseLost):
+			return false
+		case errors.Is(err, checkpoint.ErrDirChanged):
+			a.waitQuiet(ctx) // something (an orphan?) is still writing
+			continue
+		}
+		if !time.Now().Add(wait).Before(deadline) {
+			a.log.Error("final commit: giving up", "tries", try, "err", err)
+			return false
+		}
+		a.log.Warn("final commit failed; trying again", "try", try, "in", wait.String(), "until", deadline.Format(time.RFC3339), "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		wait = min(2*wait, finalCommitBackoff)
+	}
+}
+
+// finalCommitWindow is how long a final commit may keep trying after a
+// stop: what is left of the platform's stop window after the grace the
+// trainer had, and at least 5 s.
+func (a *agent) finalCommitWindow() time.Duration {
+	return max(5*time.Second, stopWindow(a.desc.Platform)-a.cfg.Grace)
 }
 
 // release gives the lease up so the next host takes over at once.
 func (a *agent) release(ctx context.Context) {
-	if a.isLost() {
+	if a.lease == nil || a.isLost() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -176,4 +239,16 @@ func (a *agent) exitAction(ctx context.Context, success bool, getenv func(string
 		return
 	}
 	a.log.Info("exit action done", "action", name, "platform", a.desc.Platform)
+}
+
+// stopWindow is the time a platform leaves between SIGTERM and SIGKILL.
+// TODO(issue 11 item 7): the configured --stop-window, resolved per platform.
+func stopWindow(platform string) time.Duration {
+	switch platform {
+	case "kubernetes":
+		return 30 * time.Second
+	case "runpod":
+		return 5 * time.Second
+	}
+	return 10 * time.Second
 }

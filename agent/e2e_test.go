@@ -341,7 +341,7 @@ func TestTwoHostsOneRun(t *testing.T) {
 	for i := range runs {
 		h := host{env: baseEnv(fmt.Sprintf("RUNPOD_POD_ID=pod%d", i))}
 		runs[i] = startRun(t, bin, h, "--store", store, "--run", "shared", "--checkpoint-dir", filepath.Join(dir, fmt.Sprint("ckpt", i)),
-			"--checkpoint-interval", "0", "--", "python3", trainer, "--steps", "50", "--step-seconds", "0.01")
+			"--checkpoint-interval", "0", "--lease-wait", "0", "--", "python3", trainer, "--steps", "50", "--step-seconds", "0.01")
 	}
 	var trained, refused int
 	for _, s := range runs {

@@ -89,6 +89,9 @@ func (r *Repo) Commit(ctx context.Context, lease *Lease, dir string, meta map[st
 	if err != nil {
 		return nil, err
 	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("%w: %s", ErrEmpty, dir)
+	}
 	if err := checkLimits(files, r.opts.ChunkSize); err != nil {
 		return nil, err
 	}
@@ -386,16 +389,55 @@ func (r *Repo) presentChunks(ctx context.Context) (*chunkSet, error) {
 	return set, nil
 }
 
+// ReservedPrefix starts the names, at the top of a checkpoint directory,
+// that are baton's and never part of a checkpoint: StateFile, a fork set
+// aside (ForkPrefix), a restore's staging and journal inside a mount point.
+const ReservedPrefix = ".baton-"
+
 // StateFile is the name, at the top of a checkpoint directory, of baton's
-// record of what the directory holds (see agent); it is never part of a
-// checkpoint.
-const StateFile = ".baton-state.json"
+// record of what the directory holds (see agent).
+const StateFile = ReservedPrefix + "state.json"
+
+// ForkPrefix starts the name of a directory that baton run made inside a
+// checkpoint directory that is a mount point, to set aside work the store
+// lacks before restoring a newer checkpoint over it. A restore keeps it.
+const ForkPrefix = ReservedPrefix + "fork-"
 
 // DefaultExclude are the globs of files that trainers write under a
 // temporary name and rename when done (PyTorch's and Hugging Face's
 // "tmp-checkpoint-N" directories, "*.tmp", "*.partial"): a commit leaves
 // them out instead of failing because they changed while it read them.
 var DefaultExclude = []string{"*.tmp", "*.partial", "tmp-checkpoint-*"}
+
+// DirDigest sums up what the checkpoint directory dir holds, as a commit
+// would see it (the same files left out): each file's path, size, mode and
+// mtime. It equals Manifest.Digest of a checkpoint of dir, or restored into
+// it, as long as no file was written since. files is how many files it
+// holds.
+func DirDigest(dir string, exclude []string) (digest string, files int, err error) {
+	scanned, err := scanDir(dir, exclude)
+	if err != nil {
+		return "", 0, err
+	}
+	h := blake3.New()
+	for _, f := range scanned {
+		digestLine(h, f.rel, f.size, f.mode, f.mtime)
+	}
+	return hex.EncodeToString(h.Sum(nil)), len(scanned), nil
+}
+
+// Digest sums up the files of m as DirDigest does for a directory.
+func (m *Manifest) Digest() string {
+	h := blake3.New()
+	for _, f := range m.Files {
+		digestLine(h, f.Path, f.Size, f.Mode, f.MTime)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func digestLine(w io.Writer, path string, size int64, mode fs.FileMode, mtime time.Time) {
+	fmt.Fprintf(w, "%q %d %o %d\n", path, size, mode.Perm(), mtime.UnixNano())
+}
 
 // Excluded reports whether a file or directory called name matches one of
 // the globs (path.Match syntax, on the name alone). A directory that
@@ -466,8 +508,8 @@ type scanned struct {
 }
 
 // scanDir lists the regular files under dir, sorted by path, leaving out
-// the state file and every file or directory whose name matches an exclude
-// glob. Symbolic links and special files are not part of a checkpoint.
+// baton's own entries (ReservedPrefix) and every file or directory whose
+// name matches an exclude glob. Symbolic links and special files are not part of a checkpoint.
 func scanDir(dir string, exclude []string) ([]scanned, error) {
 	var files []scanned
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -477,7 +519,8 @@ func scanDir(dir string, exclude []string) ([]scanned, error) {
 			}
 			return err
 		}
-		if p != dir && (Excluded(d.Name(), exclude) || p == filepath.Join(dir, StateFile)) {
+		top := p != dir && filepath.Dir(p) == dir
+		if p != dir && Excluded(d.Name(), exclude) || top && strings.HasPrefix(d.Name(), ReservedPrefix) {
 			if d.IsDir() {
 				return filepath.SkipDir
 			}

@@ -38,9 +38,25 @@ func (l *Lease) Record() LeaseRecord {
 	return l.rec
 }
 
+// LeaseHeldError is Acquire's error when another holder's lease has not
+// expired. It wraps ErrLeaseHeld.
+type LeaseHeldError struct {
+	// Record is the lease as Acquire found it.
+	Record LeaseRecord
+}
+
+func (e *LeaseHeldError) Error() string {
+	r := e.Record
+	return fmt.Sprintf("%v: %s on %s (%s), epoch %d, until %s", ErrLeaseHeld,
+		r.Holder, r.Host, r.Platform, r.Epoch, r.ExpiresAt.Format(time.RFC3339))
+}
+
+// Unwrap makes errors.Is(err, ErrLeaseHeld) true.
+func (e *LeaseHeldError) Unwrap() error { return ErrLeaseHeld }
+
 // Acquire takes the run's lease: creates it if there is none, takes it over
-// with epoch+1 if it expired or is this holder's own (an agent restarted on
-// the same host), and fails with ErrLeaseHeld otherwise.
+// with epoch+1 if it expired, is this holder's own, or is the one
+// Options.Supersedes names, and fails with a *LeaseHeldError otherwise.
 func (r *Repo) Acquire(ctx context.Context) (*Lease, error) {
 	if r.opts.Holder.ID == "" {
 		return nil, errors.New("checkpoint: a lease needs a holder id")
@@ -82,12 +98,11 @@ func (r *Repo) Acquire(ctx context.Context) (*Lease, error) {
 			opts.IfAbsent = true
 		case cur.Epoch == math.MaxInt64:
 			return nil, fmt.Errorf("checkpoint: run %s: lease.json is at epoch %d, the last number there is; refusing to take the lease", r.opts.Run, cur.Epoch)
-		case cur.Holder == r.opts.Holder.ID || !now.Before(cur.ExpiresAt):
+		case cur.Holder == r.opts.Holder.ID || cur.Holder == r.opts.Supersedes && cur.Holder != "" || !now.Before(cur.ExpiresAt):
 			next.Epoch = cur.Epoch + 1
 			opts.IfMatch = etag
 		default:
-			return nil, fmt.Errorf("%w: %s on %s (%s), epoch %d, until %s", ErrLeaseHeld,
-				cur.Holder, cur.Host, cur.Platform, cur.Epoch, cur.ExpiresAt.Format(time.RFC3339))
+			return nil, &LeaseHeldError{Record: cur}
 		}
 		info, err := r.putJSON(ctx, key, next, opts)
 		if errors.Is(err, bsync.ErrPreconditionFailed) || errors.Is(err, bsync.ErrNotFound) {

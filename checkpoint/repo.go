@@ -33,6 +33,9 @@ var (
 	// ErrDirChanged: a file changed while the commit read it; the commit was
 	// dropped and may be tried again later.
 	ErrDirChanged = errors.New("checkpoint directory changed during the commit")
+	// ErrEmpty: the directory holds no file to commit; an empty directory
+	// is never published as a checkpoint.
+	ErrEmpty = errors.New("the checkpoint directory holds no file")
 	// ErrNotPublished: a manifest exists under that number but was never
 	// published (a commit that crashed or was fenced before it moved
 	// latest.json, or one still in flight). It is not a checkpoint.
@@ -55,6 +58,10 @@ type Options struct {
 	Run string
 	// Holder identifies the committer; required to commit or take the lease.
 	Holder Holder
+	// Supersedes is the ID of a former holder known to be gone (a baton of
+	// this machine that died: see agent): Acquire takes its lease over at
+	// once instead of waiting for it to expire.
+	Supersedes string
 	// ChunkSize of new commits (default DefaultChunkSize).
 	ChunkSize int64
 	// Exclude are globs of file and directory names a commit leaves out
@@ -195,6 +202,16 @@ func (r *Repo) readLatest(ctx context.Context) (Latest, string, error) {
 		return Latest{}, "", ErrNoCheckpoint
 	}
 	return l, etag, err
+}
+
+// Latest returns the number of the run's newest published checkpoint, 0 if
+// it has none.
+func (r *Repo) Latest(ctx context.Context) (int64, error) {
+	l, _, err := r.readLatest(ctx)
+	if errors.Is(err, ErrNoCheckpoint) {
+		return 0, nil
+	}
+	return l.Seq, err
 }
 
 // Manifest returns published checkpoint seq of the run, validated; seq 0

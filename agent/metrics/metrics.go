@@ -50,11 +50,13 @@ type Metrics struct {
 	commits       *prometheus.CounterVec
 	inFlight      prometheus.Gauge
 	restarts      prometheus.Counter
+	fallbacks     prometheus.Counter
+	forks         prometheus.Counter
 	lease         prometheus.Gauge
 	info          *prometheus.GaugeVec
 
 	mu         sync.Mutex
-	lastCommit time.Time    // zero until the first successful commit
+	lastCommit time.Time    // zero until the first successful commit, or the trainer's start
 	host       host.Reading // the latest reading
 	hasHost    bool
 }
@@ -101,6 +103,14 @@ func New(opts ...Option) *Metrics {
 		Name: "baton_trainer_restarts_total",
 		Help: "Times the trainer was restarted after it failed.",
 	})
+	m.fallbacks = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "baton_restore_fallbacks_total",
+		Help: "Checkpoints that could not be restored because they are damaged in the store, so that an older one was tried.",
+	})
+	m.forks = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "baton_checkpoint_forks_total",
+		Help: "Local checkpoint directories set aside at start because both they and the store had moved on (see docs/run.md).",
+	})
 	m.lease = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "baton_lease_state",
 		Help: "1 while this host holds the run's lease and may commit; 0 before it is taken, once it is lost, or after it is released.",
@@ -109,9 +119,27 @@ func New(opts ...Option) *Metrics {
 		Name: "baton_info",
 		Help: "Always 1; its labels say which baton runs which run on which platform.",
 	}, []string{"version", "platform", "run"})
-	m.reg.MustRegister(m.commitSeconds, m.uploaded, m.deduped, m.commits, m.inFlight, m.restarts, m.lease, m.info,
+	m.reg.MustRegister(m.commitSeconds, m.uploaded, m.deduped, m.commits, m.inFlight, m.restarts, m.fallbacks, m.forks, m.lease, m.info,
 		stateCollector{m})
 	return m
+}
+
+// RestoreFellBack counts a checkpoint that could not be restored (damaged
+// in the store), so that an older one was tried.
+func (m *Metrics) RestoreFellBack() { m.fallbacks.Inc() }
+
+// ForkSetAside counts a local checkpoint directory set aside at start.
+func (m *Metrics) ForkSetAside() { m.forks.Inc() }
+
+// TrainerStarted starts baton_checkpoint_age_seconds at t if nothing was
+// committed yet: the work at risk grows from the trainer's start, and an
+// alert on the age fires for a run that never commits.
+func (m *Metrics) TrainerStarted(t time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.lastCommit.IsZero() {
+		m.lastCommit = t
+	}
 }
 
 // Registry returns the registry the endpoint serves, for tests and for
@@ -190,7 +218,7 @@ func (m *Metrics) SetHost(r host.Reading) {
 // The series computed at scrape time from the Metrics' state.
 var (
 	checkpointAgeDesc = prometheus.NewDesc("baton_checkpoint_age_seconds",
-		"Seconds since the newest successful commit of this baton: the training work at risk if the host dies now. Absent until the first commit.", nil, nil)
+		"Seconds since the newest successful commit of this baton, or before the first since the trainer started: the training work at risk if the host dies now. Absent until the trainer starts.", nil, nil)
 	cpuDesc = prometheus.NewDesc("baton_host_cpu_usage_ratio",
 		"How busy all CPUs of the host were over the last sampling interval, 0 to 1.", nil, nil)
 	memTotalDesc = prometheus.NewDesc("baton_host_memory_total_bytes",

@@ -87,7 +87,7 @@ func TestEvents(t *testing.T) {
 	clock.Advance(42 * time.Second)
 
 	const want = `
-# HELP baton_checkpoint_age_seconds Seconds since the newest successful commit of this baton: the training work at risk if the host dies now. Absent until the first commit.
+# HELP baton_checkpoint_age_seconds Seconds since the newest successful commit of this baton, or before the first since the trainer started: the training work at risk if the host dies now. Absent until the trainer starts.
 # TYPE baton_checkpoint_age_seconds gauge
 baton_checkpoint_age_seconds 42
 # HELP baton_commit_bytes_deduplicated_total Bytes of checkpoint files that commits did not upload because the store already had their chunks.
@@ -150,6 +150,25 @@ baton_transfers_in_flight 3
 	m.SetLease(false)
 	if got := testutil.ToFloat64(m.lease); got != 0 {
 		t.Errorf("lease %v after losing it", got)
+	}
+}
+
+// TestAgeCountsFromTheTrainersStart: before the first commit, the age of
+// the work at risk counts from the trainer's start, so that an alert fires
+// for a run that never commits; a restart does not reset it, a commit does.
+func TestAgeCountsFromTheTrainersStart(t *testing.T) {
+	clock := newClock()
+	m := New(WithClock(clock.Now))
+	m.TrainerStarted(clock.Now())
+	clock.Advance(20 * time.Minute)
+	m.TrainerStarted(clock.Now()) // a restart
+	if got := age(t, m); got != 1200 {
+		t.Errorf("age %v 20 minutes after the trainer started with no commit, want 1200", got)
+	}
+	m.CommitDone(time.Second, 0, 0, ResultOK)
+	clock.Advance(time.Minute)
+	if got := age(t, m); got != 60 {
+		t.Errorf("age %v a minute after the first commit, want 60", got)
 	}
 }
 
