@@ -111,7 +111,7 @@ type agent struct {
 
 	hostLock *hostLock       // this machine's claim on the checkpoint directory
 	renewCtx context.Context // the lease's renewals run until it ends
-	lastSeq  atomic.Int64 // the checkpoint the directory was last restored from or committed as
+	lastSeq  atomic.Int64    // the checkpoint the directory was last restored from or committed as
 
 	commitMu gosync.Mutex // one commit at a time
 	lost     chan struct{}
