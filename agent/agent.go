@@ -112,6 +112,7 @@ type agent struct {
 	hostLock *hostLock       // this machine's claim on the checkpoint directory
 	renewCtx context.Context // the lease's renewals run until it ends
 	lastSeq  atomic.Int64    // the checkpoint the directory was last restored from or committed as
+	stopAt   atomic.Int64    // Unix nanoseconds of the stop signal, 0 if none
 
 	commitMu gosync.Mutex // one commit at a time
 	lost     chan struct{}
@@ -629,7 +630,7 @@ func (a *agent) supervise(ctx context.Context, command []string, resumeFrom int6
 			"BATON_AGENT_SOCKET="+sock,
 		)
 		return supervise.Spec{Path: path, Args: command[1:], Env: env, Dir: dir,
-			Stdout: a.tee(a.deps.Stdout), Stderr: a.tee(a.deps.Stderr), Grace: a.cfg.Grace}, nil
+			Stdout: a.tee(a.deps.Stdout), Stderr: a.tee(a.deps.Stderr), Grace: a.cfg.StopBudget(a.desc.Platform).Grace}, nil
 	})
 	stopLoop()
 	<-loopDone

@@ -44,6 +44,7 @@ func (a *agent) commitLoop(ctx context.Context, sup *supervise.Supervisor, trigg
 		case <-stopping:
 			stopping = nil
 			tick = nil // the final commit follows the trainer's exit
+			a.stopAt.CompareAndSwap(0, time.Now().UnixNano())
 			a.commitNow(ctx, "stop")
 		case <-tick:
 			if a.waitQuiet(ctx) {
@@ -197,10 +198,19 @@ func (a *agent) finalCommit(ctx context.Context, stopping bool) bool {
 }
 
 // finalCommitWindow is how long a final commit may keep trying after a
-// stop: what is left of the platform's stop window after the grace the
-// trainer had, and at least 5 s.
+// stop: until a second before the stop window ends (counted from the stop
+// signal), at least 5 s; with no window (nothing kills baton after a stop),
+// as long as after a trainer that ended on its own.
 func (a *agent) finalCommitWindow() time.Duration {
-	return max(5*time.Second, stopWindow(a.desc.Platform)-a.cfg.Grace)
+	b := a.cfg.StopBudget(a.desc.Platform)
+	if b.Window <= 0 {
+		return finalCommitPatience
+	}
+	left := b.Window - time.Second
+	if at := a.stopAt.Load(); at != 0 {
+		left -= time.Since(time.Unix(0, at))
+	}
+	return max(5*time.Second, left)
 }
 
 // release gives the lease up so the next host takes over at once.
@@ -241,14 +251,3 @@ func (a *agent) exitAction(ctx context.Context, success bool, getenv func(string
 	a.log.Info("exit action done", "action", name, "platform", a.desc.Platform)
 }
 
-// stopWindow is the time a platform leaves between SIGTERM and SIGKILL.
-// TODO(issue 11 item 7): the configured --stop-window, resolved per platform.
-func stopWindow(platform string) time.Duration {
-	switch platform {
-	case "kubernetes":
-		return 30 * time.Second
-	case "runpod":
-		return 5 * time.Second
-	}
-	return 10 * time.Second
-}
