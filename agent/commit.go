@@ -250,4 +250,3 @@ func (a *agent) exitAction(ctx context.Context, success bool, getenv func(string
 	}
 	a.log.Info("exit action done", "action", name, "platform", a.desc.Platform)
 }
-
