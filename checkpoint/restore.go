@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	gosync "sync"
 	"sync/atomic"
 
@@ -419,8 +420,8 @@ func swapInPlace(dir, hexID string, committed *bool) error {
 	for _, e := range entries {
 		name := e.Name()
 		if name == filepath.Base(n.inStaging) || name == filepath.Base(n.inOld) || name == filepath.Base(n.journal) ||
-			keepLostFound && name == "lost+found" {
-			continue
+			keepLostFound && name == "lost+found" || strings.HasPrefix(name, ForkPrefix) {
+			continue // a fork that baton run set aside inside a mount point stays
 		}
 		if err := os.Rename(filepath.Join(dir, name), filepath.Join(n.inOld, name)); err != nil {
 			return errors.Join(err, rollBack(n))
