@@ -12,6 +12,7 @@ import (
 	"github.com/batonrun/baton/agent/platform"
 	"github.com/batonrun/baton/agent/supervise"
 	"github.com/batonrun/baton/checkpoint"
+	bsync "github.com/batonrun/baton/sync"
 )
 
 // commitLoop commits on the timer (once the directory is quiet), when asked
@@ -160,9 +161,10 @@ const (
 	finalCommitBackoff  = 30 * time.Second // the longest wait between tries
 )
 
-// finalCommit commits what the trainer left, after it exited, retrying with
-// backoff: for finalCommitPatience when the trainer ended on its own, for
-// the rest of the stop window when stopping. It reports whether everything
+// finalCommit commits what the trainer left, after it exited, retrying
+// with backoff what may pass (the store unreachable, a server error): for
+// finalCommitPatience when the trainer ended on its own, for the rest of the
+// stop window when stopping. It reports whether everything
 // the trainer saved is in the store (or there was nothing to save).
 func (a *agent) finalCommit(ctx context.Context, stopping bool) bool {
 	deadline := time.Now().Add(finalCommitPatience)
@@ -181,7 +183,7 @@ func (a *agent) finalCommit(ctx context.Context, stopping bool) bool {
 			a.waitQuiet(ctx) // something (an orphan?) is still writing
 			continue
 		}
-		if !time.Now().Add(wait).Before(deadline) {
+		if !bsync.IsRetryable(err) || !time.Now().Add(wait).Before(deadline) {
 			a.log.Error("final commit: giving up", "tries", try, "err", err)
 			return false
 		}
