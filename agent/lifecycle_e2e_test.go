@@ -24,10 +24,10 @@ import (
 
 // lifecycle is one store and run shared by simulated hosts.
 type lifecycle struct {
-	t          *testing.T
+	t            *testing.T
 	bin, trainer string
-	store      string
-	env        []string // what every host's environment has (credentials)
+	store        string
+	env          []string // what every host's environment has (credentials)
 }
 
 func newLifecycle(t *testing.T, s3 bool) *lifecycle {
