@@ -29,7 +29,7 @@ func TestBadURLsExitTwoBeforeAnything(t *testing.T) {
 		want string // the whole line
 	}{
 		{name: "store bucket", args: []string{"--store", "s3://my_bucket/p"},
-			want: `baton run: --store=s3://my_bucket/p: bucket "my_bucket": want 3 to 63 lowercase letters, digits, dots and hyphens, beginning and ending with a letter or digit`},
+			want: `baton run: --store=s3://my_bucket/p: "my_bucket" is not a valid bucket name: want 3 to 63 lowercase letters, digits, dots and hyphens, beginning and ending with a letter or digit`},
 		{name: "store unknown parameter", env: []string{"BATON_STORE=s3://my-bucket/p?regoin=eu-west-1"},
 			want: `baton run: BATON_STORE="s3://my-bucket/p?regoin=eu-west-1": unknown parameter "regoin" (known: endpoint, region, profile, driver, addressing)`},
 		{name: "store credentials", args: []string{"--store", "s3://AKIAEXAMPLE:hunter2secretvalue@my-bucket/p"},
@@ -39,7 +39,7 @@ func TestBadURLsExitTwoBeforeAnything(t *testing.T) {
 		{name: "data scheme in the file", args: []string{"--store", "{store}"}, yaml: "data:\n  - gs://my-bucket/tokens=/tmp/tokens\n",
 			want: `baton run: baton.yaml:2: data[0]: "gs://my-bucket/tokens=/tmp/tokens": SRC: unknown scheme "gs": want s3://bucket/prefix, file:///path or a path`},
 		{name: "code bucket", args: []string{"--store", "{store}", "--code", "s3://Code.Bucket/src.tar.gz"},
-			want: `baton run: --code=s3://Code.Bucket/src.tar.gz: bucket "Code.Bucket": want 3 to 63 lowercase letters, digits, dots and hyphens, beginning and ending with a letter or digit`},
+			want: `baton run: --code=s3://Code.Bucket/src.tar.gz: "Code.Bucket" is not a valid bucket name: want 3 to 63 lowercase letters, digits, dots and hyphens, beginning and ending with a letter or digit`},
 		{name: "code endpoint with a token", env: []string{"BATON_STORE={store}", "BATON_CODE=s3://my-bucket/src?endpoint=https://u:hunter2secretvalue@minio.example"},
 			want: `baton run: BATON_CODE="s3://my-bucket/src?endpoint=https://[REDACTED]@minio.example": endpoint: credentials do not belong in the URL`},
 	} {

@@ -141,7 +141,7 @@ func parse(raw string) (location, error) {
 	switch u.Scheme {
 	case "file":
 		if u.Host != "" && u.Host != "localhost" {
-			return location{}, bad("want file:///absolute/path (three slashes)")
+			return location{}, bad("a file URL needs an absolute path: file:///absolute/path (three slashes)")
 		}
 		if u.Path == "" {
 			return location{}, bad("no path; want file:///absolute/path")
@@ -163,7 +163,7 @@ func parseS3(u *url.URL, bad func(string, ...any) error) (location, error) {
 		return loc, bad("no bucket; want s3://bucket/prefix")
 	}
 	if p := BucketProblem(u.Host); p != "" {
-		return loc, bad("bucket %q: %s", u.Host, p)
+		return loc, bad("%q is not a valid bucket name: %s", u.Host, p)
 	}
 	if loc.s3.Prefix != "" {
 		if err := bsync.CheckKey(loc.s3.Prefix); err != nil {
@@ -248,7 +248,7 @@ func BucketProblem(name string) string {
 	case strings.Contains(name, ".."):
 		return "two dots in a row"
 	case net.ParseIP(name) != nil:
-		return "an IP address is not a bucket name"
+		return "it is an IP address"
 	}
 	return ""
 }
