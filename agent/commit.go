@@ -46,6 +46,7 @@ func (a *agent) commitLoop(ctx context.Context, sup *supervise.Supervisor, trigg
 			stopping = nil
 			tick = nil // the final commit follows the trainer's exit
 			a.stopAt.CompareAndSwap(0, time.Now().UnixNano())
+			go a.logStopBudget(ctx, time.Unix(0, a.stopAt.Load()))
 			a.commitNow(ctx, "stop")
 		case <-tick:
 			if a.waitQuiet(ctx) {
