@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	gosync "sync"
 	"syscall"
 	"testing"
 	"time"
@@ -67,7 +68,7 @@ func baseEnv(extra ...string) []string {
 type started struct {
 	cmd    *exec.Cmd
 	lines  chan string // the trainer's stdout, line by line
-	stderr *strings.Builder
+	stderr *syncBuffer
 	done   chan struct{}
 }
 
@@ -80,7 +81,7 @@ func startRun(t *testing.T, bin string, h host, args ...string) *started {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &started{cmd: cmd, lines: make(chan string, 10000), stderr: &strings.Builder{}, done: make(chan struct{})}
+	s := &started{cmd: cmd, lines: make(chan string, 10000), stderr: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = s.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -101,6 +102,25 @@ func startRun(t *testing.T, bin string, h host, args ...string) *started {
 		close(s.done)
 	}()
 	return s
+}
+
+// syncBuffer is a strings.Builder that a test may read while the process
+// writes into it.
+type syncBuffer struct {
+	mu gosync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // waitFor reads trainer lines until one satisfies match, and returns it.

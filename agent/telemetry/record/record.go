@@ -252,7 +252,7 @@ func (r *Recorder) Add(v any) error {
 	if r.closed {
 		return ErrClosed
 	}
-	if r.buffered+len(line) > r.opts.MaxBuffered {
+	if r.buffered+len(line)+r.droppedNoteLenLocked(now) > r.opts.MaxBuffered {
 		r.droppedSince++
 		r.stats.Dropped++
 		if !r.dropping {
@@ -290,6 +290,16 @@ func marshalLine(typ string, t time.Time, v any) ([]byte, error) {
 
 // noteDroppedLocked writes the line that stands for the records dropped
 // since the last line, if any.
+// droppedNoteLenLocked is the length of the line noteDroppedLocked would
+// add now (0 if none), so that the buffer's bound holds with it.
+func (r *Recorder) droppedNoteLenLocked(now time.Time) int {
+	if r.droppedSince == 0 {
+		return 0
+	}
+	line, _ := marshalLine(TypeDropped, now, Dropped{Count: r.droppedSince})
+	return len(line)
+}
+
 func (r *Recorder) noteDroppedLocked(now time.Time) {
 	if r.droppedSince == 0 {
 		return
