@@ -58,6 +58,9 @@ type Config struct {
 	OnExit string `flag:"on-exit" env:"BATON_ON_EXIT" yaml:"on_exit" enum:"none,stop,terminate" default:"none" help:"what to do with the machine when the run ends: none (just exit), stop (stop the pod or instance; its disk is kept and billed) or terminate (delete it), through the platform's API (RUNPOD_API_KEY, CONTAINER_API_KEY); none by default because ending the billing is the user's call, but a platform may start an exited container again (a Kubernetes pod with restartPolicy Always does)"`
 	// OnFailure overrides OnExit when the run failed; empty means OnExit.
 	OnFailure string `flag:"on-failure" env:"BATON_ON_FAILURE" yaml:"on_failure" enum:"none,stop,terminate" default:"" help:"the same, for a run that failed (the trainer failed after its restarts, or the host was given up for bad health); empty: as --on-exit; e.g. --on-exit=terminate --on-failure=stop keeps a failed machine to look at"`
+	// OnSuperseded is what happens to the machine when another host has
+	// the run (exit 75 or 76).
+	OnSuperseded string `flag:"on-superseded" env:"BATON_ON_SUPERSEDED" yaml:"on_superseded" enum:"none,stop,terminate" default:"none" help:"what to do with the machine when another host has the run: it held the lease past --lease-wait (exit 75) or took it over (exit 76); RunPod restarts an exited container and a Vast.ai interruptible instance resumes by itself, so a superseded machine would go on billing; none, stop or terminate"`
 	// Restarts is how many times a failed trainer is started again.
 	Restarts int `flag:"restarts" env:"BATON_RESTARTS" yaml:"restarts" default:"3" help:"start the trainer again this many times after it fails, each attempt resuming from the newest checkpoint; 3 rides out a transient crash (an NCCL timeout, a killed data loader) while a bug still fails within minutes"`
 	// RestartBackoff is the wait before the first restart.
