@@ -2,7 +2,10 @@ package platform
 
 import (
 	"bufio"
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"sort"
@@ -61,7 +64,20 @@ type Description struct {
 	// inside the container, so detection leaves it false; the caller may set it from
 	// configuration.
 	Interruptible bool `json:"interruptible,omitempty"`
+	// LaunchMode is how Vast.ai started the container: VastEntrypoint (the image's own
+	// entrypoint, so baton can be PID 1 and receives the stop signal), VastSSH or
+	// VastJupyter (Vast's launch script replaced the entrypoint and runs the on-start
+	// script, from which baton runs detached, not as PID 1). Read from /.launch; empty on
+	// other platforms or when /.launch cannot be read.
+	LaunchMode string `json:"launch_mode,omitempty"`
 }
+
+// Vast.ai launch modes, as [Description.LaunchMode] reports them.
+const (
+	VastEntrypoint = "entrypoint"
+	VastSSH        = "ssh"
+	VastJupyter    = "jupyter"
+)
 
 // Marker files, relative to the root of the file system given to Detect.
 const (
@@ -89,6 +105,15 @@ const (
 	// RunPod mounts the volume disk or network volume at /workspace by default
 	// (https://docs.runpod.io/pods/storage/types).
 	runpodWorkspace = "workspace"
+	// In its SSH and Jupyter launch modes Vast.ai replaces the image's entrypoint with its
+	// own launch script, /.launch, which mentions jupyter only in the Jupyter mode; in the
+	// entrypoint mode there is none. Vast's docs do not describe the file; Vast's own
+	// images decide the mode from it exactly so (vast-ai/base-image at a7552d18,
+	// ROOT/etc/vast_boot.d/10-prep-env.sh: "In entrypoint mode (no /.launch)", and
+	// `grep -qi jupyter /.launch` for the Jupyter mode).
+	vastLaunchFile = ".launch"
+	// maxLaunchFile bounds how much of /.launch is read.
+	maxLaunchFile = 1 << 20
 )
 
 // Detect describes the host from the process environment (as os.Environ returns it:
@@ -156,6 +181,9 @@ func (d Description) LogAttrs() []slog.Attr {
 	}
 	if d.PersistentDir != "" {
 		attrs = append(attrs, slog.String("persistent_dir", d.PersistentDir))
+	}
+	if d.LaunchMode != "" {
+		attrs = append(attrs, slog.String("launch_mode", d.LaunchMode))
 	}
 	attrs = append(attrs, slog.Bool("interruptible", d.Interruptible))
 	return attrs
@@ -243,11 +271,11 @@ func matchVast(e env, _ fs.FS) bool {
 	return e.get("VAST_CONTAINERLABEL") != "" || (e.get("CONTAINER_ID") != "" && e.get("CONTAINER_API_KEY") != "")
 }
 
-func describeVast(e env, _ fs.FS) Description {
+func describeVast(e env, fsys fs.FS) Description {
 	id := e.get("CONTAINER_ID")
 	if id == "" {
-		// Vast's own entrypoint falls back the same way: ${CONTAINER_ID:-${VAST_CONTAINERLABEL#C.}}
-		// (vast-ai/base-image, ROOT/opt/instance-tools/bin/entrypoint.sh).
+		// Vast's own images fall back the same way: ${CONTAINER_ID:-${VAST_CONTAINERLABEL#C.}}
+		// (vast-ai/base-image at a7552d18, ROOT/etc/vast_boot.d/55-tls-cert-gen.sh).
 		id = strings.TrimPrefix(e.get("VAST_CONTAINERLABEL"), "C.")
 	}
 	return Description{
@@ -257,7 +285,30 @@ func describeVast(e env, _ fs.FS) Description {
 		PublicIP:      e.get("PUBLIC_IPADDR"),
 		Ports:         e.ports("VAST_TCP_PORT_"),
 		PersistentDir: "/",
+		LaunchMode:    vastLaunchMode(fsys),
 	}
+}
+
+// vastLaunchMode reads the launch mode from /.launch (see vastLaunchFile): none means
+// the entrypoint mode, one that mentions jupyter (in any case) the Jupyter mode, any
+// other the SSH mode. A /.launch that cannot be read gives "".
+func vastLaunchMode(fsys fs.FS) string {
+	f, err := fsys.Open(vastLaunchFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return VastEntrypoint
+	}
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxLaunchFile))
+	if err != nil {
+		return ""
+	}
+	if bytes.Contains(bytes.ToLower(b), []byte("jupyter")) {
+		return VastJupyter
+	}
+	return VastSSH
 }
 
 // Kubernetes sets KUBERNETES_SERVICE_HOST for the control-plane service in every container,

@@ -58,13 +58,13 @@ func TestDetect(t *testing.T) {
 			files: fstest.MapFS{".dockerenv": file()},
 			want: Description{
 				Platform: Vast, InstanceID: "4242", GPUCount: 4, PublicIP: "198.51.100.9",
-				Ports: map[int]int{22: 40022, 8080: 40080, 41000: 41000}, PersistentDir: "/",
+				Ports: map[int]int{22: 40022, 8080: 40080, 41000: 41000}, PersistentDir: "/", LaunchMode: VastEntrypoint,
 			},
 		},
 		{
 			name:    "vast from the label alone",
 			environ: []string{"VAST_CONTAINERLABEL=C.777"},
-			want:    Description{Platform: Vast, InstanceID: "777", PersistentDir: "/"},
+			want:    Description{Platform: Vast, InstanceID: "777", PersistentDir: "/", LaunchMode: VastEntrypoint},
 		},
 		{
 			name:    "CONTAINER_ID without CONTAINER_API_KEY is not vast",
@@ -153,7 +153,7 @@ func TestDetect(t *testing.T) {
 			name:    "vast beats kubernetes and docker",
 			environ: []string{"CONTAINER_ID=5", "CONTAINER_API_KEY=k", "KUBERNETES_SERVICE_HOST=10.0.0.1"},
 			files:   fstest.MapFS{".dockerenv": file()},
-			want:    Description{Platform: Vast, InstanceID: "5", PersistentDir: "/"},
+			want:    Description{Platform: Vast, InstanceID: "5", PersistentDir: "/", LaunchMode: VastEntrypoint},
 		},
 		{
 			name:    "kubernetes beats lambda and docker",
@@ -198,7 +198,10 @@ func TestDescribeAs(t *testing.T) {
 		{name: "docker although runpod variables are set", as: Docker, environ: []string{"RUNPOD_POD_ID=p", "HOSTNAME=c"},
 			want: Description{Platform: Docker, InstanceID: "c"}},
 		{name: "vast", as: Vast, environ: []string{"CONTAINER_ID=9"},
-			want: Description{Platform: Vast, InstanceID: "9", PersistentDir: "/"}},
+			want: Description{Platform: Vast, InstanceID: "9", PersistentDir: "/", LaunchMode: VastEntrypoint}},
+		{name: "vast reads /.launch", as: Vast, environ: []string{"CONTAINER_ID=9"},
+			files: fstest.MapFS{".launch": text("#!/bin/bash\nsshd\n")},
+			want:  Description{Platform: Vast, InstanceID: "9", PersistentDir: "/", LaunchMode: VastSSH}},
 		{name: "unknown", as: "azure", wantErr: `unknown platform "azure"`},
 		{name: "empty", as: "", wantErr: `unknown platform ""`},
 	}
@@ -252,8 +255,49 @@ func TestLogAttrsCarryNoSecret(t *testing.T) {
 	}
 }
 
+// TestVastLaunchMode: /.launch, the script Vast.ai puts in place of the image's
+// entrypoint in its SSH and Jupyter launch modes, tells the mode as Vast's own images
+// read it: absent in the entrypoint mode, mentioning jupyter (in any case) in the
+// Jupyter mode.
+func TestVastLaunchMode(t *testing.T) {
+	environ := []string{"VAST_CONTAINERLABEL=C.4242", "CONTAINER_ID=4242", "CONTAINER_API_KEY=k"}
+	tests := []struct {
+		name  string
+		files fstest.MapFS
+		want  string
+	}{
+		{"no /.launch: entrypoint mode", fstest.MapFS{".dockerenv": file()}, VastEntrypoint},
+		{"ssh mode", fstest.MapFS{".launch": text("#!/bin/bash\n/usr/sbin/sshd\nbash /root/onstart.sh\n")}, VastSSH},
+		{"empty /.launch: ssh mode", fstest.MapFS{".launch": file()}, VastSSH},
+		{"jupyter mode", fstest.MapFS{".launch": text("#!/bin/bash\n/usr/sbin/sshd\njupyter lab --port 8080 &\nbash /root/onstart.sh\n")}, VastJupyter},
+		{"jupyter in capitals", fstest.MapFS{".launch": text("# Jupyter-python notebook + SSH\n")}, VastJupyter},
+		{"a directory cannot be read: unknown", fstest.MapFS{".launch/x": text("jupyter")}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := Detect(environ, tt.files)
+			if d.Platform != Vast || d.LaunchMode != tt.want {
+				t.Errorf("Detect = %s, launch mode %q; want vast, %q", d.Platform, d.LaunchMode, tt.want)
+			}
+			var buf bytes.Buffer
+			slog.New(slog.NewJSONHandler(&buf, nil)).LogAttrs(t.Context(), slog.LevelInfo, "host", d.LogAttrs()...)
+			var line map[string]any
+			if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
+				t.Fatal(err)
+			}
+			if got, ok := line["launch_mode"]; tt.want != "" && got != tt.want || tt.want == "" && ok {
+				t.Errorf("logged launch_mode = %v, want %q", got, tt.want)
+			}
+		})
+	}
+	// Only Vast.ai has launch modes.
+	if d := Detect([]string{"RUNPOD_POD_ID=p"}, fstest.MapFS{".launch": text("jupyter")}); d.LaunchMode != "" {
+		t.Errorf("runpod: launch mode %q, want none", d.LaunchMode)
+	}
+}
+
 func TestDescriptionJSON(t *testing.T) {
-	d := Description{Platform: Vast, InstanceID: "4242", Ports: map[int]int{22: 40022}, PersistentDir: "/"}
+	d := Description{Platform: Vast, InstanceID: "4242", Ports: map[int]int{22: 40022}, PersistentDir: "/", LaunchMode: VastSSH}
 	b, err := json.Marshal(d)
 	if err != nil {
 		t.Fatal(err)
