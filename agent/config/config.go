@@ -107,6 +107,9 @@ type Config struct {
 	OnHang string `flag:"on-hang" env:"BATON_ON_HANG" yaml:"on_hang" enum:"restart,give-up,report" default:"restart" help:"what to do with a hung trainer: restart (stop it and start it again from the newest checkpoint, counting against --restarts), give-up (commit, stop it, exit 78 and carry out --on-failure) or report (log it and carry on)"`
 	// MinFreeDisk is the free space below which a disk is reported.
 	MinFreeDisk ByteSize `flag:"min-free-disk" env:"BATON_MIN_FREE_DISK" yaml:"min_free_disk" default:"2GiB" help:"warn (log, metrics, baton doctor) when the checkpoint directory's disk has less free space than this: a full disk is the commonest way a checkpoint dies"`
+	// Notify are the webhook URLs that receive the run's events; see
+	// package notify.
+	Notify []string `flag:"notify" env:"BATON_NOTIFY" yaml:"notify" type:"URL list" default:"" help:"webhook URLs (http or https) that receive one JSON object per event of the run: run_started, checkpoint_committed (at most one a minute), host_given_up, lease_lost, final_commit_failed, run_finished; a Slack (hooks.slack.com) or Discord (discord.com/api/webhooks) URL also gets the message in the field it shows; several are separated by commas, or given as repeated --notify flags or a YAML list; delivered in the background with retries, never holding the run up; the URL is a secret (Slack's and Discord's hold a token): baton's log and errors show its host only; see docs/notifications.md"`
 	// LogFormat is the format of baton's own log lines.
 	LogFormat string `flag:"log-format" env:"BATON_LOG_FORMAT" yaml:"log_format" enum:"auto,json,text" default:"auto" help:"format of baton's own log lines; auto: text on a terminal, JSON otherwise, which the platforms' log collectors parse"`
 	// Detach starts baton in the background.

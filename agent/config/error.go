@@ -6,6 +6,7 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/batonrun/baton/agent/notify"
 	"github.com/batonrun/baton/internal/redact"
 )
 
@@ -83,6 +84,13 @@ func quoteIfNeeded(s string) string {
 func redactValue(s Setting, v string) string {
 	if v != "" && (redact.IsSecretName(s.Flag) || redact.IsSecretName(s.Env) || redact.IsSecretName(s.YAML)) {
 		return redact.Mask
+	}
+	if s.Type == "URL list" { // webhook URLs hold their token in the path: the host only
+		items := splitList(v)
+		for i, u := range items {
+			items[i] = notify.Redact(u)
+		}
+		return strings.Join(items, ",")
 	}
 	return redact.URLs(v)
 }

@@ -24,7 +24,8 @@ type Setting struct {
 	// Values are the values an enumerated setting may take, else nil.
 	Values []string
 	// Type names the kind of value: string, integer, boolean, duration,
-	// size, SRC=DST list or glob list.
+	// size, SRC=DST list, glob list or URL list (a []string field whose
+	// type tag says so).
 	Type string
 	// Help is the one-line meaning.
 	Help string
@@ -71,6 +72,9 @@ func Settings() []Setting {
 			s.Type = "SRC=DST list"
 		case []string:
 			s.Type = "glob list"
+			if typ := f.Tag.Get("type"); typ != "" {
+				s.Type = typ
+			}
 		default:
 			panic(fmt.Sprintf("config: field %s has type %s, which Load cannot set", f.Name, f.Type))
 		}
@@ -83,10 +87,13 @@ func Settings() []Setting {
 func (s Setting) isList() bool { return strings.HasSuffix(s.Type, " list") }
 
 // itemName is what one element of list setting s is called in messages:
-// SRC=DST or a glob.
+// SRC=DST, a glob or a URL.
 func (s Setting) itemName() string {
-	if s.Type == "glob list" {
+	switch s.Type {
+	case "glob list":
 		return "a glob"
+	case "URL list":
+		return "a URL"
 	}
 	return "SRC=DST"
 }

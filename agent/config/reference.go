@@ -59,6 +59,8 @@ func placeholder(s Setting) string {
 		return " SRC=DST[,SRC=DST...]"
 	case "glob list":
 		return " GLOB[,GLOB...]"
+	case "URL list":
+		return " URL[,URL...]"
 	}
 	return " " + strings.ToUpper(s.Type) // STRING, DURATION, SIZE
 }
@@ -112,7 +114,7 @@ The trainer's command follows the flags, best after ` + "`--`" + `: ` + "`baton 
 Everything after the first ` + "`--`" + ` reaches the trainer unchanged, including arguments that look like baton's flags.
 
 Durations are written as Go writes them (` + "`30s`" + `, ` + "`10m`" + `, ` + "`1h30m`" + `); sizes in bytes or with a binary unit
-(` + "`16MiB`" + `, ` + "`512KiB`" + `, ` + "`1GiB`" + `; ` + "`M`" + ` is MiB). A list (` + "`data`" + `, ` + "`exclude`" + `) comes whole from one place: repeated
+(` + "`16MiB`" + `, ` + "`512KiB`" + `, ` + "`1GiB`" + `; ` + "`M`" + ` is MiB). A list (` + "`data`" + `, ` + "`exclude`" + `, ` + "`notify`" + `) comes whole from one place: repeated
 flags add up and replace the variable (elements separated by commas), which replaces the file's list, which replaces the
 default. In ` + "`SRC=DST`" + ` the last ` + "`=`" + ` separates the two, so a SRC may carry an S3 query
 (` + "`s3://my-bucket/d?region=eu-west-1=/data`" + `) and a DST may not contain ` + "`=`" + `.
@@ -137,7 +139,8 @@ prefix and every ` + "`?parameter`" + `, as in
 ` + "`--store=s3://my-bucket/p?regoin=x: unknown parameter \"regoin\" (known: endpoint, region, profile, driver, addressing)`" + `;
 so a typo stops baton before it opens a port, takes the lease or writes anything.
 The value of a secret (a name containing KEY, SECRET, TOKEN, PASSWORD or CREDENTIAL) and credentials inside URLs
-are never echoed. Store credentials come from the standard ` + "`AWS_*`" + ` variables, never from a URL.
+are never echoed, and of a ` + "`notify`" + ` URL only the scheme and host are (Slack's and Discord's webhook URLs hold
+their token in the path). Store credentials come from the standard ` + "`AWS_*`" + ` variables, never from a URL.
 
 ## Example
 

@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/batonrun/baton/agent/notify"
 	"github.com/batonrun/baton/checkpoint"
 	"github.com/batonrun/baton/internal/redact"
 	bsync "github.com/batonrun/baton/sync"
@@ -102,6 +103,12 @@ func (c Config) check(s Setting, v reflect.Value) error {
 		}
 	case "data":
 		return c.checkData(s)
+	case "notify":
+		for i, u := range c.Notify {
+			if err := notify.CheckURL(u); err != nil {
+				return c.failItem(s, i, err.Error())
+			}
+		}
 	case "restart-backoff":
 		if c.RestartBackoff < 0 {
 			return fail("negative")

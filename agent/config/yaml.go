@@ -127,8 +127,11 @@ func yamlList(s Setting, at Origin, v *yaml.Node) (origin, error) {
 		return o, nil
 	}
 	what := "globs"
-	if s.Type == "SRC=DST list" {
+	switch s.Type {
+	case "SRC=DST list":
 		what = "SRC=DST"
+	case "URL list":
+		what = "URLs"
 	}
 	return origin{}, &Error{Source: SourceFile, File: at.File, Line: v.Line, Key: at.Key,
 		Problem: "want a list of " + what + ", not a " + kindName(v.Kind)}
