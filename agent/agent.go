@@ -170,6 +170,9 @@ func (a *agent) run(ctx context.Context, command []string) (int, error) {
 	}
 	if g != nil {
 		endSetup()
+		if g.remember {
+			a.rememberFromGate(ctx, *g)
+		}
 		a.exitAction(ctx, false, getenv)
 		return g.code, errors.New(g.reason)
 	}
@@ -200,6 +203,21 @@ func (a *agent) run(ctx context.Context, command []string) (int, error) {
 	}
 	if err != nil {
 		a.release(ctx)
+		switch {
+		case code == ExitLeaseHeld && errors.Is(err, errHeldHere):
+			// Another baton of this very machine trains: acting on the
+			// machine would stop that one.
+		case code == ExitLeaseHeld:
+			a.supersededAction(ctx, getenv)
+		case code == ExitUnhealthy:
+			a.exitAction(ctx, false, getenv) // a machine the run gave up before
+		case code == ExitSetup && a.cfg.OnFailure != "":
+			if safe, why := a.localWorkSafe(); safe {
+				a.exitAction(ctx, false, getenv)
+			} else {
+				a.log.Warn("--on-failure not carried out: "+why, "dir", a.dir)
+			}
+		}
 		return code, err
 	}
 	a.openLog()
@@ -208,6 +226,7 @@ func (a *agent) run(ctx context.Context, command []string) (int, error) {
 	defer a.closeRecorder()
 	exit, err := a.supervise(ctx, command, resumeFrom)
 	if a.isLost() {
+		a.supersededAction(ctx, getenv)
 		return ExitLeaseLost, fmt.Errorf("%w: the trainer was stopped", checkpoint.ErrLeaseLost)
 	}
 	if err != nil && !errors.Is(err, supervise.ErrStopRequested) {
@@ -216,7 +235,8 @@ func (a *agent) run(ctx context.Context, command []string) (int, error) {
 	stopping := errors.Is(err, supervise.ErrStopRequested) || a.gaveUp.Load() != nil
 	saved := a.finalCommit(ctx, stopping)
 	if a.isLost() {
-		return ExitLeaseLost, fmt.Errorf("%w: noticed at the final commit; no exit action", checkpoint.ErrLeaseLost)
+		a.supersededAction(ctx, getenv)
+		return ExitLeaseLost, fmt.Errorf("%w: noticed at the final commit", checkpoint.ErrLeaseLost)
 	}
 	a.release(ctx)
 	if !saved {
@@ -227,6 +247,7 @@ func (a *agent) run(ctx context.Context, command []string) (int, error) {
 		return ExitFinalCommitFailed, nil
 	}
 	if g := a.gaveUp.Load(); g != nil {
+		a.recordBadHost(ctx, *g)
 		a.exitAction(ctx, false, getenv)
 		a.log.Error("host given up", "reason", g.reason, "status", g.code)
 		return g.code, nil
@@ -273,6 +294,11 @@ func (a *agent) setUp(ctx context.Context) (int64, int, error) {
 	})
 	if err != nil {
 		return 0, ExitSetup, err
+	}
+	if g, err := a.refuseBadHost(ctx); err != nil {
+		return 0, ExitSetup, err
+	} else if g != nil {
+		return 0, g.code, errors.New(g.reason)
 	}
 	if code, err := a.acquireLease(ctx); err != nil {
 		return 0, code, err

@@ -229,13 +229,19 @@ func (a *agent) release(ctx context.Context) {
 	}
 }
 
-// exitAction stops or terminates the machine as configured. A failure is
-// logged; it never hangs the exit (every API call has a timeout).
+// exitAction stops or terminates the machine as --on-exit (success) or
+// --on-failure say. A failure is logged; it never hangs the exit (every API
+// call has a timeout).
 func (a *agent) exitAction(ctx context.Context, success bool, getenv func(string) string) {
 	name := a.cfg.OnExit
 	if !success {
 		name = a.cfg.FailureAction()
 	}
+	a.actOnMachine(ctx, name, getenv)
+}
+
+// actOnMachine carries out the exit action name (none, stop, terminate).
+func (a *agent) actOnMachine(ctx context.Context, name string, getenv func(string) string) {
 	action, err := platform.ParseAction(name)
 	if err != nil || action == platform.ActionNone {
 		return

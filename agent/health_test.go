@@ -178,8 +178,8 @@ func checkpoints(t *testing.T, store string) []checkpoint.Summary {
 }
 
 // TestUnhealthyGPUAtStart: a pending row remap refuses the run before the
-// lease is taken: exit 77, the trainer never starts, nothing is written to
-// the store.
+// lease is taken: exit 77, the trainer never starts, no lease is taken, and
+// the machine is recorded as bad for the run (by its GPUs' UUIDs).
 func TestUnhealthyGPUAtStart(t *testing.T) {
 	srv := gputest.NewH100(2)
 	gputest.Dev(srv, 1).GetRemappedRowsFunc = func() (int, int, bool, bool, nvml.Return) { return 0, 1, true, false, nvml.SUCCESS }
@@ -194,8 +194,30 @@ func TestUnhealthyGPUAtStart(t *testing.T) {
 	if !strings.Contains(h.logs.String(), gputest.UUID(1)) {
 		t.Errorf("the log does not name the bad GPU %s:\n%s", gputest.UUID(1), h.logs)
 	}
-	if _, err := os.Stat(h.store); !os.IsNotExist(err) {
-		t.Errorf("the store was written to (%v); a refused host must not take the lease", err)
+	if _, err := os.Stat(filepath.Join(h.store, "runs", "health", "lease.json")); !os.IsNotExist(err) {
+		t.Errorf("a lease was taken (%v); a refused host must not take it", err)
+	}
+	wantBadHost(t, h.store, gputest.UUID(0))
+}
+
+// wantBadHost checks that the run recorded one bad machine, named with
+// the GPU UUID uuid.
+func wantBadHost(t *testing.T, store, uuid string) {
+	t.Helper()
+	s, err := file.New(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := checkpoint.Open(s, checkpoint.Options{Run: "health"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts, err := repo.BadHosts(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hosts) != 1 || !strings.Contains(hosts[0].Machine, uuid) || hosts[0].Status != ExitUnhealthy {
+		t.Fatalf("bad hosts recorded: %+v, want one naming %s with status %d", hosts, uuid, ExitUnhealthy)
 	}
 }
 
@@ -233,6 +255,7 @@ func TestCriticalXIDGivesHostUp(t *testing.T) {
 	if !strings.Contains(h.logs.String(), "XID 79") {
 		t.Errorf("the log does not name the XID:\n%s", h.logs)
 	}
+	wantBadHost(t, h.store, gputest.UUID(0))
 }
 
 // TestHangRestartsTrainer: a trainer that goes silent while the GPUs sit

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"sync/atomic"
@@ -32,6 +33,9 @@ const (
 type giveUp struct {
 	code   int
 	reason string
+	// remember: the machine itself is bad (a GPU, a hang), so the run
+	// records it (see recordBadHost); GPUs missing at start are not.
+	remember bool
 }
 
 // openGPUs opens NVML unless telemetry and the GPU check are both off. No
@@ -65,17 +69,35 @@ func (a *agent) closeGPUs() {
 	}
 }
 
-// gpuGate refuses a GPU that is already unhealthy, before the run's lease is
-// taken, so that the run is not held up by a host that cannot train.
+// gpuGate refuses, before the run's lease is taken, a host that cannot
+// train: one whose GPUs are fewer than the platform promised
+// (RUNPOD_GPU_COUNT, Vast's GPU_COUNT, NVIDIA_VISIBLE_DEVICES), or none at
+// all for want of a driver, as a restarted RunPod pod can come up; and one
+// with a GPU already unhealthy. --gpu-check=false turns it off; no promise
+// and no driver is a CPU run, as before.
 func (a *agent) gpuGate(ctx context.Context) *giveUp {
-	if a.gpus == nil || !a.cfg.GPUCheck {
+	if !a.cfg.GPUCheck {
+		return nil
+	}
+	if promised := a.desc.GPUCount; promised > 0 {
+		seen, why := 0, "no NVIDIA driver"
+		if a.gpus != nil {
+			seen, why = len(a.gpus.Info().Devices), fmt.Sprintf("NVML sees %d", len(a.gpus.Info().Devices))
+		}
+		if seen < promised {
+			reason := fmt.Sprintf("the platform promised %d GPUs, but %s: refusing to train on fewer (--gpu-check=false to run anyway)", promised, why)
+			a.log.Error("GPUs missing at start", "promised", promised, "seen", seen, "platform", a.desc.Platform)
+			return &giveUp{code: ExitUnhealthy, reason: reason}
+		}
+	}
+	if a.gpus == nil {
 		return nil
 	}
 	for _, r := range a.gpus.SampleOnce(ctx) {
 		for _, p := range gpu.Check(r) {
 			if p.Fatal {
 				a.log.Error("GPU unhealthy at start: refusing to train on it", "gpu", p.Index, "uuid", p.UUID, "kind", p.Kind, "detail", p.Detail)
-				return &giveUp{code: ExitUnhealthy, reason: "GPU " + p.UUID + ": " + p.Detail}
+				return &giveUp{code: ExitUnhealthy, reason: "GPU " + p.UUID + ": " + p.Detail, remember: true}
 			}
 			a.log.Warn("GPU", "gpu", p.Index, "uuid", p.UUID, "kind", p.Kind, "detail", p.Detail)
 		}
@@ -194,7 +216,7 @@ func (a *agent) gpuProblem(sup *supervise.Supervisor, p gpu.Problem) {
 		return
 	}
 	a.log.Error("GPU unhealthy: committing and giving this host up", "gpu", p.Index, "uuid", p.UUID, "kind", p.Kind, "detail", p.Detail)
-	a.setGiveUp(giveUp{code: ExitUnhealthy, reason: "GPU " + p.UUID + ": " + p.Detail})
+	a.setGiveUp(giveUp{code: ExitUnhealthy, reason: "GPU " + p.UUID + ": " + p.Detail, remember: true})
 	sup.Stop(syscall.SIGTERM) // the stop commits at once, and again once the trainer is gone
 }
 
@@ -206,7 +228,7 @@ func (a *agent) hung(sup *supervise.Supervisor, h *health.Hang, v health.Verdict
 		a.log.Error("trainer hung; carrying on (--on-hang=report)", "why", v.String())
 	case "give-up":
 		a.log.Error("trainer hung: committing and giving this host up", "why", v.String())
-		a.setGiveUp(giveUp{code: ExitHung, reason: "trainer hung: " + v.String()})
+		a.setGiveUp(giveUp{code: ExitHung, reason: "trainer hung: " + v.String(), remember: true})
 		sup.Stop(syscall.SIGTERM)
 	default: // restart
 		a.log.Error("trainer hung: restarting it from the newest checkpoint", "why", v.String())

@@ -93,6 +93,13 @@ func checkGPUs(ctx context.Context, o Options, desc platform.Description) ([]Che
 				summary.Hint = "--require-gpu: start the container with its GPUs and the NVIDIA runtime (docker run --gpus all)"
 			}
 		}
+		if missing := desc.GPUCount > 0 && o.Config.GPUCheck; missing {
+			// baton run refuses such a host (77): say so.
+			summary.Status, summary.Required = Fail, true
+			summary.Reason += fmt.Sprintf("; the platform promised %s", plural(desc.GPUCount, "GPU"))
+			summary.Hint = "baton run refuses to train here (exit 77): the GPUs went missing (a restarted RunPod pod can come up with none: " +
+				"stop it and start it again, or move the run); --gpu-check=false runs anyway"
+		}
 		return []Check{summary}
 	}
 	if o.OpenGPUs == nil {
@@ -124,6 +131,10 @@ func checkGPUs(ctx context.Context, o Options, desc platform.Description) ([]Che
 		summary.Status = Warn
 		summary.Reason += fmt.Sprintf("; the platform says %s", plural(desc.GPUCount, "GPU"))
 		summary.Hint = "NVML sees another number of GPUs than the platform gave: check NVIDIA_VISIBLE_DEVICES and the template's GPU count"
+		if len(info.Devices) < desc.GPUCount && o.Config.GPUCheck {
+			summary.Status, summary.Required = Fail, true
+			summary.Hint = "baton run refuses to train on fewer GPUs than the platform promised (exit 77); --gpu-check=false runs anyway"
+		}
 	}
 	if readings == nil {
 		summary.Status = Warn

@@ -102,8 +102,14 @@ func TestGPUs(t *testing.T) {
 		{name: "no driver with --require-gpu", lib: noDriver, requireGPU: true, exit: 1, checks: []want{{"gpu", Fail, true, "no NVIDIA driver: GPU telemetry off"}}},
 		{name: "NVML fails", lib: brokenInit, exit: 0, checks: []want{{"gpu", Warn, false, "NVML: gpu: nvml init: "}}},
 		{name: "no GPU visible with --require-gpu", lib: newH100s(), requireGPU: true, exit: 1, checks: []want{{"gpu", Fail, true, "driver 550.54.15 but no GPU visible"}}},
-		{name: "fewer GPUs than the platform gave", lib: newH100s(healthy), platform: []string{"RUNPOD_POD_ID=p", "RUNPOD_GPU_COUNT=2"}, exit: 0, checks: []want{
+		{name: "fewer GPUs than the platform gave", lib: newH100s(healthy), platform: []string{"RUNPOD_POD_ID=p", "RUNPOD_GPU_COUNT=2"}, exit: 1, checks: []want{
+			{"gpu", Fail, true, "1 x NVIDIA H100 80GB HBM3, driver 550.54.15, CUDA 12.4; the platform says 2 GPUs"},
+		}},
+		{name: "fewer GPUs than the platform gave, --gpu-check off", lib: newH100s(healthy), gpuCheck: "false", platform: []string{"RUNPOD_POD_ID=p", "RUNPOD_GPU_COUNT=2"}, exit: 0, checks: []want{
 			{"gpu", Warn, false, "1 x NVIDIA H100 80GB HBM3, driver 550.54.15, CUDA 12.4; the platform says 2 GPUs"},
+		}},
+		{name: "GPUs promised, no driver", lib: noDriver, platform: []string{"RUNPOD_POD_ID=p", "RUNPOD_GPU_COUNT=1"}, exit: 1, checks: []want{
+			{"gpu", Fail, true, "no NVIDIA driver: GPU telemetry off; the platform promised 1 GPU"},
 		}},
 	}
 	for _, c := range cases {

@@ -41,6 +41,9 @@ Commands:
                                 (or N, or all) is in the store, whole (--deep:
                                 downloaded and hashed); exit 1 on damage; --repair
                                 uploads damaged chunks again from a local copy
+  hosts [--forget ID|--forget-all] [--json]
+                                the machines the run gave up for bad health
+                                (baton run refuses them), or forget them
 
 Every command takes --store URL (BATON_STORE) and --run ID (BATON_RUN_ID; gc
 needs it only with --keep). Run "baton checkpoint COMMAND -h" for its flags.
@@ -57,7 +60,7 @@ type checkpointCmd struct{ env env }
 func (c *checkpointCmd) Run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		fmt.Fprint(c.env.stderr, checkpointUsage)
-		return usagef("want a command: commit, ls, show, restore, gc, pin, unpin or verify")
+		return usagef("want a command: commit, ls, show, restore, gc, pin, unpin, verify or hosts")
 	}
 	var sub func(context.Context, []string) error
 	switch args[0] {
@@ -77,6 +80,8 @@ func (c *checkpointCmd) Run(ctx context.Context, args []string) error {
 		sub = func(ctx context.Context, args []string) error { return c.pin(ctx, "unpin", args) }
 	case "verify":
 		sub = c.verify
+	case "hosts":
+		sub = c.hosts
 	case "help", "-h", "--help":
 		fmt.Fprint(c.env.stdout, checkpointUsage)
 		return nil
@@ -620,4 +625,52 @@ func (c *checkpointCmd) pin(ctx context.Context, verb string, args []string) err
 	}
 	fmt.Fprintf(c.env.stdout, "%sned checkpoint %d of run %s\n", verb, seq, f.run)
 	return nil
+}
+
+// hosts is "baton checkpoint hosts": the machines the run gave up for bad
+// health, which baton run refuses, and forgetting them.
+func (c *checkpointCmd) hosts(ctx context.Context, args []string) error {
+	fs := newFlagSet("checkpoint hosts", c.env.stderr, "checkpoint hosts [flags]")
+	var f checkpointFlags
+	f.register(fs, false)
+	forget := fs.String("forget", "", "forget the machine `ID` (as listed): baton run tries it again")
+	forgetAll := fs.Bool("forget-all", false, "forget every machine of the run")
+	asJSON := fs.Bool("json", false, "print the list as JSON")
+	if err := c.parse(fs, &f, true, args, 0, 0, ""); err != nil {
+		return err
+	}
+	if *forget != "" && *forgetAll {
+		return usagef("--forget and --forget-all exclude each other")
+	}
+	_, repo, err := f.open(ctx, c.env)
+	if err != nil {
+		return err
+	}
+	if *forget != "" || *forgetAll {
+		if err := repo.ForgetBadHost(ctx, *forget); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.env.stdout, "run %s: forgot %s\n", f.run, map[bool]string{true: "every bad machine", false: "machine " + *forget}[*forgetAll])
+		return nil
+	}
+	hosts, err := repo.BadHosts(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		if hosts == nil {
+			hosts = []checkpoint.BadHost{}
+		}
+		return writeJSON(c.env.stdout, hosts)
+	}
+	if len(hosts) == 0 {
+		fmt.Fprintf(c.env.stdout, "run %s has given up no machine\n", f.run)
+		return nil
+	}
+	rows := [][]string{{"ID", "GIVEN UP (UTC)", "PLATFORM", "STATUS", "MACHINE", "REASON"}}
+	for _, h := range hosts {
+		rows = append(rows, []string{h.ID, h.At.UTC().Format(time.DateTime), orDash(termSafe(h.Platform)), strconv.Itoa(h.Status),
+			termSafe(h.Machine), termSafe(h.Reason)})
+	}
+	return writeTable(c.env.stdout, rows)
 }
