@@ -272,7 +272,9 @@ func (r *Repo) findUses(ctx context.Context, rep *VerifyReport, damaged map[stri
 	for _, seq := range seqs {
 		m := rep.manifests[seq]
 		if m == nil {
-			if m, err = r.Manifest(ctx, seq); err != nil {
+			// Published (from List or checked by Manifest): read it
+			// without walking the chain again for each one.
+			if m, err = r.fetchManifest(ctx, seq, false); err != nil {
 				return fmt.Errorf("finding the checkpoints the damage affects: %w", err)
 			}
 			rep.manifests[seq] = m
@@ -323,7 +325,7 @@ func (r *Repo) Repair(ctx context.Context, report *VerifyReport, dir string) (re
 		for _, u := range d.Uses {
 			m := report.manifests[u.Seq]
 			if m == nil {
-				if m, err = r.Manifest(ctx, u.Seq); err != nil {
+				if m, err = r.fetchManifest(ctx, u.Seq, false); err != nil { // a checkpoint the report found published
 					return repaired, unrepaired, err
 				}
 				if report.manifests == nil {
