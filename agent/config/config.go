@@ -61,6 +61,12 @@ type Config struct {
 	// OnSuperseded is what happens to the machine when another host has
 	// the run (exit 75 or 76).
 	OnSuperseded string `flag:"on-superseded" env:"BATON_ON_SUPERSEDED" yaml:"on_superseded" enum:"none,stop,terminate" default:"none" help:"what to do with the machine when another host has the run: it held the lease past --lease-wait (exit 75) or took it over (exit 76); RunPod restarts an exited container and a Vast.ai interruptible instance resumes by itself, so a superseded machine would go on billing; none, stop or terminate"`
+	// RunPodAPIURL is the base URL of RunPod's REST API v2, for the exit
+	// actions (read by platform.NewController as BATON_RUNPOD_API_URL).
+	RunPodAPIURL string `flag:"runpod-api-url" env:"BATON_RUNPOD_API_URL" yaml:"runpod_api_url" default:"https://api.runpod.io/v2" help:"base URL of RunPod's REST API v2 for --on-exit and --on-failure: a stop is POST URL/pods/ID/action with {\"action\":\"stop\"}, a terminate DELETE URL/pods/ID; replace it only with a proxy or a test server, and then RunPod's GraphQL API is not tried as the fallback; https, or http to a loopback address; see docs/platforms.md"`
+	// VastAPIURL is the base URL of Vast.ai's API, for the exit actions
+	// (read by platform.NewController as BATON_VAST_API_URL).
+	VastAPIURL string `flag:"vast-api-url" env:"BATON_VAST_API_URL" yaml:"vast_api_url" default:"https://console.vast.ai/api/v0" help:"base URL of Vast.ai's API for --on-exit and --on-failure: a stop is PUT URL/instances/ID/ with {\"state\":\"stopped\"}, a destroy DELETE URL/instances/ID/; replace it only with a proxy or a test server; https, or http to a loopback address; see docs/platforms.md"`
 	// Restarts is how many times a failed trainer is started again.
 	Restarts int `flag:"restarts" env:"BATON_RESTARTS" yaml:"restarts" default:"3" help:"start the trainer again this many times after it fails, each attempt resuming from the newest checkpoint; 3 rides out a transient crash (an NCCL timeout, a killed data loader) while a bug still fails within minutes"`
 	// RestartBackoff is the wait before the first restart.

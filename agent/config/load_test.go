@@ -43,6 +43,7 @@ func TestDefaults(t *testing.T) {
 		TelemetryInterval: 5 * time.Second, TelemetryUpload: time.Minute, GPUCheck: true,
 		OnUnhealthy: "give-up", HangTimeout: 30 * time.Minute, OnHang: "restart", MinFreeDisk: 2 << 30,
 		PIDFile: "/tmp/baton.pid", LogFile: "/tmp/baton.log", Notify: []string{},
+		RunPodAPIURL: "https://api.runpod.io/v2", VastAPIURL: "https://console.vast.ai/api/v0",
 	}
 	got := c
 	got.origins = nil

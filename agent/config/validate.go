@@ -109,6 +109,10 @@ func (c Config) check(s Setting, v reflect.Value) error {
 				return c.failItem(s, i, err.Error())
 			}
 		}
+	case "runpod-api-url", "vast-api-url":
+		if p := apiURLProblem(v.String()); p != "" {
+			return fail("%s", p)
+		}
 	case "restart-backoff":
 		if c.RestartBackoff < 0 {
 			return fail("negative")
