@@ -100,11 +100,28 @@ func (r *Repo) Verify(ctx context.Context, seqs []int64, deep bool) (*VerifyRepo
 		seqs = []int64{m.Seq}
 	}
 	seqs = slices.Compact(slices.Sorted(slices.Values(seqs)))
+	var published map[int64]bool // the chain, walked once for many checkpoints
+	if len(seqs) > 1 {
+		list, err := r.List(ctx)
+		if err != nil {
+			return nil, err
+		}
+		published = map[int64]bool{}
+		for _, s := range list {
+			published[s.Seq] = true
+		}
+	}
 	for _, seq := range seqs {
 		if rep.manifests[seq] != nil {
 			continue
 		}
-		m, err := r.Manifest(ctx, seq)
+		var m *Manifest
+		var err error
+		if published[seq] {
+			m, err = r.fetchManifest(ctx, seq, false)
+		} else {
+			m, err = r.Manifest(ctx, seq) // one checkpoint, or one List did not show: says why
+		}
 		if err != nil {
 			return nil, err
 		}
