@@ -62,7 +62,7 @@ Usage:
   baton push [flags] DIR DST copy a directory into a store
   baton doctor [--json]     what baton sees here: platform, config, GPUs, disks, store
   baton checkpoint COMMAND  commit, list, show, restore and collect a run's
-                            checkpoints (commit|ls|show|restore|gc|pin|unpin)
+                            checkpoints (commit|ls|show|restore|gc|pin|unpin|verify|hosts)
 
 Run "baton COMMAND -h" for a command's flags. Every flag can also be set as an
 environment variable: --part-size is BATON_PART_SIZE (but --run is BATON_RUN_ID).
