@@ -246,7 +246,7 @@ func (a *agent) actOnMachine(ctx context.Context, name string, getenv func(strin
 	if err != nil || action == platform.ActionNone {
 		return
 	}
-	c, err := platform.NewController(a.desc, getenv, http.DefaultClient, platform.ControllerOptions{Logger: a.log})
+	c, err := platform.NewController(a.desc, getenv, http.DefaultClient, platform.ControllerOptions{Logger: a.log, RunPodURL: a.cfg.RunPodAPIURL, VastURL: a.cfg.VastAPIURL})
 	if err != nil {
 		a.log.Error("exit action not possible", "action", name, "err", err)
 		return

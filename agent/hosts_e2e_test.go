@@ -2,10 +2,14 @@ package agent_test
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	gosync "sync"
 	"testing"
 	"time"
 
@@ -76,5 +80,49 @@ func TestBadHostRefused(t *testing.T) {
 	hosts("--forget", id)
 	if first, _ := l.train(h, 10); first != "resumed from step=5" {
 		t.Fatalf("after --forget: %q", first)
+	}
+}
+
+// TestOnSuperseded: a host that finds the run held past --lease-wait exits
+// 75 and, with --on-superseded stop, stops its pod through RunPod's API
+// (a local stand-in); a second baton run of the same directory on the same
+// machine exits 75 too, but must not stop the pod the first one trains on.
+func TestOnSuperseded(t *testing.T) {
+	var mu gosync.Mutex
+	var requests []string
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		requests = append(requests, r.Method+" "+r.URL.Path+" "+strings.TrimSpace(string(body)))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"id":"x","desiredStatus":"EXITED"}`))
+	}))
+	defer api.Close()
+	l := newLifecycle(t, false)
+	a := l.host("RUNPOD_POD_ID=pa")
+	sa := startRun(t, l.bin, a, l.args(a, 100000)...)
+	sa.waitFor(t, "A's start", func(s string) bool { return s == "starting fresh" })
+
+	onSuperseded := []string{"--lease-wait", "0", "--on-superseded", "stop", "--runpod-api-url", api.URL}
+	same := host{dir: a.dir, env: append(baseEnv("RUNPOD_POD_ID=pa"), "RUNPOD_API_KEY=rpa_test")}
+	if code, _, stderr := runToEnd(t, l.bin, same, append(onSuperseded, l.args(same, 10)...)...); code != 75 {
+		t.Fatalf("a second baton of the same directory: exit %d:\n%s", code, stderr)
+	}
+	mu.Lock()
+	if len(requests) != 0 {
+		t.Fatalf("the second baton of the same machine called the API: %q", requests)
+	}
+	mu.Unlock()
+
+	b := l.host("RUNPOD_POD_ID=pb", "RUNPOD_API_KEY=rpa_test")
+	code, lines, stderr := runToEnd(t, l.bin, b, append(onSuperseded, l.args(b, 10)...)...)
+	if code != 75 || len(lines) != 0 {
+		t.Fatalf("exit %d with %d trainer lines, want 75:\n%s", code, len(lines), stderr)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := `POST /pods/pb/action {"action":"stop"}`; len(requests) != 1 || requests[0] != want {
+		t.Fatalf("API requests %q, want [%s]", requests, want)
 	}
 }
