@@ -17,7 +17,8 @@ import (
 // between forwarding a stop signal to the trainer's group and killing the
 // group. It leaves room inside Docker's default 10 s stop timeout (docker stop
 // sends SIGKILL to baton itself after that) for the final commit to finish.
-// RunPod spot instances give 5 s; set a shorter grace there.
+// baton run sets the grace from the platform's stop window instead
+// (agent/config's StopBudget).
 const DefaultGrace = 8 * time.Second
 
 // DefaultWaitDelay is the wait used when [Spec.WaitDelay] is zero: how long
