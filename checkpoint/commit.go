@@ -101,10 +101,7 @@ func (r *Repo) Commit(ctx context.Context, lease *Lease, dir string, meta map[st
 	if err != nil {
 		return nil, err
 	}
-	present, err := r.presentChunks(ctx)
-	if err != nil {
-		return nil, err
-	}
+	present := r.newChunkSet(parent)
 	m := &Manifest{
 		Version:   FormatVersion,
 		Run:       r.opts.Run,
@@ -270,16 +267,15 @@ func (r *Repo) recheckAfterGC(ctx context.Context, dir string, m *Manifest, info
 	if err != nil {
 		return err
 	}
-	present, err := r.presentChunks(ctx)
+	// Every chunk of the manifest is looked at again (one Stat each, in
+	// parallel): the GC may have taken any that no manifest referenced.
+	missing, err := r.missingChunks(ctx, m)
 	if err != nil {
 		return err
 	}
 	resent := 0
 	for _, f := range m.Files {
-		if present.has(f, m.ChunkSize) {
-			continue
-		}
-		n, err := r.resendFile(ctx, dir, f, m.ChunkSize, present)
+		n, err := r.resendFile(ctx, dir, f, m.ChunkSize, missing)
 		if err != nil {
 			return err
 		}
@@ -319,9 +315,61 @@ func (r *Repo) waitForGC(ctx context.Context) error {
 	}
 }
 
-// resendFile uploads the chunks of f that present lacks, read from dir; it
-// returns how many it sent.
-func (r *Repo) resendFile(ctx context.Context, dir string, f File, chunkSize int64, present *chunkSet) (int, error) {
+// missingChunks returns the chunks of m that the store lacks or holds with
+// the wrong length.
+func (r *Repo) missingChunks(ctx context.Context, m *Manifest) (map[string]bool, error) {
+	var mu gosync.Mutex
+	missing := map[string]bool{}
+	seen := map[string]bool{}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.opts.Workers)
+	for _, f := range m.Files {
+		for i, h := range f.Chunks {
+			if seen[h] {
+				continue
+			}
+			seen[h] = true
+			_, n := chunkSpan(f.Size, m.ChunkSize, i)
+			g.Go(func() error {
+				ok, err := r.chunkStored(gctx, h, n)
+				if err == nil && !ok {
+					mu.Lock()
+					missing[h] = true
+					mu.Unlock()
+				}
+				return err
+			})
+		}
+	}
+	return missing, g.Wait()
+}
+
+// chunkStored reports whether the store holds chunk h with its length n.
+func (r *Repo) chunkStored(ctx context.Context, h string, n int64) (bool, error) {
+	var info bsync.ObjectInfo
+	err := r.retry.Do(ctx, func(ctx context.Context) (err error) {
+		info, err = r.store.Stat(ctx, chunkKey(h))
+		return err
+	})
+	if errors.Is(err, bsync.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("looking for chunk %s: %w", h, err)
+	}
+	return info.Size == n, nil
+}
+
+// resendFile uploads the chunks of f in missing, read from dir, once each;
+// it returns how many it sent.
+func (r *Repo) resendFile(ctx context.Context, dir string, f File, chunkSize int64, missing map[string]bool) (int, error) {
+	need := false
+	for _, h := range f.Chunks {
+		need = need || missing[h]
+	}
+	if !need {
+		return 0, nil
+	}
 	fh, err := os.Open(filepath.Join(dir, filepath.FromSlash(f.Path)))
 	if err != nil {
 		return 0, fmt.Errorf("%w: %s: %v", ErrDirChanged, f.Path, err)
@@ -331,9 +379,10 @@ func (r *Repo) resendFile(ctx context.Context, dir string, f File, chunkSize int
 	buf := make([]byte, chunkSize)
 	for i, h := range f.Chunks {
 		off, n := chunkSpan(f.Size, chunkSize, i)
-		if !present.claim(h, n) {
+		if !missing[h] {
 			continue
 		}
+		delete(missing, h) // once
 		data := buf[:n]
 		if _, err := fh.ReadAt(data, off); err != nil {
 			return sent, fmt.Errorf("%w: %s: %v", ErrDirChanged, f.Path, err)
@@ -364,29 +413,6 @@ func parseManifestKey(run, key string) (int64, bool) {
 	}
 	seq, err := strconv.ParseInt(name, 10, 64)
 	return seq, err == nil && seq > 0
-}
-
-// presentChunks lists the chunks the store holds, with their sizes. One
-// listing, not a request per chunk. A chunk counts as present only when its
-// object has exactly the chunk's length: a server may keep a partial object
-// under the final name when its client dies mid-PUT (versitygw's posix
-// backend does), and such a torn chunk must be uploaded again, never
-// trusted (docs/checkpoint-format.md, "What baton assumes of a store").
-func (r *Repo) presentChunks(ctx context.Context) (*chunkSet, error) {
-	set := &chunkSet{m: map[string]int64{}}
-	err := r.retry.Do(ctx, func(ctx context.Context) error {
-		clear(set.m)
-		return r.store.List(ctx, "chunks/", func(o bsync.ObjectInfo) error {
-			if hash, ok := parseChunkKey(o.Key); ok {
-				set.m[hash] = o.Size
-			}
-			return nil
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("listing chunks: %w", err)
-	}
-	return set, nil
 }
 
 // ReservedPrefix starts the names, at the top of a checkpoint directory,
@@ -467,16 +493,33 @@ func checkLimits(files []scanned, chunkSize int64) error {
 	return nil
 }
 
-// chunkSet is a concurrent set of chunk hashes with the length of the
-// object stored under each.
+// chunkSet says which chunks a commit need not upload: those of the parent
+// checkpoint (published, so every one of them was stored whole when it was
+// committed, and a GC keeps them while the parent is referenced), and those
+// this commit found stored with their length or claimed already. No listing
+// of the store: a commit's requests grow with what it writes, not with what
+// the store holds.
 type chunkSet struct {
 	mu gosync.Mutex
-	m  map[string]int64
+	m  map[string]int64 // chunk -> its length, known present or claimed
 }
 
-// claim reports whether chunk h of length n must be uploaded (the store has
-// no object of that length for it, and no other reader claimed it first),
-// and records it as present.
+func (r *Repo) newChunkSet(parent *Manifest) *chunkSet {
+	set := &chunkSet{m: map[string]int64{}}
+	if parent != nil {
+		for _, f := range parent.Files {
+			for i, h := range f.Chunks {
+				_, n := chunkSpan(f.Size, parent.ChunkSize, i)
+				set.m[h] = n
+			}
+		}
+	}
+	return set
+}
+
+// claim reports whether this reader is the first to see chunk h of length
+// n, and records it: the first one looks for it in the store (chunkStored)
+// and uploads it unless it is there whole.
 func (s *chunkSet) claim(h string, n int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -484,19 +527,6 @@ func (s *chunkSet) claim(h string, n int64) bool {
 		return false
 	}
 	s.m[h] = n
-	return true
-}
-
-// has reports whether every chunk of f is stored with its length.
-func (s *chunkSet) has(f File, chunkSize int64) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i, h := range f.Chunks {
-		_, n := chunkSpan(f.Size, chunkSize, i)
-		if size, ok := s.m[h]; !ok || size != n {
-			return false
-		}
-	}
 	return true
 }
 
@@ -578,7 +608,7 @@ func (r *Repo) hashAndUpload(ctx context.Context, dir string, files []scanned, p
 	reads, rctx := errgroup.WithContext(uctx)
 	reads.SetLimit(readers)
 	for i, f := range files {
-		if p, ok := previous[f.rel]; ok && p.Size == f.size && p.Mode == f.mode && p.MTime.Equal(f.mtime) && present.has(p, m.ChunkSize) {
+		if p, ok := previous[f.rel]; ok && p.Size == f.size && p.Mode == f.mode && p.MTime.Equal(f.mtime) {
 			m.Files[i] = p
 			continue
 		}
@@ -590,6 +620,12 @@ func (r *Repo) hashAndUpload(ctx context.Context, dir string, files []scanned, p
 				}
 				uploads.Go(func() error {
 					defer buffers.Put(chunk)
+					// A chunk is present only whole: a server may keep a
+					// partial object under the final name when its client
+					// died mid-PUT (a torn chunk); that one is sent again.
+					if ok, err := r.chunkStored(uctx, hash, int64(n)); err != nil || ok {
+						return err
+					}
 					err := r.retry.Do(uctx, func(ctx context.Context) error {
 						_, err := r.store.Put(ctx, chunkKey(hash), bsync.BytesPayload((*chunk)[:n]), bsync.PutOptions{})
 						return err
