@@ -170,6 +170,7 @@ func (r *Repo) Commit(ctx context.Context, lease *Lease, dir string, meta map[st
 	if errors.Is(err, bsync.ErrPreconditionFailed) || errors.Is(err, bsync.ErrNotFound) {
 		// Our own write may have landed with its response lost.
 		if cur, _, rerr := r.readPointer(ctx); rerr == nil && cur.Seq == next.Seq && cur.ManifestETag == next.ManifestETag {
+			r.addToIndex(ctx, m)
 			return m, nil
 		}
 		return nil, r.lostOrRaced(ctx, lease, "latest.json moved meanwhile (a gc that deleted this unpublished commit rewrites it)")
@@ -177,6 +178,7 @@ func (r *Repo) Commit(ctx context.Context, lease *Lease, dir string, meta map[st
 	if err != nil {
 		return nil, fmt.Errorf("publishing checkpoint %d: %w", m.Seq, err)
 	}
+	r.addToIndex(ctx, m)
 	return m, nil
 }
 

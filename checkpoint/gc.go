@@ -43,7 +43,9 @@ type Summary struct {
 // checkPublished), and the pinned ones older than where retention cut it.
 // Manifests the chain steps over or written after latest.json (a commit
 // that crashed or lost its lease before publishing, or one in flight) are
-// not checkpoints. Only the manifests' headers are read.
+// not checkpoints. It costs a listing of the manifests and one request per
+// thousand checkpoints (the index, see addToIndex), plus a header read for
+// each checkpoint the index lacks.
 func (r *Repo) List(ctx context.Context) ([]Summary, error) {
 	latest, _, err := r.readLatest(ctx)
 	if errors.Is(err, ErrNoCheckpoint) {
@@ -52,23 +54,48 @@ func (r *Repo) List(ctx context.Context) ([]Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	chain, err := r.publishedChain(ctx, latest, 0)
+	listed, err := r.listManifests(ctx)
 	if err != nil {
 		return nil, err
+	}
+	exists := map[int64]bool{}
+	for _, o := range listed {
+		exists[o.seq] = true
+	}
+	if !exists[latest.Seq] {
+		return nil, fmt.Errorf("%w: latest.json of run %s names checkpoint %d, whose manifest is missing", ErrDamaged, r.opts.Run, latest.Seq)
+	}
+	idx, err := r.indexed(ctx, exists)
+	if err != nil {
+		return nil, err
+	}
+	header := func(seq int64) (*Manifest, error) {
+		if e, ok := idx[seq]; ok {
+			return e.header(), nil
+		}
+		return r.fetchManifest(ctx, seq, true)
 	}
 	pins, err := r.pins(ctx)
 	if err != nil {
 		return nil, err
 	}
-	listed, err := r.listManifests(ctx)
-	if err != nil {
-		return nil, err
+	var chain []*Manifest
+	for seq := latest.Seq; seq > 0 && exists[seq]; {
+		h, err := header(seq)
+		if errors.Is(err, bsync.ErrNotFound) {
+			break // deleted since the listing (retention)
+		}
+		if err != nil {
+			return nil, err
+		}
+		chain = append(chain, h)
+		seq = h.Parent
 	}
 	end := chain[len(chain)-1].Parent // retention deleted this link, if it is not 0
 	var out []Summary
 	for _, o := range listed {
 		if o.seq < end {
-			h, err := r.fetchManifest(ctx, o.seq, true)
+			h, err := header(o.seq)
 			if err != nil {
 				return nil, err
 			}

@@ -413,3 +413,54 @@ func TestExcludedFilesAreLeftOut(t *testing.T) {
 		t.Fatal("Open accepted the malformed glob \"[\"")
 	}
 }
+
+// TestListReadsTheIndex: ls of a run reads the index (one object per
+// thousand checkpoints), not each manifest; without the index, or with a
+// stale one, it still lists exactly the published checkpoints.
+func TestListReadsTheIndex(t *testing.T) {
+	eachStore(t, func(t *testing.T, s bsync.Store) {
+		ctx := context.Background()
+		clk := newSyncClock()
+		dir := t.TempDir()
+		repo := openOn(t, s, "a", clk.now)
+		lease, err := repo.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const n = 25
+		for i := range n {
+			writeTree(t, dir, map[string][]byte{"step": content(100, uint64(i))})
+			if _, err := repo.Commit(ctx, lease, dir, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var manifestGets atomic.Int32
+		counting := faults.Wrap(s, hook("get", func(key string) {
+			if strings.Contains(key, "/manifests/") {
+				manifestGets.Add(1)
+			}
+		}))
+		reader := openOn(t, counting, "", clk.now)
+		list, err := reader.List(ctx)
+		if err != nil || len(list) != n || list[n-1].Seq != n || !list[n-1].Latest || list[0].Files != 1 {
+			t.Fatalf("List: %v, %d checkpoints, want %d", err, len(list), n)
+		}
+		if got := manifestGets.Load(); got != 0 {
+			t.Fatalf("List read %d manifests, want none (the index has them all)", got)
+		}
+
+		// A manifest above latest.json is in no index; the index page gone
+		// or stale makes List read headers, not list wrong ones.
+		plantManifestCopy(t, s, n, n+1)
+		if err := s.Delete(ctx, "runs/"+testRun+"/index/000000000000.json"); err != nil {
+			t.Fatal(err)
+		}
+		list, err = reader.List(ctx)
+		if err != nil || len(list) != n || list[n-1].Seq != n {
+			t.Fatalf("List without the index: %v, %d checkpoints (last %+v), want %d", err, len(list), list[len(list)-1], n)
+		}
+		if got := manifestGets.Load(); got < n {
+			t.Fatalf("List without the index read %d manifests, want every one's header", got)
+		}
+	})
+}
