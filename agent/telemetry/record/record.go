@@ -2,14 +2,20 @@
 // that the run's history survives its hosts.
 //
 // Object stores cannot append, so a Recorder writes immutable parts under
-// the run's prefix, one series of parts per host segment:
+// the run's prefix, one series of parts per host segment, named by their
+// number and the time of their first line:
 //
-//	runs/<run>/telemetry/<segment>/000001.jsonl
-//	runs/<run>/telemetry/<segment>/000002.jsonl
+//	runs/<run>/telemetry/<segment>/000001-20260501T120000Z.jsonl
+//	runs/<run>/telemetry/<segment>/000002-20260501T120100Z.jsonl
 //	...
 //
 // A part is flushed every Options.Interval, as soon as it reaches
-// Options.PartBytes, and once more on Close. Each line is one record:
+// Options.PartBytes, and once more on Close. Finished parts are compacted:
+// the parts of ten minutes into one object, those of an hour into one, and
+// those of a day into one (see docs/telemetry.md for the layout and its
+// invariants), so that a month-long run leaves a few hundred objects.
+// ReadRange and Newest read a segment back, and Compact compacts what a
+// Recorder left. Each line is one record:
 //
 //	{"type":"host","time":"2026-05-01T12:00:00Z","data":{...}}
 //
@@ -85,6 +91,9 @@ const (
 	DefaultPartBytes   = 1 << 20
 	DefaultMaxBuffered = 8 << 20
 	DefaultPutTimeout  = time.Minute
+	// DefaultCompactTimeout bounds one compaction pass (a day's object
+	// is read and written in it).
+	DefaultCompactTimeout = 10 * time.Minute
 )
 
 // Options configures a Recorder.
@@ -106,6 +115,11 @@ type Options struct {
 	MaxBuffered int
 	// PutTimeout bounds each upload of a part; 0 means DefaultPutTimeout.
 	PutTimeout time.Duration
+	// CompactTimeout bounds each compaction pass; 0 means
+	// DefaultCompactTimeout. Compaction needs a store that can also list,
+	// get, stat and delete (a sync.Store); with a mere Putter, parts stay
+	// as they are.
+	CompactTimeout time.Duration
 	// Clock stamps the records; nil means time.Now.
 	Clock func() time.Time
 	// Tick, if set, replaces the Interval ticker: every receive flushes
@@ -124,13 +138,17 @@ type Stats struct {
 	Dropped int64
 	// Parts is how many parts were stored.
 	Parts int64
+	// Compacted is how many compacted objects were written.
+	Compacted int64
 	// BufferedBytes is how many bytes wait for the store now.
 	BufferedBytes int
 }
 
-// part is a sealed part: its number and immutable content.
+// part is a sealed part: its number, the time of its first line and its
+// immutable content.
 type part struct {
 	n     int
+	first time.Time
 	data  []byte
 	lines int
 }
@@ -139,6 +157,7 @@ type part struct {
 // methods are safe for concurrent use.
 type Recorder struct {
 	store  Putter
+	full   bsync.Store // the store, if it can compact; else nil
 	opts   Options
 	prefix string
 	log    *slog.Logger
@@ -155,6 +174,7 @@ type Recorder struct {
 	mu           sync.Mutex
 	cur          bytes.Buffer
 	curLines     int
+	curFirst     time.Time // the time of cur's first line
 	sealed       []part
 	buffered     int // bytes in cur and sealed
 	next         int // the number of the next part to seal
@@ -163,6 +183,9 @@ type Recorder struct {
 	closed       bool
 	storeDown    bool // the last upload failed; logged once
 	dropping     bool // records are being dropped; logged once
+	lastBucket   time.Time // the compaction bucket of the last stored part
+	compactDue   bool      // a stored part may have finished a window
+	compactDown  bool      // the last compaction failed; logged once
 	closeErr     error
 	closeOnce    sync.Once
 }
@@ -189,6 +212,9 @@ func New(store Putter, opts Options) (*Recorder, error) {
 	if opts.PutTimeout <= 0 {
 		opts.PutTimeout = DefaultPutTimeout
 	}
+	if opts.CompactTimeout <= 0 {
+		opts.CompactTimeout = DefaultCompactTimeout
+	}
 	if opts.Clock == nil {
 		opts.Clock = time.Now
 	}
@@ -205,7 +231,10 @@ func New(store Putter, opts Options) (*Recorder, error) {
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
-	if err := bsync.CheckKey(partKey(r.prefix, 1)); err != nil {
+	if full, ok := store.(bsync.Store); ok {
+		r.full = full
+	}
+	if err := bsync.CheckKey(compactKey(r.prefix, "10m", 1, 1, time.Time{})); err != nil {
 		return nil, fmt.Errorf("telemetry recorder: %w", err)
 	}
 	r.bg, r.cancel = context.WithCancel(context.Background())
@@ -218,11 +247,11 @@ func Prefix(run, segment string) string {
 	return "runs/" + run + "/telemetry/" + segment + "/"
 }
 
-// PartKey is the key of part n of a segment. Numbers have six digits, so
-// keys sort in order up to part 999999.
-func PartKey(run, segment string, n int) string { return partKey(Prefix(run, segment), n) }
-
-func partKey(prefix string, n int) string { return fmt.Sprintf("%s%06d.jsonl", prefix, n) }
+// PartKey is the key of part n of a segment whose first line has time t.
+// Numbers have six digits, so keys sort in order up to part 999999.
+func PartKey(run, segment string, n int, t time.Time) string {
+	return partKey(Prefix(run, segment), n, t)
+}
 
 // Add appends v as one line to the current part. v must name its type (a
 // Typed, or wrapped with As) and marshal to JSON. Add never waits for the
@@ -263,7 +292,7 @@ func (r *Recorder) Add(v any) error {
 		return nil
 	}
 	r.noteDroppedLocked(now)
-	r.appendLocked(line)
+	r.appendLocked(line, now)
 	r.stats.Records++
 	if r.cur.Len() >= r.opts.PartBytes {
 		r.sealLocked()
@@ -309,10 +338,13 @@ func (r *Recorder) noteDroppedLocked(now time.Time) {
 		panic(err)
 	}
 	r.droppedSince = 0
-	r.appendLocked(line)
+	r.appendLocked(line, now)
 }
 
-func (r *Recorder) appendLocked(line []byte) {
+func (r *Recorder) appendLocked(line []byte, t time.Time) {
+	if r.cur.Len() == 0 {
+		r.curFirst = t
+	}
 	r.cur.Write(line)
 	r.curLines++
 	r.buffered += len(line)
@@ -324,7 +356,7 @@ func (r *Recorder) sealLocked() {
 	if r.cur.Len() == 0 {
 		return
 	}
-	r.sealed = append(r.sealed, part{n: r.next, data: bytes.Clone(r.cur.Bytes()), lines: r.curLines})
+	r.sealed = append(r.sealed, part{n: r.next, first: r.curFirst, data: bytes.Clone(r.cur.Bytes()), lines: r.curLines})
 	r.next++
 	r.cur.Reset()
 	r.curLines = 0
@@ -353,7 +385,10 @@ func (r *Recorder) loop() {
 
 // Flush seals the current part and uploads every part that waits, in
 // order. It stops at the first part the store refuses, which stays queued
-// for the next flush.
+// for the next flush. Once every part is stored, it compacts the windows
+// that the parts stored since the last compaction finished; a compaction
+// that fails is logged and tried again on the next flush, and does not make
+// Flush fail.
 func (r *Recorder) Flush(ctx context.Context) error {
 	r.mu.Lock()
 	closed := r.closed
@@ -377,7 +412,11 @@ func (r *Recorder) flush(ctx context.Context, seal bool) error {
 	for {
 		r.mu.Lock()
 		if len(r.sealed) == 0 {
+			due := r.compactDue && !r.closed && r.full != nil
 			r.mu.Unlock()
+			if due {
+				r.compact(ctx)
+			}
 			return nil
 		}
 		p := r.sealed[0]
@@ -389,7 +428,7 @@ func (r *Recorder) flush(ctx context.Context, seal bool) error {
 		if err != nil {
 			if !r.storeDown && ctx.Err() == nil {
 				r.storeDown = true
-				r.log.Warn("cannot store telemetry; keeping it in memory and trying again", "key", partKey(r.prefix, p.n), "err", err)
+				r.log.Warn("cannot store telemetry; keeping it in memory and trying again", "key", partKey(r.prefix, p.n, p.first), "err", err)
 			}
 			r.mu.Unlock()
 			return err
@@ -398,6 +437,11 @@ func (r *Recorder) flush(ctx context.Context, seal bool) error {
 		r.sealed = r.sealed[1:]
 		r.buffered -= len(p.data)
 		r.stats.Parts++
+		// A part in a new ten-minute bucket may finish windows.
+		if b := p.first.Truncate(10 * time.Minute); !b.Equal(r.lastBucket) {
+			r.compactDue = r.compactDue || !r.lastBucket.IsZero()
+			r.lastBucket = b
+		}
 		if r.storeDown || r.dropping {
 			r.log.Info("telemetry store answers again", "dropped_records", r.stats.Dropped, "segment", r.prefix)
 			r.storeDown, r.dropping = false, false
@@ -409,11 +453,38 @@ func (r *Recorder) flush(ctx context.Context, seal bool) error {
 func (r *Recorder) put(ctx context.Context, p part) error {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.PutTimeout)
 	defer cancel()
-	key := partKey(r.prefix, p.n)
+	key := partKey(r.prefix, p.n, p.first)
 	if _, err := r.store.Put(ctx, key, bsync.BytesPayload(p.data), bsync.PutOptions{}); err != nil {
 		return fmt.Errorf("store telemetry part %s: %w", key, err)
 	}
 	return nil
+}
+
+// compact runs one compaction pass over the segment. The flush lock is
+// held: no part is stored meanwhile.
+func (r *Recorder) compact(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, r.opts.CompactTimeout)
+	defer cancel()
+	objs, err := listSegment(ctx, r.full, r.prefix)
+	var st compactStats
+	if err == nil {
+		st, err = compactSegment(ctx, r.full, r.prefix, objs, false)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stats.Compacted += int64(st.written)
+	if err != nil {
+		if !r.compactDown && ctx.Err() == nil {
+			r.compactDown = true
+			r.log.Warn("cannot compact telemetry; the parts stay and compaction is tried again", "segment", r.prefix, "err", err)
+		}
+		return
+	}
+	if r.compactDown {
+		r.log.Info("telemetry compaction works again", "segment", r.prefix)
+		r.compactDown = false
+	}
+	r.compactDue = false
 }
 
 // Close stops the background flushes (an upload in progress is abandoned

@@ -57,16 +57,16 @@ func readSegment(t *testing.T, store bsync.Store) ([]string, []Line) {
 	var keys []string
 	err := store.List(t.Context(), Prefix(run, seg), func(o bsync.ObjectInfo) error {
 		keys = append(keys, o.Key)
+		if p, ok := parseKey(Prefix(run, seg), o); !ok || p.level != "" || p.first != len(keys) {
+			t.Errorf("object %s is not part %d", o.Key, len(keys))
+		}
 		return nil
 	})
 	if err != nil {
 		t.Fatalf("list: %v", err)
 	}
 	var lines []Line
-	for i, k := range keys {
-		if want := PartKey(run, seg, i+1); k != want {
-			t.Fatalf("part %d is %s, want %s", i+1, k, want)
-		}
+	for _, k := range keys {
 		body, _, err := store.Get(t.Context(), k, 0, -1)
 		if err != nil {
 			t.Fatalf("get %s: %v", k, err)
@@ -404,7 +404,7 @@ func TestAddNeverBlocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	tick <- t0
-	if key := <-store.entered; key != PartKey(run, seg, 1) {
+	if key := <-store.entered; !strings.HasPrefix(key, Prefix(run, seg)+"000001-") {
 		t.Fatalf("upload of %s, want part 1", key)
 	}
 	// The flusher is stuck in Put; this loop would hang if Add waited.
@@ -475,10 +475,30 @@ func TestErrors(t *testing.T) {
 }
 
 func TestKeys(t *testing.T) {
-	if got, want := PartKey("r1", "s-1", 7), "runs/r1/telemetry/s-1/000007.jsonl"; got != want {
+	if got, want := PartKey("r1", "s-1", 7, t0.Add(90*time.Second)), "runs/r1/telemetry/s-1/000007-20260501T120130Z.jsonl"; got != want {
 		t.Errorf("PartKey = %s, want %s", got, want)
 	}
-	if PartKey("r", "s", 9) > PartKey("r", "s", 10) {
+	if PartKey("r", "s", 9, t0) > PartKey("r", "s", 10, t0) {
 		t.Error("part keys do not sort in number order")
+	}
+	p := Prefix("r", "s")
+	for _, tt := range []struct {
+		key  string
+		want object
+		ok   bool
+	}{
+		{PartKey("r", "s", 12, t0), object{level: "", first: 12, last: 12, time: t0}, true},
+		{compactKey(p, "1h", 3, 62, t0), object{level: "1h", first: 3, last: 62, time: t0}, true},
+		{p + "1h/000003-000002-20260501T120000Z.jsonl", object{}, false},
+		{p + "2h/000003-000004-20260501T120000Z.jsonl", object{}, false},
+		{p + "000001.jsonl", object{}, false},
+		{p + "000001-2026.jsonl", object{}, false},
+		{p + "x/y.txt", object{}, false},
+	} {
+		got, ok := parseKey(p, bsync.ObjectInfo{Key: tt.key})
+		got.key, tt.want.key = "", ""
+		if ok != tt.ok || ok && got != tt.want {
+			t.Errorf("parseKey(%s) = %+v, %v; want %+v, %v", tt.key, got, ok, tt.want, tt.ok)
+		}
 	}
 }
