@@ -181,8 +181,8 @@ type Recorder struct {
 	droppedSince int64
 	stats        Stats
 	closed       bool
-	storeDown    bool // the last upload failed; logged once
-	dropping     bool // records are being dropped; logged once
+	storeDown    bool      // the last upload failed; logged once
+	dropping     bool      // records are being dropped; logged once
 	lastBucket   time.Time // the compaction bucket of the last stored part
 	compactDue   bool      // a stored part may have finished a window
 	compactDown  bool      // the last compaction failed; logged once
