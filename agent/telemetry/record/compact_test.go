@@ -2,10 +2,12 @@ package record
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/batonrun/baton/agent/telemetry/host"
 	"github.com/batonrun/baton/internal/fakeclock"
 	"github.com/batonrun/baton/internal/s3test"
 	bsync "github.com/batonrun/baton/sync"
@@ -87,7 +89,7 @@ func checkAll(t *testing.T, store ReadStore, n int) {
 func TestThirtyDays(t *testing.T) {
 	clk := fakeclock.New(t0)
 	store := counting(newMemStore(clk.Now))
-	s := newSim(t, store, clk, 2)
+	s := newSim(t, store, clk, 1)
 
 	s.minutes(24 * 60)
 	keys, _ := segmentObjects(t, store)
@@ -139,7 +141,9 @@ func TestThirtyDays(t *testing.T) {
 }
 
 // isCompacted matches the keys of compacted objects.
-func isCompacted(key string) bool { return strings.Contains(strings.TrimPrefix(key, Prefix(run, seg)), "/") }
+func isCompacted(key string) bool {
+	return strings.Contains(strings.TrimPrefix(key, Prefix(run, seg)), "/")
+}
 
 // TestCompactionFaults: whatever fails while compacting (the compacted
 // object's write, its check, the deletes that follow it: a host dying
@@ -286,5 +290,67 @@ func TestReadRange(t *testing.T) {
 	segs, err := Segments(t.Context(), mem, run)
 	if err != nil || len(segs) != 1 || segs[0] != seg {
 		t.Errorf("segments %v (%v), want [%s]", segs, err, seg)
+	}
+}
+
+// TestFigures measures what docs/telemetry.md reports: objects, bytes and
+// requests after 1 and 30 days at the default settings, with a host
+// reading and one GPU's reading every 5 s. It runs only with
+// BATON_TELEMETRY_FIGURES=1 (it holds a month of telemetry in memory).
+func TestFigures(t *testing.T) {
+	if os.Getenv("BATON_TELEMETRY_FIGURES") == "" {
+		t.Skip("set BATON_TELEMETRY_FIGURES=1 to measure")
+	}
+	clk := fakeclock.New(t0)
+	store := counting(newMemStore(clk.Now))
+	r, err := New(store, Options{Run: run, Segment: seg, Clock: clk.Now, Tick: make(chan time.Time)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(t.Context())
+	u := func(v uint64) *uint64 { return &v }
+	reading := host.Reading{Time: t0, IntervalSeconds: 5, CPUPercent: 37.5,
+		Memory: host.Memory{TotalBytes: 2 << 40, UsedBytes: 1 << 40, AvailableBytes: 1 << 40},
+		Disks: []host.Disk{
+			{Role: "checkpoint", Path: "/workspace/ckpt", TotalBytes: 1 << 40, FreeBytes: 1 << 39, UsedBytes: 1 << 39, InodesTotal: 1 << 26, InodesFree: 1 << 25},
+			{Role: "workspace", Path: "/workspace", TotalBytes: 1 << 40, FreeBytes: 1 << 39, UsedBytes: 1 << 39, InodesTotal: 1 << 26, InodesFree: 1 << 25}},
+		Network: host.Network{RxBytes: 123456789012, TxBytes: 123456789012, RxBytesPerSecond: 1234567.5, TxBytesPerSecond: 1234567.5},
+		Process: host.Process{PID: 1, CPUSeconds: 12345.5, RSSBytes: 67108864}}
+	gpus := []map[string]any{{"time": t0, "gpu": 0, "uuid": "GPU-5fa3b1c2-0d1e-4f5a-9b8c-7d6e5f4a3b2c", "name": "NVIDIA H100 80GB HBM3",
+		"pci_bus_id": "00000000:18:00.0", "util_gpu_pct": 97, "util_memory_pct": 41, "mem_used_bytes": u(71 << 30), "mem_free_bytes": u(9 << 30),
+		"mem_reserved_bytes": u(1 << 29), "mem_total_bytes": u(80 << 30), "temp_c": 61, "power_w": 612.5, "power_limit_w": 700.0,
+		"energy_j": 123456789.5, "sm_clock_mhz": 1980, "mem_clock_mhz": 2619, "clock_event_reasons": 0,
+		"pcie_tx_bytes_per_sec": 1234567, "pcie_rx_bytes_per_sec": 7654321, "pcie_replays": 0, "slow_time": t0,
+		"ecc_volatile_corrected": 0, "ecc_volatile_uncorrected": 0, "ecc_aggregate_uncorrected": 0,
+		"remapped_rows_correctable": 0, "remapped_rows_uncorrectable": 0, "row_remap_pending": false, "row_remap_failed": false}}
+	report := func(days int) {
+		keys, size := segmentObjects(t, store)
+		calls, got, put := store.reset()
+		store.reset()
+		lines, err := Newest(t.Context(), store, run, seg, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, ngot, _ := store.reset()
+		t.Logf("after %d days: %d objects, %d bytes stored; compaction and parts took %v requests, %d bytes put, %d bytes got; newest hour: %d lines in %v requests, %d bytes",
+			days, len(keys), size, calls, put, got, len(lines), nc, ngot)
+	}
+	minute := 0
+	for _, days := range []int{1, 30} {
+		for ; minute < days*24*60; minute++ {
+			for range 12 {
+				if err := r.Add(reading); err != nil {
+					t.Fatal(err)
+				}
+				if err := r.Add(As("gpu", gpus)); err != nil {
+					t.Fatal(err)
+				}
+				clk.Advance(5 * time.Second)
+			}
+			if err := r.Flush(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		report(days)
 	}
 }
