@@ -296,4 +296,16 @@ func (a *agent) closeRecorder() {
 	if err := a.recorder.Close(ctx); err != nil {
 		a.log.Warn("telemetry not fully stored", "err", err)
 	}
+	if a.stopAt.Load() != 0 {
+		return // a stop leaves no time to spare: the next run or gc compacts
+	}
+	// Merge the telemetry of segments that ended (earlier hosts of the run)
+	// into a few objects, so that a month-long run leaves a few hundred.
+	cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
+	defer ccancel()
+	if st, err := record.Compact(cctx, a.store, a.cfg.RunID, record.CompactOptions{}); err != nil {
+		a.log.Warn("telemetry compaction stopped; the next run tries again", "err", err)
+	} else {
+		a.log.Debug("telemetry compacted", "stats", st)
+	}
 }

@@ -85,7 +85,7 @@ scrape "$p" "$out/metrics-idle.txt" || fail "no scrape at idle"
 wait "$pid"
 say "idle: $(gpu_lines "$out/metrics-idle.txt")"
 parts=$(find "$work/store/runs/load/telemetry" -name '*.jsonl' 2>/dev/null | wc -l)
-gpulines=$(cat "$work"/store/runs/load/telemetry/*/*.jsonl 2>/dev/null | grep -c '"type":"gpu"')
+gpulines=$(find "$work/store/runs/load/telemetry" -name "*.jsonl" -exec cat {} + 2>/dev/null | grep -c '"type":"gpu"')
 say "telemetry of the loaded run in the store: $parts parts, $gpulines gpu lines"
 [ "$gpulines" -gt 0 ] || fail "no GPU telemetry in the store"
 

@@ -18,6 +18,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/batonrun/baton/agent/telemetry/record"
 	"github.com/batonrun/baton/checkpoint"
 	bsync "github.com/batonrun/baton/sync"
 	"github.com/batonrun/baton/sync/transfer"
@@ -586,6 +587,11 @@ func (c *checkpointCmd) gc(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintf(c.env.stdout, "run %s: kept the newest %d checkpoints and the pinned ones; deleted checkpoints: %s\n",
 			f.run, *keep, strings.Join(seqs, ", "))
+	}
+	if f.run != "" {
+		if _, err := record.Compact(ctx, store, f.run, record.CompactOptions{}); err != nil {
+			fmt.Fprintf(c.env.stderr, "baton checkpoint gc: warning: compacting the run's telemetry: %s\n", redactEnv(oneLine(err.Error()), c.env.environ))
+		}
 	}
 	stats, err := checkpoint.GC(ctx, store, checkpoint.GCOptions{Grace: *grace, Holder: hostname() + "/gc"})
 	if err != nil {
