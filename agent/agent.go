@@ -30,6 +30,7 @@ import (
 
 	"github.com/batonrun/baton/agent/config"
 	"github.com/batonrun/baton/agent/metrics"
+	"github.com/batonrun/baton/agent/notify"
 	"github.com/batonrun/baton/agent/platform"
 	"github.com/batonrun/baton/agent/supervise"
 	"github.com/batonrun/baton/agent/telemetry/gpu"
@@ -89,10 +90,13 @@ func Run(ctx context.Context, cfg config.Config, command []string, d Deps) int {
 	if a.log == nil {
 		a.log = slog.Default()
 	}
+	a.openNotifier()
 	code, err := a.run(ctx, command)
 	if err != nil {
 		a.log.Error("run failed", "err", err)
 	}
+	a.notifyFinished(code, err)
+	a.closeNotifier()
 	return code
 }
 
@@ -126,6 +130,7 @@ type agent struct {
 	reported     map[string]bool  // GPU problems logged, by UUID/kind; the monitor's own
 	gaveUp       atomic.Pointer[giveUp]
 	giveUpOnce   gosync.Once
+	notifier     *notify.Notifier // --notify's webhooks; nil: none (agent/notify.go)
 }
 
 func (a *agent) run(ctx context.Context, command []string) (int, error) {
@@ -170,6 +175,7 @@ func (a *agent) run(ctx context.Context, command []string) (int, error) {
 	}
 	if g != nil {
 		endSetup()
+		a.notifyGaveUp(*g)
 		if g.remember {
 			a.rememberFromGate(ctx, *g)
 		}
@@ -224,6 +230,7 @@ func (a *agent) run(ctx context.Context, command []string) (int, error) {
 	defer a.closeLog()
 	a.startRecorder(strings.TrimSuffix(a.logSegment, ".log"))
 	defer a.closeRecorder()
+	a.notifyStarted(resumeFrom)
 	exit, err := a.supervise(ctx, command, resumeFrom)
 	if a.isLost() {
 		a.supersededAction(ctx, getenv)
@@ -242,11 +249,13 @@ func (a *agent) run(ctx context.Context, command []string) (int, error) {
 	if !saved {
 		// What the trainer saved last is only on this disk: an exit action
 		// that stops or deletes the machine could destroy it.
+		a.notifyFinalCommitFailed()
 		a.log.Error("final commit failed: no exit action; what the trainer saved since the last commit is only in "+a.dir,
 			"last_committed", a.lastSeq.Load(), "status", ExitFinalCommitFailed)
 		return ExitFinalCommitFailed, nil
 	}
 	if g := a.gaveUp.Load(); g != nil {
+		a.notifyGaveUp(*g)
 		a.recordBadHost(ctx, *g)
 		a.exitAction(ctx, false, getenv)
 		a.log.Error("host given up", "reason", g.reason, "status", g.code)
@@ -440,6 +449,7 @@ func (a *agent) markLost(err error) {
 	a.lostOnce.Do(func() {
 		a.metrics.SetLease(false)
 		a.log.Error("lease lost: another host took the run over; stopping the trainer, committing nothing more", "err", err)
+		a.notifyLost(err)
 		close(a.lost)
 	})
 }

@@ -89,6 +89,7 @@ func (a *agent) commitNow(ctx context.Context, reason string) error {
 	}
 	a.metrics.CommitDone(time.Since(start), m.NewBytes, m.Size-m.NewBytes, metrics.ResultOK)
 	a.lastSeq.Store(m.Seq)
+	a.notifyCommitted(m, reason)
 	a.log.Info("checkpoint committed", "seq", m.Seq, "reason", reason, "files", len(m.Files), "bytes", m.Size,
 		"new_bytes", m.NewBytes, "took", time.Since(start).Round(time.Millisecond).String())
 	if err := writeDirRecord(a.dir, dirRecord{Store: a.store.String(), Run: a.cfg.RunID, Seq: m.Seq, Digest: m.Digest()}); err != nil {
