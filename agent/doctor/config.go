@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/batonrun/baton/agent/config"
+	"github.com/batonrun/baton/agent/notify"
 	"github.com/batonrun/baton/internal/redact"
 )
 
@@ -199,6 +200,14 @@ func settingFacts(cfg config.Config) []SettingFacts {
 			continue
 		}
 		value := formatSetting(v.FieldByName(s.Field))
+		if urls, ok := v.FieldByName(s.Field).Interface().([]string); ok && s.Flag == "notify" {
+			// Webhook URLs carry their token in the path: the host only.
+			parts := make([]string, len(urls))
+			for i, u := range urls {
+				parts[i] = notify.Redact(u)
+			}
+			value = strings.Join(parts, ",")
+		}
 		if redact.IsSecretName(s.Flag) && value != "" {
 			value = redact.Mask
 		}
@@ -210,6 +219,9 @@ func settingFacts(cfg config.Config) []SettingFacts {
 
 // formatSetting writes a setting's value as on baton run's command line.
 func formatSetting(v reflect.Value) string {
+	if list, ok := v.Interface().([]string); ok {
+		return strings.Join(list, ",")
+	}
 	if list, ok := v.Interface().([]config.DataMapping); ok {
 		parts := make([]string, len(list))
 		for i, m := range list {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/batonrun/baton/agent/config"
 	bsync "github.com/batonrun/baton/sync"
 	"github.com/batonrun/baton/sync/file"
 )
@@ -515,5 +516,24 @@ func TestRedactReachesEveryText(t *testing.T) {
 	}
 	if !strings.Contains(buf.String(), "server echoed [REDACTED]") {
 		t.Fatalf("the store's error is missing:\n%s", buf.String())
+	}
+}
+
+// TestNotifyURLsNotShown: a webhook URL's token (in its path) never reaches
+// doctor's settings listing; the host does.
+func TestNotifyURLsNotShown(t *testing.T) {
+	const token = "T0000/B0000/XXXXsecretXXXX"
+	cfg, _, err := config.Load([]string{"--store", "file:///tmp/x", "--run", "r", "--notify", "https://hooks.slack.com/services/" + token}, func(string) string { return "" }, os.ReadFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shown string
+	for _, f := range settingFacts(cfg) {
+		if f.Name == "notify" {
+			shown = f.Value
+		}
+	}
+	if shown != "https://hooks.slack.com/..." {
+		t.Fatalf("notify shown as %q, want the host only", shown)
 	}
 }
