@@ -76,15 +76,6 @@ func (l *lifecycle) trainAlone(dir string, steps int) {
 	}
 }
 
-func (l *lifecycle) latest() checkpoint.Summary {
-	l.t.Helper()
-	list := summaries(l.t, l.bin, baseEnv(l.env...), l.store, "life")
-	if len(list) == 0 {
-		l.t.Fatal("no checkpoint in the store")
-	}
-	return list[len(list)-1]
-}
-
 // TestLifecycleTable walks the rows of docs/run.md's table "Local directory
 // or store", each as the hosts of a real platform would meet it.
 func TestLifecycleTable(t *testing.T) {

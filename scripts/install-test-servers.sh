@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real S3 servers that the test suite and the benchmarks run against:
-# versitygw and MinIO, built with `go install` through the Go module proxy at pinned
-# versions. The binaries are cached outside the checkout (BATON_TOOLS, default
+# versitygw and MinIO, and the staticcheck linter, built with `go install` through
+# the Go module proxy at pinned versions. The binaries are cached outside the checkout (BATON_TOOLS, default
 # ~/.cache/baton-tools) so a second run takes no time. rclone (the benchmark peer)
 # comes from Debian's packages when apt-get is there.
 #
@@ -9,6 +9,7 @@
 set -euo pipefail
 
 VERSITYGW_VERSION=v1.8.0
+STATICCHECK_VERSION=v0.8.2
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 
 tools=${BATON_TOOLS:-$HOME/.cache/baton-tools}
@@ -36,6 +37,9 @@ case "$want" in
 esac
 case "$want" in
   all|minio) install minio "$MINIO_VERSION" github.com/minio/minio ;;
+esac
+case "$want" in
+  all|staticcheck) install staticcheck "$STATICCHECK_VERSION" honnef.co/go/tools/cmd/staticcheck ;;
 esac
 case "$want" in
   all|rclone)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, vet, and every Go test with the race
+# The whole test suite: formatting, vet, staticcheck, and every Go test with the race
 # detector, against the file store and against real S3 servers (versitygw and
 # MinIO, installed and cached by scripts/install-test-servers.sh).
 #
@@ -21,6 +21,7 @@ fi
 go mod download
 scripts/install-test-servers.sh versitygw >/dev/null
 scripts/install-test-servers.sh minio >/dev/null
+staticcheck=$(scripts/install-test-servers.sh staticcheck | tail -n1)/staticcheck
 
 mapfile -t gofiles < <(git ls-files '*.go' 2>/dev/null || find . -name '*.go')
 unformatted=$(gofmt -l "${gofiles[@]}")
@@ -29,6 +30,7 @@ if [ -n "$unformatted" ]; then
   exit 1
 fi
 go vet ./...
+"$staticcheck" ./...
 # -count=1: the real-server tests depend on binaries the test cache does not see.
 # -z lazy: go-nvml's NVML symbols are bound when first called (see agent/telemetry/gpu).
 go test -race -count=1 -timeout 30m -ldflags=-extldflags=-Wl,-z,lazy "$@" ./...

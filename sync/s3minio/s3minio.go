@@ -355,7 +355,7 @@ func (s *Store) wrap(ctx context.Context, op, key string, err error) error {
 // anonymous reports whether the credential chain found nothing, which makes
 // minio-go send unsigned requests that servers deny.
 func (s *Store) anonymous() bool {
-	v, err := s.creds.Get()
+	v, err := s.creds.GetWithContext(nil) // minio-go's default credential context
 	return err == nil && v.SignerType.IsAnonymous()
 }
 

@@ -20,8 +20,6 @@ import (
 
 // The mock H100 lives in package gputest, shared with other packages' tests.
 const (
-	gib = 1 << 30
-
 	h100Total    = gputest.H100Total
 	h100Reserved = gputest.H100Reserved
 	h100Used     = gputest.H100Used
