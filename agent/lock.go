@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,6 +40,11 @@ func takeHostLock(dir, holder string) (*hostLock, string, error) {
 		return nil, "", err
 	}
 	f, err := os.OpenFile(lockPath(dir), os.O_CREATE|os.O_RDWR, 0o644)
+	if errors.Is(err, fs.ErrPermission) || errors.Is(err, unix.EROFS) {
+		// The directory's parent is not ours to write (a mount point right
+		// under /, as a user without root): no claim, and no proof either.
+		return &hostLock{}, "", nil
+	}
 	if err != nil {
 		return nil, "", fmt.Errorf("locking %s: %w", dir, err)
 	}
