@@ -192,23 +192,29 @@ func (r *Repo) lostOrRaced(ctx context.Context, lease *Lease, what string) error
 	return fmt.Errorf("checkpoint: commit refused, %s; is another committer running without the lease?", what)
 }
 
-// nextSeq is one more than the highest of latest's seq and any manifest
-// already written (a commit that crashed between its manifest and
-// latest.json leaves one behind, never published).
+// nextSeq is the first number above latest's seq under which no manifest
+// is stored (a commit that crashed between its manifest and latest.json
+// leaves one behind, never published).
 func (r *Repo) nextSeq(ctx context.Context, latest int64) (int64, error) {
-	highest := latest
-	err := r.retry.Do(ctx, func(ctx context.Context) error {
-		return r.store.List(ctx, manifestPrefix(r.opts.Run), func(o bsync.ObjectInfo) error {
-			if seq, ok := parseManifestKey(r.opts.Run, o.Key); ok && seq > highest {
-				highest = seq
-			}
-			return nil
+	// Probed upwards from latest+1 with a Stat each, not found by listing
+	// every manifest of the run: a commit's cost must not grow with the
+	// run's checkpoints. Manifests above latest.json are rare (a commit
+	// that crashed or was fenced), so this is one Stat almost always.
+	for seq := latest + 1; ; seq++ {
+		if seq <= 0 || seq == math.MaxInt64 {
+			return 0, fmt.Errorf("checkpoint: run %s has manifests up to number %d, the last number there is; refusing to commit", r.opts.Run, seq-1)
+		}
+		err := r.retry.Do(ctx, func(ctx context.Context) error {
+			_, err := r.store.Stat(ctx, manifestKey(r.opts.Run, seq))
+			return err
 		})
-	})
-	if err == nil && highest == math.MaxInt64 {
-		return 0, fmt.Errorf("checkpoint: run %s has a manifest numbered %d, the last number there is; refusing to commit", r.opts.Run, highest)
+		if errors.Is(err, bsync.ErrNotFound) {
+			return seq, nil
+		}
+		if err != nil {
+			return 0, err
+		}
 	}
-	return highest + 1, err
 }
 
 // writeManifest writes body as manifests/<seq>.json, create-only. If the
