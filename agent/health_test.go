@@ -160,7 +160,8 @@ func xidEvents(srv *server.Server) chan<- uint64 {
 	return ch
 }
 
-func checkpoints(t *testing.T, store string) []checkpoint.Summary {
+// healthRepo opens run "health" in the file store at store, to read.
+func healthRepo(t *testing.T, store string) *checkpoint.Repo {
 	t.Helper()
 	s, err := file.New(store)
 	if err != nil {
@@ -170,7 +171,12 @@ func checkpoints(t *testing.T, store string) []checkpoint.Summary {
 	if err != nil {
 		t.Fatal(err)
 	}
-	list, err := repo.List(context.Background())
+	return repo
+}
+
+func checkpoints(t *testing.T, store string) []checkpoint.Summary {
+	t.Helper()
+	list, err := healthRepo(t, store).List(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,15 +210,7 @@ func TestUnhealthyGPUAtStart(t *testing.T) {
 // the GPU UUID uuid.
 func wantBadHost(t *testing.T, store, uuid string) {
 	t.Helper()
-	s, err := file.New(store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo, err := checkpoint.Open(s, checkpoint.Options{Run: "health"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hosts, err := repo.BadHosts(context.Background())
+	hosts, err := healthRepo(t, store).BadHosts(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
