@@ -20,7 +20,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -36,7 +36,7 @@ import (
 	"github.com/batonrun/baton/agent/telemetry/gpu"
 	"github.com/batonrun/baton/agent/telemetry/record"
 	"github.com/batonrun/baton/checkpoint"
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 	"github.com/batonrun/baton/sync/storeurl"
 	"github.com/batonrun/baton/sync/transfer"
 )
@@ -105,7 +105,7 @@ type agent struct {
 	deps  Deps
 	log   *slog.Logger
 	desc  platform.Description
-	store bsync.Store
+	store storage.Store
 	repo  *checkpoint.Repo
 	lease *checkpoint.Lease
 	dir   string // the checkpoint directory, absolute
@@ -118,9 +118,9 @@ type agent struct {
 	lastSeq  atomic.Int64    // the checkpoint the directory was last restored from or committed as
 	stopAt   atomic.Int64    // Unix nanoseconds of the stop signal, 0 if none
 
-	commitMu gosync.Mutex // one commit at a time
+	commitMu sync.Mutex // one commit at a time
 	lost     chan struct{}
-	lostOnce gosync.Once
+	lostOnce sync.Once
 
 	gpus         *gpu.Sampler // nil: no driver, or telemetry and the GPU check off
 	metrics      *metrics.Metrics
@@ -129,7 +129,7 @@ type agent struct {
 	attemptStart atomic.Int64     // Unix nanoseconds of the trainer's last start
 	reported     map[string]bool  // GPU problems logged, by UUID/kind; the monitor's own
 	gaveUp       atomic.Pointer[giveUp]
-	giveUpOnce   gosync.Once
+	giveUpOnce   sync.Once
 	notifier     *notify.Notifier // --notify's webhooks; nil: none (agent/notify.go)
 }
 
@@ -731,7 +731,7 @@ func (a *agent) uploadLog(ctx context.Context) {
 	}
 	fi, err := a.logFile.Stat()
 	if err == nil {
-		err = a.repo.PutLog(ctx, a.logSegment, bsync.NewPayload(a.logFile, 0, fi.Size()))
+		err = a.repo.PutLog(ctx, a.logSegment, storage.NewPayload(a.logFile, 0, fi.Size()))
 	}
 	if err != nil {
 		a.log.Warn("could not store the trainer's log segment", "segment", a.logSegment, "err", err)

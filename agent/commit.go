@@ -12,7 +12,7 @@ import (
 	"github.com/batonrun/baton/agent/platform"
 	"github.com/batonrun/baton/agent/supervise"
 	"github.com/batonrun/baton/checkpoint"
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // commitLoop commits on the timer (once the directory is quiet), when asked
@@ -185,7 +185,7 @@ func (a *agent) finalCommit(ctx context.Context, stopping bool) bool {
 			a.waitQuiet(ctx) // something (an orphan?) is still writing
 			continue
 		}
-		if !bsync.IsRetryable(err) || !time.Now().Add(wait).Before(deadline) {
+		if !storage.IsRetryable(err) || !time.Now().Add(wait).Before(deadline) {
 			a.log.Error("final commit: giving up", "tries", try, "err", err)
 			return false
 		}

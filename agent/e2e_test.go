@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	gosync "sync"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -107,7 +107,7 @@ func startRun(t *testing.T, bin string, h host, args ...string) *started {
 // syncBuffer is a strings.Builder that a test may read while the process
 // writes into it.
 type syncBuffer struct {
-	mu gosync.Mutex
+	mu sync.Mutex
 	b  strings.Builder
 }
 

@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	gosync "sync"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -32,7 +32,7 @@ import (
 // watchWriter keeps what is written and closes a channel when a chosen
 // text first appears.
 type watchWriter struct {
-	mu   gosync.Mutex
+	mu   sync.Mutex
 	buf  bytes.Buffer
 	want map[string]chan struct{}
 }

@@ -9,7 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	gosync "sync"
+	"sync"
 	"testing"
 	"time"
 
@@ -88,7 +88,7 @@ func TestBadHostRefused(t *testing.T) {
 // (a local stand-in); a second baton run of the same directory on the same
 // machine exits 75 too, but must not stop the pod the first one trains on.
 func TestOnSuperseded(t *testing.T) {
-	var mu gosync.Mutex
+	var mu sync.Mutex
 	var requests []string
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)

@@ -5,13 +5,13 @@ import (
 	"io"
 	"sync/atomic"
 
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // countingStore is a Store that counts the transfers in flight (puts, parts,
 // and gets until their body is closed) for baton_transfers_in_flight.
 type countingStore struct {
-	bsync.Store
+	storage.Store
 	n   atomic.Int64
 	set func(int)
 }
@@ -26,12 +26,12 @@ func (s *countingStore) begin() func() {
 	}
 }
 
-func (s *countingStore) Put(ctx context.Context, key string, p bsync.Payload, opts bsync.PutOptions) (bsync.ObjectInfo, error) {
+func (s *countingStore) Put(ctx context.Context, key string, p storage.Payload, opts storage.PutOptions) (storage.ObjectInfo, error) {
 	defer s.begin()()
 	return s.Store.Put(ctx, key, p, opts)
 }
 
-func (s *countingStore) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, bsync.ObjectInfo, error) {
+func (s *countingStore) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, storage.ObjectInfo, error) {
 	end := s.begin()
 	rc, info, err := s.Store.Get(ctx, key, offset, length)
 	if err != nil {
@@ -41,7 +41,7 @@ func (s *countingStore) Get(ctx context.Context, key string, offset, length int6
 	return &countedBody{ReadCloser: rc, end: end}, info, nil
 }
 
-func (s *countingStore) NewUpload(ctx context.Context, key string) (bsync.Upload, error) {
+func (s *countingStore) NewUpload(ctx context.Context, key string) (storage.Upload, error) {
 	u, err := s.Store.NewUpload(ctx, key)
 	if err != nil {
 		return nil, err
@@ -60,11 +60,11 @@ func (b *countedBody) Close() error {
 }
 
 type countedUpload struct {
-	bsync.Upload
+	storage.Upload
 	s *countingStore
 }
 
-func (u *countedUpload) Part(ctx context.Context, n int, offset int64, p bsync.Payload) (bsync.CompletedPart, error) {
+func (u *countedUpload) Part(ctx context.Context, n int, offset int64, p storage.Payload) (storage.CompletedPart, error) {
 	defer u.s.begin()()
 	return u.Upload.Part(ctx, n, offset, p)
 }

@@ -12,13 +12,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	gosync "sync"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/batonrun/baton/checkpoint"
-	bsync "github.com/batonrun/baton/sync"
 	"github.com/batonrun/baton/sync/faults"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 func TestFileChangedDuringCommit(t *testing.T) {
@@ -72,7 +72,7 @@ func TestFileChangedDuringCommit(t *testing.T) {
 			return os.Remove(p)
 		}},
 	}
-	eachStore(t, func(t *testing.T, inner bsync.Store) {
+	eachStore(t, func(t *testing.T, inner storage.Store) {
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				clearRuns(t, inner)
@@ -82,7 +82,7 @@ func TestFileChangedDuringCommit(t *testing.T) {
 	})
 }
 
-func testChangedDuringCommit(t *testing.T, inner bsync.Store, file string, change func(string) error) {
+func testChangedDuringCommit(t *testing.T, inner storage.Store, file string, change func(string) error) {
 	ctx := t.Context()
 	h := fnv.New64a()
 	h.Write([]byte(t.Name()))
@@ -119,7 +119,7 @@ func testChangedDuringCommit(t *testing.T, inner bsync.Store, file string, chang
 	var (
 		changed   bool
 		changeErr error
-		once      gosync.Once
+		once      sync.Once
 	)
 	s := faults.Wrap(inner, hook(faults.OpPut, func(key string) {
 		if strings.HasPrefix(key, "chunks/") {

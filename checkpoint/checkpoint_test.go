@@ -12,9 +12,9 @@ import (
 
 	"github.com/batonrun/baton/checkpoint"
 	"github.com/batonrun/baton/internal/s3test"
-	bsync "github.com/batonrun/baton/sync"
 	"github.com/batonrun/baton/sync/file"
 	"github.com/batonrun/baton/sync/s3aws"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // clock is a settable clock for leases.
@@ -22,7 +22,7 @@ type clock struct{ t time.Time }
 
 func (c *clock) now() time.Time { return c.t }
 
-func newStore(t *testing.T) bsync.Store {
+func newStore(t *testing.T) storage.Store {
 	t.Helper()
 	s, err := file.New(t.TempDir())
 	if err != nil {
@@ -33,7 +33,7 @@ func newStore(t *testing.T) bsync.Store {
 
 // eachStore runs fn on the file store and on a real versitygw (skipped, out
 // of CI, when the server is not installed).
-func eachStore(t *testing.T, fn func(t *testing.T, s bsync.Store)) {
+func eachStore(t *testing.T, fn func(t *testing.T, s storage.Store)) {
 	t.Run("file", func(t *testing.T) { fn(t, newStore(t)) })
 	t.Run("versitygw", func(t *testing.T) {
 		srv := s3test.Start(t, s3test.Versitygw)
@@ -45,7 +45,7 @@ func eachStore(t *testing.T, fn func(t *testing.T, s bsync.Store)) {
 	})
 }
 
-func openRepo(t *testing.T, s bsync.Store, holder string, c *clock) *checkpoint.Repo {
+func openRepo(t *testing.T, s storage.Store, holder string, c *clock) *checkpoint.Repo {
 	t.Helper()
 	r, err := checkpoint.Open(s, checkpoint.Options{
 		Run: "run-1", Holder: checkpoint.Holder{ID: holder, Host: holder + "-host", Platform: "test"},
@@ -105,7 +105,7 @@ func sameTree(t *testing.T, got, want map[string][]byte) {
 
 func TestCommitRestoreAndDedup(t *testing.T) { eachStore(t, testCommitRestoreAndDedup) }
 
-func testCommitRestoreAndDedup(t *testing.T, s bsync.Store) {
+func testCommitRestoreAndDedup(t *testing.T, s storage.Store) {
 	c := &clock{t: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
 	r := openRepo(t, s, "a", c)
 	ctx := t.Context()
@@ -159,7 +159,7 @@ func testCommitRestoreAndDedup(t *testing.T, s bsync.Store) {
 
 func TestLeaseFencing(t *testing.T) { eachStore(t, testLeaseFencing) }
 
-func testLeaseFencing(t *testing.T, s bsync.Store) {
+func testLeaseFencing(t *testing.T, s storage.Store) {
 	c := &clock{t: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
 	a, b := openRepo(t, s, "a", c), openRepo(t, s, "b", c)
 	ctx := t.Context()

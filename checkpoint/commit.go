@@ -16,11 +16,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 	"time"
 
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 	"github.com/zeebo/blake3"
 	"golang.org/x/sync/errgroup"
 )
@@ -162,12 +162,12 @@ func (r *Repo) Commit(ctx context.Context, lease *Lease, dir string, meta map[st
 	}
 	// 5. Publish.
 	next := Latest{Seq: m.Seq, Epoch: epoch, ManifestETag: info.ETag, UpdatedAt: m.CreatedAt, Holder: r.opts.Holder.ID}
-	opts := bsync.PutOptions{IfMatch: latestETag}
+	opts := storage.PutOptions{IfMatch: latestETag}
 	if latestETag == "" {
-		opts = bsync.PutOptions{IfAbsent: true}
+		opts = storage.PutOptions{IfAbsent: true}
 	}
 	_, err = r.putJSON(ctx, latestKey(r.opts.Run), next, opts)
-	if errors.Is(err, bsync.ErrPreconditionFailed) || errors.Is(err, bsync.ErrNotFound) {
+	if errors.Is(err, storage.ErrPreconditionFailed) || errors.Is(err, storage.ErrNotFound) {
 		// Our own write may have landed with its response lost.
 		if cur, _, rerr := r.readPointer(ctx); rerr == nil && cur.Seq == next.Seq && cur.ManifestETag == next.ManifestETag {
 			r.addToIndex(ctx, m)
@@ -208,7 +208,7 @@ func (r *Repo) nextSeq(ctx context.Context, latest int64) (int64, error) {
 			_, err := r.store.Stat(ctx, manifestKey(r.opts.Run, seq))
 			return err
 		})
-		if errors.Is(err, bsync.ErrNotFound) {
+		if errors.Is(err, storage.ErrNotFound) {
 			return seq, nil
 		}
 		if err != nil {
@@ -221,14 +221,14 @@ func (r *Repo) nextSeq(ctx context.Context, latest int64) (int64, error) {
 // create fails its condition, the object there may be this very write whose
 // response was lost (a proxy cut it, a retry sent it again): it is read
 // back, and if it holds exactly body it is this commit's.
-func (r *Repo) writeManifest(ctx context.Context, lease *Lease, seq int64, body []byte) (bsync.ObjectInfo, error) {
+func (r *Repo) writeManifest(ctx context.Context, lease *Lease, seq int64, body []byte) (storage.ObjectInfo, error) {
 	key := manifestKey(r.opts.Run, seq)
-	var info bsync.ObjectInfo
+	var info storage.ObjectInfo
 	err := r.retry.Do(ctx, func(ctx context.Context) (err error) {
-		info, err = r.store.Put(ctx, key, bsync.BytesPayload(body), bsync.PutOptions{IfAbsent: true})
+		info, err = r.store.Put(ctx, key, storage.BytesPayload(body), storage.PutOptions{IfAbsent: true})
 		return err
 	})
-	if errors.Is(err, bsync.ErrPreconditionFailed) {
+	if errors.Is(err, storage.ErrPreconditionFailed) {
 		var stored []byte
 		rerr := r.retry.Do(ctx, func(ctx context.Context) error {
 			rc, got, err := r.store.Get(ctx, key, 0, -1)
@@ -247,10 +247,10 @@ func (r *Repo) writeManifest(ctx context.Context, lease *Lease, seq int64, body 
 		if rerr == nil && bytes.Equal(stored, body) {
 			return info, nil
 		}
-		return bsync.ObjectInfo{}, r.lostOrRaced(ctx, lease, "manifest "+strconv.FormatInt(seq, 10)+" appeared meanwhile")
+		return storage.ObjectInfo{}, r.lostOrRaced(ctx, lease, "manifest "+strconv.FormatInt(seq, 10)+" appeared meanwhile")
 	}
 	if err != nil {
-		return bsync.ObjectInfo{}, fmt.Errorf("writing manifest %d: %w", seq, err)
+		return storage.ObjectInfo{}, fmt.Errorf("writing manifest %d: %w", seq, err)
 	}
 	return info, nil
 }
@@ -260,16 +260,16 @@ func (r *Repo) writeManifest(ctx context.Context, lease *Lease, seq int64, body 
 // the manifest written (as info) is still there, and sends again every
 // chunk of m that the store lacks or holds with the wrong length, reading
 // it from dir (ErrDirChanged if the file no longer holds it).
-func (r *Repo) recheckAfterGC(ctx context.Context, dir string, m *Manifest, info bsync.ObjectInfo) error {
+func (r *Repo) recheckAfterGC(ctx context.Context, dir string, m *Manifest, info storage.ObjectInfo) error {
 	if err := r.waitForGC(ctx); err != nil {
 		return err
 	}
-	var cur bsync.ObjectInfo
+	var cur storage.ObjectInfo
 	err := r.retry.Do(ctx, func(ctx context.Context) (err error) {
 		cur, err = r.store.Stat(ctx, manifestKey(r.opts.Run, m.Seq))
 		return err
 	})
-	if errors.Is(err, bsync.ErrNotFound) || err == nil && cur.ETag != info.ETag {
+	if errors.Is(err, storage.ErrNotFound) || err == nil && cur.ETag != info.ETag {
 		return fmt.Errorf("checkpoint: manifest %d was deleted by a gc while the commit ran; try again", m.Seq)
 	}
 	if err != nil {
@@ -326,7 +326,7 @@ func (r *Repo) waitForGC(ctx context.Context) error {
 // missingChunks returns the chunks of m that the store lacks or holds with
 // the wrong length.
 func (r *Repo) missingChunks(ctx context.Context, m *Manifest) (map[string]bool, error) {
-	var mu gosync.Mutex
+	var mu sync.Mutex
 	missing := map[string]bool{}
 	seen := map[string]bool{}
 	g, gctx := errgroup.WithContext(ctx)
@@ -354,12 +354,12 @@ func (r *Repo) missingChunks(ctx context.Context, m *Manifest) (map[string]bool,
 
 // chunkStored reports whether the store holds chunk h with its length n.
 func (r *Repo) chunkStored(ctx context.Context, h string, n int64) (bool, error) {
-	var info bsync.ObjectInfo
+	var info storage.ObjectInfo
 	err := r.retry.Do(ctx, func(ctx context.Context) (err error) {
 		info, err = r.store.Stat(ctx, chunkKey(h))
 		return err
 	})
-	if errors.Is(err, bsync.ErrNotFound) {
+	if errors.Is(err, storage.ErrNotFound) {
 		return false, nil
 	}
 	if err != nil {
@@ -399,7 +399,7 @@ func (r *Repo) resendFile(ctx context.Context, dir string, f File, chunkSize int
 			return sent, fmt.Errorf("%w: %s", ErrDirChanged, f.Path)
 		}
 		err := r.retry.Do(ctx, func(ctx context.Context) error {
-			_, err := r.store.Put(ctx, chunkKey(h), bsync.BytesPayload(data), bsync.PutOptions{})
+			_, err := r.store.Put(ctx, chunkKey(h), storage.BytesPayload(data), storage.PutOptions{})
 			return err
 		})
 		if err != nil {
@@ -508,7 +508,7 @@ func checkLimits(files []scanned, chunkSize int64) error {
 // of the store: a commit's requests grow with what it writes, not with what
 // the store holds.
 type chunkSet struct {
-	mu gosync.Mutex
+	mu sync.Mutex
 	m  map[string]int64 // chunk -> its length, known present or claimed
 }
 
@@ -572,7 +572,7 @@ func scanDir(dir string, exclude []string) ([]scanned, error) {
 			return err
 		}
 		rel = filepath.ToSlash(rel)
-		if err := bsync.CheckKey(rel); err != nil {
+		if err := storage.CheckKey(rel); err != nil {
 			return fmt.Errorf("%s cannot be part of a checkpoint: %w", p, err)
 		}
 		fi, err := d.Info()
@@ -610,7 +610,7 @@ func (r *Repo) hashAndUpload(ctx context.Context, dir string, files []scanned, p
 		}
 	}
 	var uploaded atomic.Int64
-	buffers := gosync.Pool{New: func() any { b := make([]byte, r.opts.ChunkSize); return &b }}
+	buffers := sync.Pool{New: func() any { b := make([]byte, r.opts.ChunkSize); return &b }}
 	uploads, uctx := errgroup.WithContext(ctx)
 	uploads.SetLimit(r.opts.Workers)
 	reads, rctx := errgroup.WithContext(uctx)
@@ -635,7 +635,7 @@ func (r *Repo) hashAndUpload(ctx context.Context, dir string, files []scanned, p
 						return err
 					}
 					err := r.retry.Do(uctx, func(ctx context.Context) error {
-						_, err := r.store.Put(ctx, chunkKey(hash), bsync.BytesPayload((*chunk)[:n]), bsync.PutOptions{})
+						_, err := r.store.Put(ctx, chunkKey(hash), storage.BytesPayload((*chunk)[:n]), storage.PutOptions{})
 						return err
 					})
 					if err != nil {
@@ -658,7 +658,7 @@ func (r *Repo) hashAndUpload(ctx context.Context, dir string, files []scanned, p
 
 // readFile reads the file at p chunk by chunk, hashing each chunk and the
 // whole, and hands every chunk to send (which owns the buffer from then on).
-func (r *Repo) readFile(ctx context.Context, p string, f scanned, send func(hash string, chunk *[]byte, n int), buffers *gosync.Pool) (File, error) {
+func (r *Repo) readFile(ctx context.Context, p string, f scanned, send func(hash string, chunk *[]byte, n int), buffers *sync.Pool) (File, error) {
 	entry := File{Path: f.rel, Size: f.size, Mode: f.mode, MTime: f.mtime}
 	fh, err := os.Open(p)
 	if err != nil {

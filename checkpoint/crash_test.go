@@ -31,18 +31,18 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	gosync "sync"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/batonrun/baton/checkpoint"
 	"github.com/batonrun/baton/internal/s3test"
-	bsync "github.com/batonrun/baton/sync"
 	"github.com/batonrun/baton/sync/faults"
 	"github.com/batonrun/baton/sync/file"
 	"github.com/batonrun/baton/sync/s3aws"
 	"github.com/batonrun/baton/sync/s3config"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // crashChildEnv, when set, makes the test binary a crash child; its value
@@ -90,7 +90,7 @@ func crashChildMain(raw string) int {
 		return 1
 	}
 	var (
-		mu     gosync.Mutex
+		mu     sync.Mutex
 		events int
 	)
 	emit := func(format string, args ...any) {
@@ -111,7 +111,7 @@ func crashChildMain(raw string) int {
 	}
 	ctx := context.Background()
 	var (
-		inner bsync.Store
+		inner storage.Store
 		err   error
 	)
 	switch cfg.Store {
@@ -378,7 +378,7 @@ func crashSeed(t *testing.T) uint64 {
 
 // crashTrials runs trials kill-and-check rounds against one store, which
 // the children open from child and the parent uses as store.
-func crashTrials(t *testing.T, trials int, child crashChild, store bsync.Store) {
+func crashTrials(t *testing.T, trials int, child crashChild, store storage.Store) {
 	ctx := t.Context()
 	seed := crashSeed(t)
 	child.Seed = seed

@@ -9,13 +9,13 @@ import (
 	"errors"
 	"hash/fnv"
 	"path/filepath"
-	gosync "sync"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/batonrun/baton/checkpoint"
-	bsync "github.com/batonrun/baton/sync"
 	"github.com/batonrun/baton/sync/faults"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // hostDir writes a checkpoint directory whose content is particular to
@@ -52,7 +52,7 @@ func TestLeaseRaceExactlyOneWins(t *testing.T) {
 		{"expired lease, free race", true, false},
 		{"expired lease, both saw it expired", true, true},
 	}
-	eachStore(t, func(t *testing.T, inner bsync.Store) {
+	eachStore(t, func(t *testing.T, inner storage.Store) {
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				for round := range 10 {
@@ -66,7 +66,7 @@ func TestLeaseRaceExactlyOneWins(t *testing.T) {
 
 // testLeaseRace races two hosts for the lease of a fresh run (or one whose
 // lease expired) and checks that exactly one wins.
-func testLeaseRace(t *testing.T, inner bsync.Store, round int, expired, barrier bool) {
+func testLeaseRace(t *testing.T, inner storage.Store, round int, expired, barrier bool) {
 	ctx := t.Context()
 	clk := newSyncClock()
 	var prevEpoch int64
@@ -83,15 +83,15 @@ func testLeaseRace(t *testing.T, inner bsync.Store, round int, expired, barrier 
 		prevEpoch = lc.Epoch()
 		clk.advance(2 * time.Minute)
 	}
-	var arrived gosync.WaitGroup
+	var arrived sync.WaitGroup
 	arrived.Add(2)
 	// Each host has its own faults wrapper (and lock), so that one
 	// can wait in its hook for the other.
-	wrap := func() bsync.Store {
+	wrap := func() storage.Store {
 		if !barrier {
 			return inner
 		}
-		var once gosync.Once
+		var once sync.Once
 		return faults.Wrap(inner, hook(faults.OpPut, func(key string) {
 			if key == leaseKey() {
 				once.Do(func() { arrived.Done(); arrived.Wait() })
@@ -102,7 +102,7 @@ func testLeaseRace(t *testing.T, inner bsync.Store, round int, expired, barrier 
 	leases := make([]*checkpoint.Lease, 2)
 	errs := make([]error, 2)
 	start := make(chan struct{})
-	var done gosync.WaitGroup
+	var done sync.WaitGroup
 	for i, h := range hosts {
 		done.Go(func() {
 			<-start
@@ -185,7 +185,7 @@ func TestTakeoverFencesFormerHolder(t *testing.T) {
 		{"nothing committed, a's clock runs", false, false},
 		{"nothing committed, a's clock lags", false, true},
 	}
-	eachStore(t, func(t *testing.T, s bsync.Store) {
+	eachStore(t, func(t *testing.T, s storage.Store) {
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				clearRuns(t, s)
@@ -289,7 +289,7 @@ func TestInFlightCommitFencedByTakeover(t *testing.T) {
 		{"first commit, b takes over and commits", false, true},
 		{"first commit, b only takes over", false, false},
 	}
-	eachStore(t, func(t *testing.T, inner bsync.Store) {
+	eachStore(t, func(t *testing.T, inner storage.Store) {
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				clearRuns(t, inner)
@@ -302,7 +302,7 @@ func TestInFlightCommitFencedByTakeover(t *testing.T) {
 					bWant     map[string][]byte
 					hookErr   error
 					takenOver bool
-					once      gosync.Once
+					once      sync.Once
 				)
 				bDir, bFiles := hostDir(t, 1, 1)
 				takeover := func() {

@@ -1,5 +1,5 @@
 // Package checkpoint is the checkpoint repository: a run's checkpoint
-// directory committed to a sync.Store as content-addressed chunks and one
+// directory committed to a storage.Store as content-addressed chunks and one
 // manifest per commit, published by moving a pointer with a conditional
 // write, under a lease that fences off hosts that lost the run. It knows
 // nothing of processes or platforms. docs/checkpoint-format.md is the spec of
@@ -13,7 +13,7 @@ import (
 	"path"
 	"time"
 
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // FormatVersion is the manifest format this package writes and the newest
@@ -185,7 +185,7 @@ func (c *entryChecker) add(f File) error {
 	if c.chunks += len(f.Chunks); c.chunks > MaxChunks {
 		return fmt.Errorf("more than %d chunks in the checkpoint", MaxChunks)
 	}
-	if err := bsync.CheckKey(f.Path); err != nil || path.Clean(f.Path) != f.Path {
+	if err := storage.CheckKey(f.Path); err != nil || path.Clean(f.Path) != f.Path {
 		return fmt.Errorf("file path %q is not a clean relative path", f.Path)
 	}
 	if c.seen[f.Path] {

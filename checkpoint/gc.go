@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // DefaultGCGrace is how old an unreferenced chunk, or an unpublished
@@ -82,7 +82,7 @@ func (r *Repo) List(ctx context.Context) ([]Summary, error) {
 	var chain []*Manifest
 	for seq := latest.Seq; seq > 0 && exists[seq]; {
 		h, err := header(seq)
-		if errors.Is(err, bsync.ErrNotFound) {
+		if errors.Is(err, storage.ErrNotFound) {
 			break // deleted since the listing (retention)
 		}
 		if err != nil {
@@ -119,7 +119,7 @@ func (r *Repo) pins(ctx context.Context) (map[int64]bool, error) {
 	pins := map[int64]bool{}
 	prefix := runPrefix(r.opts.Run) + "pins/"
 	err := r.retry.Do(ctx, func(ctx context.Context) error {
-		return r.store.List(ctx, prefix, func(o bsync.ObjectInfo) error {
+		return r.store.List(ctx, prefix, func(o storage.ObjectInfo) error {
 			var seq int64
 			if _, err := fmt.Sscanf(strings.TrimPrefix(o.Key, prefix), "%d", &seq); err == nil {
 				pins[seq] = true
@@ -136,7 +136,7 @@ func (r *Repo) Pin(ctx context.Context, seq int64) error {
 		return err
 	}
 	return r.retry.Do(ctx, func(ctx context.Context) error {
-		_, err := r.store.Put(ctx, pinKey(r.opts.Run, seq), bsync.BytesPayload(nil), bsync.PutOptions{})
+		_, err := r.store.Put(ctx, pinKey(r.opts.Run, seq), storage.BytesPayload(nil), storage.PutOptions{})
 		return err
 	})
 }
@@ -214,7 +214,7 @@ func (r *Repo) listManifests(ctx context.Context) ([]listedManifest, error) {
 	var out []listedManifest
 	err := r.retry.Do(ctx, func(ctx context.Context) error {
 		out = out[:0]
-		return r.store.List(ctx, manifestPrefix(r.opts.Run), func(o bsync.ObjectInfo) error {
+		return r.store.List(ctx, manifestPrefix(r.opts.Run), func(o storage.ObjectInfo) error {
 			if seq, ok := parseManifestKey(r.opts.Run, o.Key); ok {
 				out = append(out, listedManifest{seq, o.LastModified})
 			}
@@ -233,10 +233,10 @@ func (r *Repo) publishedChain(ctx context.Context, l Latest, limit int) ([]*Mani
 	var chain []*Manifest
 	for seq := l.Seq; seq > 0 && (limit == 0 || len(chain) < limit); {
 		h, err := r.fetchManifest(ctx, seq, true)
-		if errors.Is(err, bsync.ErrNotFound) && seq != l.Seq {
+		if errors.Is(err, storage.ErrNotFound) && seq != l.Seq {
 			break
 		}
-		if errors.Is(err, bsync.ErrNotFound) {
+		if errors.Is(err, storage.ErrNotFound) {
 			return nil, fmt.Errorf("%w: latest.json of run %s names checkpoint %d, whose manifest is missing", ErrDamaged, r.opts.Run, seq)
 		}
 		if err != nil {
@@ -268,8 +268,8 @@ func (r *Repo) dropUnpublished(ctx context.Context, latest Latest, etag string, 
 	if touched.UpdatedAt.Equal(latest.UpdatedAt) {
 		touched.UpdatedAt = touched.UpdatedAt.Add(time.Nanosecond)
 	}
-	_, err := r.putJSON(ctx, latestKey(r.opts.Run), touched, bsync.PutOptions{IfMatch: etag})
-	if errors.Is(err, bsync.ErrPreconditionFailed) || errors.Is(err, bsync.ErrNotFound) {
+	_, err := r.putJSON(ctx, latestKey(r.opts.Run), touched, storage.PutOptions{IfMatch: etag})
+	if errors.Is(err, storage.ErrPreconditionFailed) || errors.Is(err, storage.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
@@ -305,7 +305,7 @@ type GCOptions struct {
 	Holder string
 	// Retry is the retry policy of every storage call (default
 	// sync.DefaultRetry()).
-	Retry *bsync.Retry
+	Retry *storage.Retry
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger (default slog.Default()).
@@ -327,7 +327,7 @@ type GCOptions struct {
 // and only then publishes. A GC that starts after the manifest was written
 // marks it. Two GCs do not run at once: the second is refused with
 // ErrGCRunning until the first ends or stops renewing.
-func GC(ctx context.Context, store bsync.Store, opts GCOptions) (GCStats, error) {
+func GC(ctx context.Context, store storage.Store, opts GCOptions) (GCStats, error) {
 	g, err := startGC(ctx, store, opts)
 	if err != nil {
 		return GCStats{}, err
@@ -341,16 +341,16 @@ func GC(ctx context.Context, store bsync.Store, opts GCOptions) (GCStats, error)
 
 // collector is one GC between its start and its finish.
 type collector struct {
-	store bsync.Store
+	store storage.Store
 	opts  GCOptions
-	retry bsync.Retry
+	retry storage.Retry
 	log   *slog.Logger
 	state *gcState
 	stop  context.CancelCauseFunc
 	done  chan struct{}
 }
 
-func startGC(ctx context.Context, store bsync.Store, opts GCOptions) (*collector, error) {
+func startGC(ctx context.Context, store storage.Store, opts GCOptions) (*collector, error) {
 	if opts.Grace < 0 {
 		return nil, fmt.Errorf("gc: grace %s is negative", opts.Grace)
 	}
@@ -360,7 +360,7 @@ func startGC(ctx context.Context, store bsync.Store, opts GCOptions) (*collector
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	g := &collector{store: store, opts: opts, retry: bsync.DefaultRetry(), log: opts.Logger}
+	g := &collector{store: store, opts: opts, retry: storage.DefaultRetry(), log: opts.Logger}
 	if opts.Retry != nil {
 		g.retry = *opts.Retry
 	}
@@ -398,10 +398,10 @@ func (g *collector) run(ctx context.Context) (GCStats, error) {
 		stats.Manifests += n
 		stats.Unpublished = append(stats.Unpublished, dropped...)
 	}
-	var doomed []bsync.ObjectInfo
+	var doomed []storage.ObjectInfo
 	err = g.retry.Do(ctx, func(ctx context.Context) error {
 		doomed, stats.Chunks, stats.KeptYoung, stats.ReferencedNow = doomed[:0], 0, 0, 0
-		return g.store.List(ctx, "chunks/", func(o bsync.ObjectInfo) error {
+		return g.store.List(ctx, "chunks/", func(o storage.ObjectInfo) error {
 			hash, ok := parseChunkKey(o.Key)
 			if !ok {
 				return nil // not ours: leave it alone
@@ -439,7 +439,7 @@ func (g *collector) manifestsByRun(ctx context.Context) (map[string][]listedMani
 	var runs map[string][]listedManifest
 	err := g.retry.Do(ctx, func(ctx context.Context) error {
 		runs = map[string][]listedManifest{}
-		return g.store.List(ctx, "runs/", func(o bsync.ObjectInfo) error {
+		return g.store.List(ctx, "runs/", func(o storage.ObjectInfo) error {
 			if !strings.Contains(o.Key, "/manifests/") || !strings.HasSuffix(o.Key, ".json") {
 				return nil
 			}
@@ -492,7 +492,7 @@ func (g *collector) markRun(ctx context.Context, run string, listed []listedMani
 			}
 			return nil
 		})
-		if errors.Is(err, bsync.ErrNotFound) {
+		if errors.Is(err, storage.ErrNotFound) {
 			continue // deleted since the listing (retention)
 		}
 		if err != nil {

@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // gcKey is the store-wide record of garbage collection, relative to the
@@ -36,11 +36,11 @@ func (r GCRecord) active(now time.Time) bool { return r.Running && now.Before(r.
 
 // readGCRecord returns gc.json and its ETag; a store that never had a GC has
 // the zero record and an empty ETag.
-func readGCRecord(ctx context.Context, store bsync.Store, retry bsync.Retry) (GCRecord, string, error) {
+func readGCRecord(ctx context.Context, store storage.Store, retry storage.Retry) (GCRecord, string, error) {
 	r := &Repo{store: store, retry: retry}
 	var rec GCRecord
 	etag, err := r.getJSON(ctx, gcKey, 64<<10, &rec)
-	if errors.Is(err, bsync.ErrNotFound) {
+	if errors.Is(err, storage.ErrNotFound) {
 		return GCRecord{}, "", nil
 	}
 	if err != nil {
@@ -62,7 +62,7 @@ type gcState struct {
 }
 
 // beginGC claims gc.json for a new generation, or fails with ErrGCRunning.
-func beginGC(ctx context.Context, store bsync.Store, retry bsync.Retry, holder string, now func() time.Time) (*gcState, error) {
+func beginGC(ctx context.Context, store storage.Store, retry storage.Retry, holder string, now func() time.Time) (*gcState, error) {
 	r := &Repo{store: store, retry: retry, opts: Options{Now: now}}
 	for try := 0; try < 10; try++ {
 		cur, etag, err := readGCRecord(ctx, store, retry)
@@ -73,12 +73,12 @@ func beginGC(ctx context.Context, store bsync.Store, retry bsync.Retry, holder s
 			return nil, fmt.Errorf("%w: %s, until %s", ErrGCRunning, cur.Holder, cur.Until.Format(time.RFC3339))
 		}
 		next := GCRecord{Generation: cur.Generation + 1, Running: true, Holder: holder, Until: now().Add(gcLease).UTC()}
-		opts := bsync.PutOptions{IfMatch: etag}
+		opts := storage.PutOptions{IfMatch: etag}
 		if etag == "" {
-			opts = bsync.PutOptions{IfAbsent: true}
+			opts = storage.PutOptions{IfAbsent: true}
 		}
 		info, err := r.putJSON(ctx, gcKey, next, opts)
-		if errors.Is(err, bsync.ErrPreconditionFailed) || errors.Is(err, bsync.ErrNotFound) {
+		if errors.Is(err, storage.ErrPreconditionFailed) || errors.Is(err, storage.ErrNotFound) {
 			continue
 		}
 		if err != nil {
@@ -131,7 +131,7 @@ func (s *gcState) end(ctx context.Context) error {
 func (s *gcState) write(ctx context.Context, until time.Time, running bool) error {
 	next := s.rec
 	next.Until, next.Running = until, running
-	info, err := s.repo.putJSON(ctx, s.key, next, bsync.PutOptions{IfMatch: s.etag})
+	info, err := s.repo.putJSON(ctx, s.key, next, storage.PutOptions{IfMatch: s.etag})
 	if err != nil {
 		return err
 	}

@@ -17,7 +17,7 @@ import (
 	"testing"
 
 	"github.com/batonrun/baton/checkpoint"
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // hostileSetup is a store with one good checkpoint (seq 1: notes.txt and
@@ -26,7 +26,7 @@ import (
 // root/work/ckpt is the target, holding old.txt and a link x ->
 // root/outside; root/outside and root/outside2 are empty directories.
 type hostileSetup struct {
-	store   bsync.Store
+	store   storage.Store
 	repo    *checkpoint.Repo
 	good    *checkpoint.Manifest
 	root    string
@@ -87,7 +87,7 @@ func (h *hostileSetup) goodCopy(t *testing.T, seq int64) *checkpoint.Manifest {
 
 func (h *hostileSetup) put(t *testing.T, key string, b []byte) {
 	t.Helper()
-	if _, err := h.store.Put(context.Background(), key, bsync.BytesPayload(b), bsync.PutOptions{}); err != nil {
+	if _, err := h.store.Put(context.Background(), key, storage.BytesPayload(b), storage.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -290,7 +290,7 @@ func TestLatestNamesMissingManifest(t *testing.T) {
 	h.put(t, latestKey(), mustJSON(t, checkpoint.Latest{Seq: 99, Epoch: 1}))
 	before := fsState(t, h.root)
 	_, err := h.repo.Restore(t.Context(), 0, h.target)
-	if !errors.Is(err, bsync.ErrNotFound) || !strings.Contains(err.Error(), "99") {
+	if !errors.Is(err, storage.ErrNotFound) || !strings.Contains(err.Error(), "99") {
 		t.Fatalf("restore: %v; want a not-found error naming checkpoint 99", err)
 	}
 	sameState(t, "the tree around the target", fsState(t, h.root), before)

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // BadHost is a machine a run gave up for its health (a GPU that failed, a
@@ -54,7 +54,7 @@ func (r *Repo) RecordBadHost(ctx context.Context, h BadHost) error {
 		return err
 	}
 	return r.retry.Do(ctx, func(ctx context.Context) error {
-		_, err := r.store.Put(ctx, hostsPrefix(r.opts.Run)+h.ID+".json", bsync.BytesPayload(b), bsync.PutOptions{})
+		_, err := r.store.Put(ctx, hostsPrefix(r.opts.Run)+h.ID+".json", storage.BytesPayload(b), storage.PutOptions{})
 		return err
 	})
 }
@@ -65,7 +65,7 @@ func (r *Repo) BadHosts(ctx context.Context) ([]BadHost, error) {
 	var keys []string
 	err := r.retry.Do(ctx, func(ctx context.Context) error {
 		keys = keys[:0]
-		return r.store.List(ctx, hostsPrefix(r.opts.Run), func(o bsync.ObjectInfo) error {
+		return r.store.List(ctx, hostsPrefix(r.opts.Run), func(o storage.ObjectInfo) error {
 			if strings.HasSuffix(o.Key, ".json") {
 				keys = append(keys, o.Key)
 			}
@@ -81,7 +81,7 @@ func (r *Repo) BadHosts(ctx context.Context) ([]BadHost, error) {
 		_, err := r.getJSON(ctx, key, 64<<10, &h)
 		h.ID = strings.TrimSuffix(strings.TrimPrefix(key, hostsPrefix(r.opts.Run)), ".json") // the key, not what the record claims
 		if err != nil {
-			if errors.Is(err, bsync.ErrNotFound) {
+			if errors.Is(err, storage.ErrNotFound) {
 				continue // forgotten meanwhile
 			}
 			if errors.Is(err, ErrBadManifest) {

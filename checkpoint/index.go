@@ -8,7 +8,7 @@ import (
 	"slices"
 	"time"
 
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // The index is a summary of each published checkpoint, kept so that
@@ -62,7 +62,7 @@ func (r *Repo) addToIndex(ctx context.Context, m *Manifest) {
 	for try := 0; try < 5; try++ {
 		var doc indexPageDoc
 		etag, err := r.getJSON(ctx, key, 1<<20, &doc)
-		if err != nil && !errors.Is(err, bsync.ErrNotFound) {
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			if !errors.Is(err, ErrBadManifest) {
 				r.log.Warn("checkpoint index not updated; ls reads the manifest instead", "seq", m.Seq, "err", err)
 				return
@@ -73,12 +73,12 @@ func (r *Repo) addToIndex(ctx context.Context, m *Manifest) {
 		doc.Entries = slices.DeleteFunc(doc.Entries, func(e indexEntry) bool { return e.Seq == m.Seq })
 		doc.Entries = append(doc.Entries, entryOf(m))
 		slices.SortFunc(doc.Entries, func(a, b indexEntry) int { return int(a.Seq - b.Seq) })
-		opts := bsync.PutOptions{IfMatch: etag}
+		opts := storage.PutOptions{IfMatch: etag}
 		if etag == "" {
-			opts = bsync.PutOptions{IfAbsent: true}
+			opts = storage.PutOptions{IfAbsent: true}
 		}
 		_, err = r.putJSON(ctx, key, doc, opts)
-		if errors.Is(err, bsync.ErrPreconditionFailed) || errors.Is(err, bsync.ErrNotFound) {
+		if errors.Is(err, storage.ErrPreconditionFailed) || errors.Is(err, storage.ErrNotFound) {
 			continue
 		}
 		if err != nil {
@@ -100,7 +100,7 @@ func (r *Repo) indexed(ctx context.Context, want map[int64]bool) (map[int64]inde
 	for _, page := range slices.Sorted(maps.Keys(pages)) {
 		var doc indexPageDoc
 		_, err := r.getJSON(ctx, indexKey(r.opts.Run, page), 1<<20, &doc)
-		if errors.Is(err, bsync.ErrNotFound) || errors.Is(err, ErrBadManifest) {
+		if errors.Is(err, storage.ErrNotFound) || errors.Is(err, ErrBadManifest) {
 			continue // no page, or a damaged one: the headers are read instead
 		}
 		if err != nil {

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	gosync "sync"
+	"sync"
 	"time"
 
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // Lease is the right to commit to a run, held by one Holder at one epoch.
@@ -18,7 +18,7 @@ import (
 // it learns it lost the run (ErrLeaseLost).
 type Lease struct {
 	repo *Repo
-	mu   gosync.Mutex
+	mu   sync.Mutex
 	rec  LeaseRecord
 	etag string
 	lost bool
@@ -75,7 +75,7 @@ func (r *Repo) Acquire(ctx context.Context) (*Lease, error) {
 	for try := 0; try < 10; try++ {
 		var cur LeaseRecord
 		etag, err := r.getJSON(ctx, key, 64<<10, &cur)
-		if err != nil && !errors.Is(err, bsync.ErrNotFound) {
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return nil, fmt.Errorf("reading the lease of run %s: %w", r.opts.Run, err)
 		}
 		now := r.opts.Now()
@@ -85,7 +85,7 @@ func (r *Repo) Acquire(ctx context.Context) (*Lease, error) {
 			Platform:  r.opts.Holder.Platform,
 			Host:      r.opts.Holder.Host,
 		}
-		var opts bsync.PutOptions
+		var opts storage.PutOptions
 		switch {
 		case err != nil: // no lease yet
 			// A lease file can be lost (a bucket restored, a hand deleting
@@ -105,7 +105,7 @@ func (r *Repo) Acquire(ctx context.Context) (*Lease, error) {
 			return nil, &LeaseHeldError{Record: cur}
 		}
 		info, err := r.putJSON(ctx, key, next, opts)
-		if errors.Is(err, bsync.ErrPreconditionFailed) || errors.Is(err, bsync.ErrNotFound) {
+		if errors.Is(err, storage.ErrPreconditionFailed) || errors.Is(err, storage.ErrNotFound) {
 			continue // someone else moved first: look again
 		}
 		if err != nil {
@@ -138,15 +138,15 @@ func (l *Lease) fence(ctx context.Context) error {
 		if etag != "" && latest.Epoch == l.rec.Epoch {
 			return nil
 		}
-		opts := bsync.PutOptions{IfMatch: etag}
+		opts := storage.PutOptions{IfMatch: etag}
 		if etag == "" {
-			opts = bsync.PutOptions{IfAbsent: true}
+			opts = storage.PutOptions{IfAbsent: true}
 		}
 		latest.Epoch = l.rec.Epoch
 		latest.Holder = l.rec.Holder
 		latest.UpdatedAt = r.opts.Now()
 		_, err = r.putJSON(ctx, latestKey(r.opts.Run), latest, opts)
-		if errors.Is(err, bsync.ErrPreconditionFailed) || errors.Is(err, bsync.ErrNotFound) {
+		if errors.Is(err, storage.ErrPreconditionFailed) || errors.Is(err, storage.ErrNotFound) {
 			continue // the former holder wrote meanwhile: fence that
 		}
 		return err
@@ -188,8 +188,8 @@ func (l *Lease) rewrite(ctx context.Context, expires time.Time) error {
 	r := l.repo
 	next := l.rec
 	next.ExpiresAt = expires
-	info, err := r.putJSON(ctx, leaseKey(r.opts.Run), next, bsync.PutOptions{IfMatch: l.etag})
-	if errors.Is(err, bsync.ErrPreconditionFailed) || errors.Is(err, bsync.ErrNotFound) {
+	info, err := r.putJSON(ctx, leaseKey(r.opts.Run), next, storage.PutOptions{IfMatch: l.etag})
+	if errors.Is(err, storage.ErrPreconditionFailed) || errors.Is(err, storage.ErrNotFound) {
 		// Either someone took the lease, or our own write landed and only
 		// its response was lost: the lease file tells which.
 		var cur LeaseRecord

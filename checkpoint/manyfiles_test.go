@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"testing"
 
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // lowerOpenFiles lowers this process's soft limit on open files to n for
@@ -42,7 +42,7 @@ func lowerOpenFiles(t *testing.T, n uint64) {
 // downloading and failed with "too many open files".
 func TestManyFilesFewDescriptors(t *testing.T) { eachStore(t, testManyFilesFewDescriptors) }
 
-func testManyFilesFewDescriptors(t *testing.T, store bsync.Store) {
+func testManyFilesFewDescriptors(t *testing.T, store storage.Store) {
 	n := 2000
 	if s := os.Getenv("BATON_MANYFILES"); s != "" {
 		var err error

@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"github.com/batonrun/baton/checkpoint"
-	bsync "github.com/batonrun/baton/sync"
 	"github.com/batonrun/baton/sync/faults"
+	"github.com/batonrun/baton/sync/storage"
 	"github.com/zeebo/blake3"
 )
 
@@ -32,9 +32,9 @@ func chunkKeyOf(data []byte) string {
 }
 
 // put writes b under key, unconditionally.
-func put(t testing.TB, s bsync.Store, key string, b []byte) {
+func put(t testing.TB, s storage.Store, key string, b []byte) {
 	t.Helper()
-	if _, err := s.Put(context.Background(), key, bsync.BytesPayload(b), bsync.PutOptions{}); err != nil {
+	if _, err := s.Put(context.Background(), key, storage.BytesPayload(b), storage.PutOptions{}); err != nil {
 		t.Fatalf("put %s: %v", key, err)
 	}
 }
@@ -71,7 +71,7 @@ func restoresTo(t *testing.T, repo *checkpoint.Repo, seq int64, want map[string]
 // them as present, both for new content and for a file the commit would
 // otherwise reuse from its parent.
 func TestTornChunksAreSentAgain(t *testing.T) {
-	eachStore(t, func(t *testing.T, s bsync.Store) {
+	eachStore(t, func(t *testing.T, s storage.Store) {
 		clk := newSyncClock()
 		repo := openOn(t, s, "a", clk.now)
 		dir := t.TempDir()
@@ -112,7 +112,7 @@ func TestTornChunksAreSentAgain(t *testing.T) {
 // reads them as checkpoints and that gc deletes them once older than its
 // grace.
 func TestOnlyPublishedCheckpoints(t *testing.T) {
-	eachStore(t, func(t *testing.T, s bsync.Store) {
+	eachStore(t, func(t *testing.T, s storage.Store) {
 		ctx := context.Background()
 		clk := newSyncClock()
 		dir := t.TempDir()
@@ -200,7 +200,7 @@ func TestOnlyPublishedCheckpoints(t *testing.T) {
 }
 
 // plantManifestCopy stores manifest from's content as manifest to, renamed.
-func plantManifestCopy(t testing.TB, s bsync.Store, from, to int64) {
+func plantManifestCopy(t testing.TB, s storage.Store, from, to int64) {
 	t.Helper()
 	raw, _ := rawObject(t, s, manifestKey(from))
 	var m map[string]any
@@ -233,12 +233,12 @@ func jsonNumber(n int64) string { b, _ := json.Marshal(n); return string(b) }
 func TestGCRacesACommit(t *testing.T) {
 	for _, grace := range []time.Duration{0, time.Hour} {
 		t.Run(grace.String(), func(t *testing.T) {
-			eachStore(t, func(t *testing.T, s bsync.Store) { testGCRacesACommit(t, s, grace) })
+			eachStore(t, func(t *testing.T, s storage.Store) { testGCRacesACommit(t, s, grace) })
 		})
 	}
 }
 
-func testGCRacesACommit(t *testing.T, s bsync.Store, grace time.Duration) {
+func testGCRacesACommit(t *testing.T, s storage.Store, grace time.Duration) {
 	ctx := context.Background()
 	clk := newSyncClock()
 	dir := t.TempDir()
@@ -292,7 +292,7 @@ func testGCRacesACommit(t *testing.T, s bsync.Store, grace time.Duration) {
 // the commit must not publish until the gc has ended, and its checkpoint
 // must restore.
 func TestCommitWaitsForARunningGC(t *testing.T) {
-	eachStore(t, func(t *testing.T, s bsync.Store) {
+	eachStore(t, func(t *testing.T, s storage.Store) {
 		ctx := context.Background()
 		clk := newSyncClock()
 		dir := t.TempDir()
@@ -344,7 +344,7 @@ func TestCommitWaitsForARunningGC(t *testing.T) {
 // TestLostManifestResponse loses the response to the manifest's create:
 // the retry finds the object there, and it is the commit's own.
 func TestLostManifestResponse(t *testing.T) {
-	eachStore(t, func(t *testing.T, s bsync.Store) {
+	eachStore(t, func(t *testing.T, s storage.Store) {
 		clk := newSyncClock()
 		dir := t.TempDir()
 		files := map[string][]byte{"a": content(5000, 30)}
@@ -418,7 +418,7 @@ func TestExcludedFilesAreLeftOut(t *testing.T) {
 // thousand checkpoints), not each manifest; without the index, or with a
 // stale one, it still lists exactly the published checkpoints.
 func TestListReadsTheIndex(t *testing.T) {
-	eachStore(t, func(t *testing.T, s bsync.Store) {
+	eachStore(t, func(t *testing.T, s storage.Store) {
 		ctx := context.Background()
 		clk := newSyncClock()
 		dir := t.TempDir()

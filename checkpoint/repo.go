@@ -10,7 +10,7 @@ import (
 	"path"
 	"time"
 
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // DefaultChunkSize is the fixed chunk size of new commits: 4 MiB. Measured on
@@ -74,7 +74,7 @@ type Options struct {
 	LeaseDuration time.Duration
 	// Retry is the retry policy of every storage call (default
 	// sync.DefaultRetry()).
-	Retry *bsync.Retry
+	Retry *storage.Retry
 	// Now is the clock (default time.Now); tests inject their own.
 	Now func() time.Time
 	// Logger (default slog.Default()).
@@ -83,14 +83,14 @@ type Options struct {
 
 // Repo is one run's checkpoints in a store.
 type Repo struct {
-	store bsync.Store
+	store storage.Store
 	opts  Options
-	retry bsync.Retry
+	retry storage.Retry
 	log   *slog.Logger
 }
 
 // Open returns the repository of opts.Run in store. It sends no request.
-func Open(store bsync.Store, opts Options) (*Repo, error) {
+func Open(store storage.Store, opts Options) (*Repo, error) {
 	if err := CheckRunID(opts.Run); err != nil {
 		return nil, err
 	}
@@ -121,7 +121,7 @@ func Open(store bsync.Store, opts Options) (*Repo, error) {
 	if opts.Retry != nil {
 		r.retry = *opts.Retry
 	} else {
-		r.retry = bsync.DefaultRetry()
+		r.retry = storage.DefaultRetry()
 	}
 	return r, nil
 }
@@ -130,7 +130,7 @@ func Open(store bsync.Store, opts Options) (*Repo, error) {
 func (r *Repo) Run() string { return r.opts.Run }
 
 // getJSON reads the small JSON object under key into v and returns its
-// ETag. A missing object is bsync.ErrNotFound.
+// ETag. A missing object is storage.ErrNotFound.
 func (r *Repo) getJSON(ctx context.Context, key string, limit int64, v any) (string, error) {
 	var (
 		b    []byte
@@ -162,15 +162,15 @@ func (r *Repo) getJSON(ctx context.Context, key string, limit int64, v any) (str
 // errors. A conditional write whose response was lost is retried too; the
 // retry then fails its condition, which callers treat as losing the race
 // (they re-read and find their own write).
-func (r *Repo) putJSON(ctx context.Context, key string, v any, opts bsync.PutOptions) (bsync.ObjectInfo, error) {
+func (r *Repo) putJSON(ctx context.Context, key string, v any, opts storage.PutOptions) (storage.ObjectInfo, error) {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
-		return bsync.ObjectInfo{}, err
+		return storage.ObjectInfo{}, err
 	}
 	b = append(b, '\n')
-	var info bsync.ObjectInfo
+	var info storage.ObjectInfo
 	err = r.retry.Do(ctx, func(ctx context.Context) (err error) {
-		info, err = r.store.Put(ctx, key, bsync.BytesPayload(b), opts)
+		info, err = r.store.Put(ctx, key, storage.BytesPayload(b), opts)
 		return err
 	})
 	return info, err
@@ -182,7 +182,7 @@ func (r *Repo) putJSON(ctx context.Context, key string, v any, opts bsync.PutOpt
 func (r *Repo) readPointer(ctx context.Context) (Latest, string, error) {
 	var l Latest
 	etag, err := r.getJSON(ctx, latestKey(r.opts.Run), 64<<10, &l)
-	if errors.Is(err, bsync.ErrNotFound) {
+	if errors.Is(err, storage.ErrNotFound) {
 		return Latest{}, "", nil
 	}
 	if err != nil {
@@ -245,7 +245,7 @@ func (r *Repo) checkPublished(ctx context.Context, l Latest, seq int64) error {
 	}
 	for cur := l.Seq; cur > seq; {
 		h, err := r.fetchManifest(ctx, cur, true)
-		if errors.Is(err, bsync.ErrNotFound) && cur != l.Seq {
+		if errors.Is(err, storage.ErrNotFound) && cur != l.Seq {
 			return nil // a link retention deleted: older manifests are the pinned ones
 		}
 		if err != nil {
@@ -300,7 +300,7 @@ func (r *Repo) walkManifest(ctx context.Context, seq int64, fn func(File) error)
 		m, err = decodeManifest(open, r.opts.Run, seq, readMode{visit: visit})
 		return err
 	})
-	if errors.Is(err, bsync.ErrNotFound) {
+	if errors.Is(err, storage.ErrNotFound) {
 		return nil, fmt.Errorf("run %s has no checkpoint %d: %w", r.opts.Run, seq, err)
 	}
 	return m, err
@@ -311,7 +311,7 @@ const headerProbe = 64 << 10
 
 // fetchManifest reads manifests/<seq>.json of the run, published or not:
 // whole, or only its header (see readManifest). A missing manifest is
-// bsync.ErrNotFound.
+// storage.ErrNotFound.
 func (r *Repo) fetchManifest(ctx context.Context, seq int64, headerOnly bool) (*Manifest, error) {
 	key := manifestKey(r.opts.Run, seq)
 	var m *Manifest
@@ -330,14 +330,14 @@ func (r *Repo) fetchManifest(ctx context.Context, seq int64, headerOnly bool) (*
 		}
 		var err error
 		m, err = decodeManifest(open(length), r.opts.Run, seq, readMode{headerOnly: headerOnly})
-		if err != nil && headerOnly && size > headerProbe && !errors.Is(err, errBodyRead) && !errors.Is(err, bsync.ErrNotFound) {
+		if err != nil && headerOnly && size > headerProbe && !errors.Is(err, errBodyRead) && !errors.Is(err, storage.ErrNotFound) {
 			// The header did not fit in the probe (files before the
 			// counts): read the whole manifest, keeping no entries.
 			m, err = decodeManifest(open(-1), r.opts.Run, seq, readMode{headerOnly: true})
 		}
 		return err
 	})
-	if errors.Is(err, bsync.ErrNotFound) {
+	if errors.Is(err, storage.ErrNotFound) {
 		return nil, fmt.Errorf("run %s has no checkpoint %d: %w", r.opts.Run, seq, err)
 	}
 	return m, err
@@ -346,12 +346,12 @@ func (r *Repo) fetchManifest(ctx context.Context, seq int64, headerOnly bool) (*
 // PutLog stores a log segment of the run under runs/<run>/logs/<name>,
 // replacing an earlier upload of the same segment. One host's agent writes
 // one segment per start, so a run's history survives its hosts.
-func (r *Repo) PutLog(ctx context.Context, name string, p bsync.Payload) error {
+func (r *Repo) PutLog(ctx context.Context, name string, p storage.Payload) error {
 	if err := CheckRunID(name); err != nil {
 		return fmt.Errorf("log segment name: %w", err)
 	}
 	return r.retry.Do(ctx, func(ctx context.Context) error {
-		_, err := r.store.Put(ctx, runPrefix(r.opts.Run)+"logs/"+name, p, bsync.PutOptions{})
+		_, err := r.store.Put(ctx, runPrefix(r.opts.Run)+"logs/"+name, p, storage.PutOptions{})
 		return err
 	})
 }

@@ -9,10 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 	"github.com/zeebo/blake3"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
@@ -160,7 +160,7 @@ func (r *Repo) download(ctx context.Context, m *Manifest, staging string) error 
 	// that fetched it, so every byte is verified once and the hashing
 	// spreads over the workers. A file is made durable on the worker that
 	// wrote its last chunk, while other downloads go on.
-	buffers := gosync.Pool{New: func() any { b := make([]byte, m.ChunkSize); return &b }}
+	buffers := sync.Pool{New: func() any { b := make([]byte, m.ChunkSize); return &b }}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.opts.Workers)
 	slots := make(chan struct{}, 2*r.opts.Workers)
@@ -310,7 +310,7 @@ func (r *Repo) fetchChunk(ctx context.Context, hash string, data []byte) error {
 	n := int64(len(data))
 	err := r.retry.Do(ctx, func(ctx context.Context) error {
 		rc, info, err := r.store.Get(ctx, chunkKey(hash), 0, -1)
-		if errors.Is(err, bsync.ErrNotFound) {
+		if errors.Is(err, storage.ErrNotFound) {
 			return damagedChunk(hash, ChunkMissing, 0, n)
 		}
 		if err != nil {
@@ -321,7 +321,7 @@ func (r *Repo) fetchChunk(ctx context.Context, hash string, data []byte) error {
 			return damagedChunk(hash, ChunkWrongSize, info.Size, n)
 		}
 		if _, err := io.ReadFull(rc, data); err != nil {
-			return &bsync.Error{Op: "get", Key: chunkKey(hash), Kind: bsync.ErrTransient, Err: err}
+			return &storage.Error{Op: "get", Key: chunkKey(hash), Kind: storage.ErrTransient, Err: err}
 		}
 		return nil
 	})

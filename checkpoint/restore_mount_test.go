@@ -17,7 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/batonrun/baton/checkpoint"
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // mountTmpfs mounts a tmpfs of size bytes on dir, which must exist, and
@@ -98,7 +98,7 @@ func commitTree(t *testing.T, r *checkpoint.Repo, lease *checkpoint.Lease, files
 
 func TestRestoreIntoMountPoint(t *testing.T) { eachStore(t, testRestoreIntoMountPoint) }
 
-func testRestoreIntoMountPoint(t *testing.T, store bsync.Store) {
+func testRestoreIntoMountPoint(t *testing.T, store storage.Store) {
 	ctx := t.Context()
 	clk := newSyncClock()
 	w := openOn(t, store, "a", clk.now)

@@ -17,62 +17,62 @@ import (
 	"testing"
 
 	"github.com/batonrun/baton/checkpoint"
-	bsync "github.com/batonrun/baton/sync"
 	"github.com/batonrun/baton/sync/faults"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 func chunkKey(hash string) string { return "chunks/" + hash[:2] + "/" + hash }
 
 func TestRestoreFailures(t *testing.T) {
 	type env struct {
-		store bsync.Store
+		store storage.Store
 		chunk string // a chunk of model.bin, its third
 	}
 	cases := []struct {
 		name string
 		// setup breaks the store (or wraps it with faults) and returns the
 		// store to restore from.
-		setup func(t *testing.T, e env) bsync.Store
+		setup func(t *testing.T, e env) storage.Store
 		// ok: the restore must succeed despite the faults.
 		ok bool
 		// is and want: the error wraps is and contains want.
 		is   error
 		want string
 	}{
-		{name: "chunk overwritten with other bytes of the same size", setup: func(t *testing.T, e env) bsync.Store {
+		{name: "chunk overwritten with other bytes of the same size", setup: func(t *testing.T, e env) storage.Store {
 			putRaw(t, e.store, chunkKey(e.chunk), content(64<<10, 99))
 			return e.store
 		}, is: checkpoint.ErrDamaged, want: "does not match its hash"},
-		{name: "chunk overwritten with a shorter object", setup: func(t *testing.T, e env) bsync.Store {
+		{name: "chunk overwritten with a shorter object", setup: func(t *testing.T, e env) storage.Store {
 			putRaw(t, e.store, chunkKey(e.chunk), []byte("garbage"))
 			return e.store
 		}, is: checkpoint.ErrDamaged, want: "is 7 bytes, the manifest says 65536"},
-		{name: "chunk missing", setup: func(t *testing.T, e env) bsync.Store {
+		{name: "chunk missing", setup: func(t *testing.T, e env) storage.Store {
 			if err := e.store.Delete(context.Background(), chunkKey(e.chunk)); err != nil {
 				t.Fatal(err)
 			}
 			return e.store
 		}, is: checkpoint.ErrDamaged, want: "missing"},
-		{name: "permission denied on one chunk", setup: func(t *testing.T, e env) bsync.Store {
+		{name: "permission denied on one chunk", setup: func(t *testing.T, e env) storage.Store {
 			return faults.Wrap(e.store, faults.Rule{Op: faults.OpGet, Key: isKey(chunkKey(e.chunk)), Err: faults.Permission})
-		}, is: bsync.ErrPermission, want: e2eChunkName},
-		{name: "network down on every chunk", setup: func(t *testing.T, e env) bsync.Store {
+		}, is: storage.ErrPermission, want: e2eChunkName},
+		{name: "network down on every chunk", setup: func(t *testing.T, e env) storage.Store {
 			return faults.Wrap(e.store, faults.Rule{Op: faults.OpGet, Prefix: "chunks/", Err: faults.Unreachable})
-		}, is: bsync.ErrUnreachable, want: "gave up after"},
-		{name: "transient fault that does not pass", setup: func(t *testing.T, e env) bsync.Store {
+		}, is: storage.ErrUnreachable, want: "gave up after"},
+		{name: "transient fault that does not pass", setup: func(t *testing.T, e env) storage.Store {
 			return faults.Wrap(e.store, faults.Rule{Op: faults.OpGet, Key: isKey(chunkKey(e.chunk)), Err: faults.Transient})
-		}, is: bsync.ErrTransient, want: "gave up after 5 tries"},
-		{name: "transient faults, three times", ok: true, setup: func(t *testing.T, e env) bsync.Store {
+		}, is: storage.ErrTransient, want: "gave up after 5 tries"},
+		{name: "transient faults, three times", ok: true, setup: func(t *testing.T, e env) storage.Store {
 			return faults.Wrap(e.store, faults.Rule{Op: faults.OpGet, Prefix: "chunks/", Err: faults.Transient, Times: 3})
 		}},
-		{name: "transient faults on one chunk, four times", ok: true, setup: func(t *testing.T, e env) bsync.Store {
+		{name: "transient faults on one chunk, four times", ok: true, setup: func(t *testing.T, e env) storage.Store {
 			return faults.Wrap(e.store, faults.Rule{Op: faults.OpGet, Key: isKey(chunkKey(e.chunk)), Err: faults.Transient, Times: 4})
 		}},
-		{name: "bodies cut short", ok: true, setup: func(t *testing.T, e env) bsync.Store {
+		{name: "bodies cut short", ok: true, setup: func(t *testing.T, e env) storage.Store {
 			return faults.Wrap(e.store, faults.Rule{Op: faults.OpGet, Prefix: "chunks/", ShortRead: 1000, Times: 3})
 		}},
 	}
-	eachStore(t, func(t *testing.T, store bsync.Store) {
+	eachStore(t, func(t *testing.T, store storage.Store) {
 		ctx := t.Context()
 		clk := newSyncClock()
 		w := openOn(t, store, "a", clk.now)
@@ -142,9 +142,9 @@ const e2eChunkName = "model.bin"
 
 func isKey(key string) func(string) bool { return func(k string) bool { return k == key } }
 
-func putRaw(t *testing.T, s bsync.Store, key string, b []byte) {
+func putRaw(t *testing.T, s storage.Store, key string, b []byte) {
 	t.Helper()
-	if _, err := s.Put(context.Background(), key, bsync.BytesPayload(b), bsync.PutOptions{}); err != nil {
+	if _, err := s.Put(context.Background(), key, storage.BytesPayload(b), storage.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -26,8 +26,8 @@ import (
 	"time"
 
 	"github.com/batonrun/baton/checkpoint"
-	bsync "github.com/batonrun/baton/sync"
 	"github.com/batonrun/baton/sync/faults"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 const testRun = "run-1"
@@ -47,15 +47,15 @@ func (c *syncClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 // fastRetry retries transient errors at once, so that the tests that inject
 // them take no time.
-func fastRetry() *bsync.Retry {
-	return &bsync.Retry{Attempts: 5, UnreachableAttempts: 2, Base: time.Microsecond, Max: time.Millisecond}
+func fastRetry() *storage.Retry {
+	return &storage.Retry{Attempts: 5, UnreachableAttempts: 2, Base: time.Microsecond, Max: time.Millisecond}
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // openOn opens run testRun in s for holder (may be "" for a reader) with
 // 64 KiB chunks, a one-minute lease and fast retries.
-func openOn(t testing.TB, s bsync.Store, holder string, now func() time.Time) *checkpoint.Repo {
+func openOn(t testing.TB, s storage.Store, holder string, now func() time.Time) *checkpoint.Repo {
 	t.Helper()
 	opts := checkpoint.Options{
 		Run: testRun, ChunkSize: 64 << 10, LeaseDuration: time.Minute, Now: now,
@@ -98,10 +98,10 @@ func content(n int, labels ...uint64) []byte {
 
 // rawObject returns the bytes and ETag stored under key, or nil and "" if
 // there is no such object.
-func rawObject(t testing.TB, s bsync.Store, key string) ([]byte, string) {
+func rawObject(t testing.TB, s storage.Store, key string) ([]byte, string) {
 	t.Helper()
 	rc, info, err := s.Get(context.Background(), key, 0, -1)
-	if errors.Is(err, bsync.ErrNotFound) {
+	if errors.Is(err, storage.ErrNotFound) {
 		return nil, ""
 	}
 	if err != nil {
@@ -121,7 +121,7 @@ func manifestKey(seq int64) string { return fmt.Sprintf("runs/%s/manifests/%012d
 
 // readLatest parses latest.json straight from the store; ok is false if
 // there is none.
-func readLatest(t testing.TB, s bsync.Store) (l checkpoint.Latest, ok bool) {
+func readLatest(t testing.TB, s storage.Store) (l checkpoint.Latest, ok bool) {
 	t.Helper()
 	b, _ := rawObject(t, s, latestKey())
 	if b == nil {
@@ -135,7 +135,7 @@ func readLatest(t testing.TB, s bsync.Store) (l checkpoint.Latest, ok bool) {
 
 // readLease parses lease.json straight from the store; ok is false if there
 // is none.
-func readLease(t testing.TB, s bsync.Store) (l checkpoint.LeaseRecord, ok bool) {
+func readLease(t testing.TB, s storage.Store) (l checkpoint.LeaseRecord, ok bool) {
 	t.Helper()
 	b, _ := rawObject(t, s, leaseKey())
 	if b == nil {
@@ -148,10 +148,10 @@ func readLease(t testing.TB, s bsync.Store) (l checkpoint.LeaseRecord, ok bool) 
 }
 
 // listKeys returns every key under prefix, sorted.
-func listKeys(t testing.TB, s bsync.Store, prefix string) []string {
+func listKeys(t testing.TB, s storage.Store, prefix string) []string {
 	t.Helper()
 	var keys []string
-	err := s.List(context.Background(), prefix, func(o bsync.ObjectInfo) error {
+	err := s.List(context.Background(), prefix, func(o storage.ObjectInfo) error {
 		keys = append(keys, o.Key)
 		return nil
 	})
@@ -275,7 +275,7 @@ func diffTrees(got, want map[string][]byte) string {
 
 // clearRuns deletes every run of the store (its chunks stay), so that one
 // store can serve several independent cases.
-func clearRuns(t testing.TB, s bsync.Store) {
+func clearRuns(t testing.TB, s storage.Store) {
 	t.Helper()
 	for _, key := range listKeys(t, s, "runs/") {
 		if err := s.Delete(context.Background(), key); err != nil {

@@ -10,9 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	gosync "sync"
+	"sync"
 
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 	"github.com/zeebo/blake3"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
@@ -188,7 +188,7 @@ func (r *Repo) listChunkSizes(ctx context.Context) (map[string]int64, error) {
 	var sizes map[string]int64
 	err := r.retry.Do(ctx, func(ctx context.Context) error {
 		sizes = map[string]int64{}
-		return r.store.List(ctx, "chunks/", func(o bsync.ObjectInfo) error {
+		return r.store.List(ctx, "chunks/", func(o storage.ObjectInfo) error {
 			if hash, ok := parseChunkKey(o.Key); ok {
 				sizes[hash] = o.Size
 			}
@@ -206,14 +206,14 @@ func (r *Repo) listChunkSizes(ctx context.Context) (map[string]int64, error) {
 // name says. A chunk that vanished since the listing is missing.
 func (r *Repo) hashChunks(ctx context.Context, hashes []string, want map[string]int64) (map[string]*DamagedChunkError, error) {
 	var (
-		mu      gosync.Mutex
+		mu      sync.Mutex
 		damaged = map[string]*DamagedChunkError{}
 	)
 	var biggest int64
 	for _, h := range hashes {
 		biggest = max(biggest, want[h])
 	}
-	buffers := gosync.Pool{New: func() any { b := make([]byte, biggest); return &b }}
+	buffers := sync.Pool{New: func() any { b := make([]byte, biggest); return &b }}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.opts.Workers)
 	for _, h := range hashes {
@@ -243,7 +243,7 @@ func (r *Repo) checkChunk(ctx context.Context, hash string, data []byte) (*Damag
 	err := r.retry.Do(ctx, func(ctx context.Context) error {
 		d = nil
 		rc, info, err := r.store.Get(ctx, chunkKey(hash), 0, -1)
-		if errors.Is(err, bsync.ErrNotFound) {
+		if errors.Is(err, storage.ErrNotFound) {
 			d = damagedChunk(hash, ChunkMissing, 0, n)
 			return nil
 		}
@@ -256,7 +256,7 @@ func (r *Repo) checkChunk(ctx context.Context, hash string, data []byte) (*Damag
 			return nil
 		}
 		if _, err := io.ReadFull(rc, data); err != nil {
-			return &bsync.Error{Op: "get", Key: chunkKey(hash), Kind: bsync.ErrTransient, Err: err}
+			return &storage.Error{Op: "get", Key: chunkKey(hash), Kind: storage.ErrTransient, Err: err}
 		}
 		return nil
 	})
@@ -367,7 +367,7 @@ func (r *Repo) Repair(ctx context.Context, report *VerifyReport, dir string) (re
 				continue
 			}
 			err = r.retry.Do(ctx, func(ctx context.Context) error {
-				_, err := r.store.Put(ctx, chunkKey(hash), bsync.BytesPayload(data), bsync.PutOptions{})
+				_, err := r.store.Put(ctx, chunkKey(hash), storage.BytesPayload(data), storage.PutOptions{})
 				return err
 			})
 			if err != nil {

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/batonrun/baton/checkpoint"
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // verifySetup is a run of two checkpoints in 64 KiB chunks:
@@ -18,7 +18,7 @@ import (
 //
 // and the directories each was committed from.
 type verifySetup struct {
-	store         bsync.Store
+	store         storage.Store
 	repo          *checkpoint.Repo
 	m1, m2        *checkpoint.Manifest
 	v1, v2        map[string][]byte
@@ -26,7 +26,7 @@ type verifySetup struct {
 	a0, b1, a4, n string
 }
 
-func newVerifySetup(t *testing.T, s bsync.Store) *verifySetup {
+func newVerifySetup(t *testing.T, s storage.Store) *verifySetup {
 	t.Helper()
 	ctx := t.Context()
 	h := &verifySetup{store: s, repo: openOn(t, s, "a", newSyncClock().now)}
@@ -61,7 +61,7 @@ func objKey(hash string) string { return "chunks/" + hash[:2] + "/" + hash }
 
 func (h *verifySetup) put(t *testing.T, hash string, b []byte) {
 	t.Helper()
-	if _, err := h.store.Put(context.Background(), objKey(hash), bsync.BytesPayload(b), bsync.PutOptions{}); err != nil {
+	if _, err := h.store.Put(context.Background(), objKey(hash), storage.BytesPayload(b), storage.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -83,7 +83,7 @@ func dirWith(t *testing.T, files map[string][]byte, edit func(map[string][]byte)
 
 func TestVerifyAndRepair(t *testing.T) { eachStore(t, testVerifyAndRepair) }
 
-func testVerifyAndRepair(t *testing.T, s bsync.Store) {
+func testVerifyAndRepair(t *testing.T, s storage.Store) {
 	h := newVerifySetup(t, s)
 	ctx := t.Context()
 

@@ -17,7 +17,7 @@ import (
 	"github.com/batonrun/baton/agent/notify"
 	"github.com/batonrun/baton/checkpoint"
 	"github.com/batonrun/baton/internal/redact"
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 	"github.com/batonrun/baton/sync/storeurl"
 )
 
@@ -144,8 +144,8 @@ func (c Config) check(s Setting, v reflect.Value) error {
 			return fail("want 1 to %d", MaxWorkers)
 		}
 	case "part-size":
-		if c.PartSize < bsync.MinPartSize || c.PartSize > MaxPartSize {
-			return fail("want %s to %s", ByteSize(bsync.MinPartSize), ByteSize(MaxPartSize))
+		if c.PartSize < storage.MinPartSize || c.PartSize > MaxPartSize {
+			return fail("want %s to %s", ByteSize(storage.MinPartSize), ByteSize(MaxPartSize))
 		}
 	case "chunk-size":
 		if c.ChunkSize < checkpoint.MinChunkSize || c.ChunkSize > checkpoint.MaxChunkSize {

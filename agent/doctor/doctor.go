@@ -24,7 +24,7 @@ import (
 
 	"github.com/batonrun/baton/agent/config"
 	"github.com/batonrun/baton/agent/platform"
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // Schema is the version of the JSON form of Report. It changes only when a
@@ -148,10 +148,10 @@ type Options struct {
 
 	// OpenStore opens the store at the configured URL; nil: the store is
 	// not checked.
-	OpenStore func(ctx context.Context, url string) (bsync.Store, error)
+	OpenStore func(ctx context.Context, url string) (storage.Store, error)
 	// StoreRetry is the retry policy of the store's round trip; the zero
 	// value means DefaultStoreRetry.
-	StoreRetry bsync.Retry
+	StoreRetry storage.Retry
 
 	// Redact removes secrets from every text the report carries; nil: none.
 	Redact func(string) string

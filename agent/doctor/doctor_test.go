@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/batonrun/baton/agent/config"
-	bsync "github.com/batonrun/baton/sync"
 	"github.com/batonrun/baton/sync/file"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // mapEnv is a getenv over a map.
@@ -53,7 +53,7 @@ func baseOptions(t *testing.T, env map[string]string) Options {
 		Version: "test", Host: "testhost", WorkDir: t.TempDir(),
 		Config: cfg, ConfigProblem: problem,
 		Disk: fixedDisk(DiskSpace{TotalBytes: 100 << 30, FreeBytes: 50 << 30}, nil),
-		OpenStore: func(context.Context, string) (bsync.Store, error) {
+		OpenStore: func(context.Context, string) (storage.Store, error) {
 			return file.New(storeDir) // whatever the URL says: tests never write outside their temporary dirs
 		},
 	}
@@ -236,28 +236,28 @@ func TestRealDisk(t *testing.T) {
 
 // hookStore is a Store whose operations a test may replace one by one.
 type hookStore struct {
-	bsync.Store
-	put    func(ctx context.Context, key string, p bsync.Payload, opts bsync.PutOptions) (bsync.ObjectInfo, error)
-	get    func(ctx context.Context, key string, off, n int64) (io.ReadCloser, bsync.ObjectInfo, error)
-	list   func(ctx context.Context, prefix string, fn func(bsync.ObjectInfo) error) error
+	storage.Store
+	put    func(ctx context.Context, key string, p storage.Payload, opts storage.PutOptions) (storage.ObjectInfo, error)
+	get    func(ctx context.Context, key string, off, n int64) (io.ReadCloser, storage.ObjectInfo, error)
+	list   func(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error
 	delete func(ctx context.Context, key string) error
 }
 
-func (s *hookStore) Put(ctx context.Context, key string, p bsync.Payload, opts bsync.PutOptions) (bsync.ObjectInfo, error) {
+func (s *hookStore) Put(ctx context.Context, key string, p storage.Payload, opts storage.PutOptions) (storage.ObjectInfo, error) {
 	if s.put != nil {
 		return s.put(ctx, key, p, opts)
 	}
 	return s.Store.Put(ctx, key, p, opts)
 }
 
-func (s *hookStore) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, bsync.ObjectInfo, error) {
+func (s *hookStore) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, storage.ObjectInfo, error) {
 	if s.get != nil {
 		return s.get(ctx, key, off, n)
 	}
 	return s.Store.Get(ctx, key, off, n)
 }
 
-func (s *hookStore) List(ctx context.Context, prefix string, fn func(bsync.ObjectInfo) error) error {
+func (s *hookStore) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
 	if s.list != nil {
 		return s.list(ctx, prefix, fn)
 	}
@@ -272,9 +272,9 @@ func (s *hookStore) Delete(ctx context.Context, key string) error {
 }
 
 func TestStoreRoundTrip(t *testing.T) {
-	fail := func(kind error) func(ctx context.Context, key string, p bsync.Payload, opts bsync.PutOptions) (bsync.ObjectInfo, error) {
-		return func(ctx context.Context, key string, p bsync.Payload, opts bsync.PutOptions) (bsync.ObjectInfo, error) {
-			return bsync.ObjectInfo{}, &bsync.Error{Op: "put", Key: key, Kind: kind, Err: errors.New("provider said no")}
+	fail := func(kind error) func(ctx context.Context, key string, p storage.Payload, opts storage.PutOptions) (storage.ObjectInfo, error) {
+		return func(ctx context.Context, key string, p storage.Payload, opts storage.PutOptions) (storage.ObjectInfo, error) {
+			return storage.ObjectInfo{}, &storage.Error{Op: "put", Key: key, Kind: kind, Err: errors.New("provider said no")}
 		}
 	}
 	cases := []struct {
@@ -286,31 +286,31 @@ func TestStoreRoundTrip(t *testing.T) {
 		kind   string
 	}{
 		{name: "file store", status: OK, reason: "writable, create-only writes enforced (put "},
-		{name: "credentials rejected", hook: func(s *hookStore) { s.put = fail(bsync.ErrAuth) },
+		{name: "credentials rejected", hook: func(s *hookStore) { s.put = fail(storage.ErrAuth) },
 			status: Fail, reason: "put_if_absent: credentials rejected", step: StepPut, kind: "credentials"},
-		{name: "permission denied", hook: func(s *hookStore) { s.put = fail(bsync.ErrPermission) },
+		{name: "permission denied", hook: func(s *hookStore) { s.put = fail(storage.ErrPermission) },
 			status: Fail, reason: "put_if_absent: permission denied", step: StepPut, kind: "permission"},
-		{name: "no bucket", hook: func(s *hookStore) { s.put = fail(bsync.ErrNoBucket) },
+		{name: "no bucket", hook: func(s *hookStore) { s.put = fail(storage.ErrNoBucket) },
 			status: Fail, reason: "put_if_absent: the bucket does not exist", step: StepPut, kind: "no_bucket"},
-		{name: "unreachable", hook: func(s *hookStore) { s.put = fail(bsync.ErrUnreachable) },
+		{name: "unreachable", hook: func(s *hookStore) { s.put = fail(storage.ErrUnreachable) },
 			status: Fail, reason: "put_if_absent: endpoint unreachable", step: StepPut, kind: "unreachable"},
 		{name: "create-only not enforced", hook: func(s *hookStore) {
 			inner := s.Store
-			s.put = func(ctx context.Context, key string, p bsync.Payload, opts bsync.PutOptions) (bsync.ObjectInfo, error) {
-				return inner.Put(ctx, key, p, bsync.PutOptions{}) // drops If-None-Match
+			s.put = func(ctx context.Context, key string, p storage.Payload, opts storage.PutOptions) (storage.ObjectInfo, error) {
+				return inner.Put(ctx, key, p, storage.PutOptions{}) // drops If-None-Match
 			}
 		}, status: Fail, reason: "put_if_absent_again: the store accepted a second create-only write", step: StepPutAgain, kind: "not_enforced"},
 		{name: "read back differs", hook: func(s *hookStore) {
-			s.get = func(context.Context, string, int64, int64) (io.ReadCloser, bsync.ObjectInfo, error) {
-				return io.NopCloser(strings.NewReader("something else")), bsync.ObjectInfo{}, nil
+			s.get = func(context.Context, string, int64, int64) (io.ReadCloser, storage.ObjectInfo, error) {
+				return io.NopCloser(strings.NewReader("something else")), storage.ObjectInfo{}, nil
 			}
 		}, status: Fail, reason: "get: the object read back differs", step: StepGet, kind: "mismatch"},
 		{name: "listing misses it", hook: func(s *hookStore) {
-			s.list = func(context.Context, string, func(bsync.ObjectInfo) error) error { return nil }
+			s.list = func(context.Context, string, func(storage.ObjectInfo) error) error { return nil }
 		}, status: Fail, reason: "list: a listing does not show", step: StepList, kind: "not_listed"},
 		{name: "delete denied", hook: func(s *hookStore) {
 			s.delete = func(ctx context.Context, key string) error {
-				return &bsync.Error{Op: "delete", Key: key, Kind: bsync.ErrPermission}
+				return &storage.Error{Op: "delete", Key: key, Kind: storage.ErrPermission}
 			}
 		}, status: Fail, reason: "delete: permission denied", step: StepDelete, kind: "permission"},
 	}
@@ -326,8 +326,8 @@ func TestStoreRoundTrip(t *testing.T) {
 			if c.hook != nil {
 				c.hook(s)
 			}
-			o.OpenStore = func(context.Context, string) (bsync.Store, error) { return s, nil }
-			o.StoreRetry = bsync.Retry{Attempts: 2, Base: time.Millisecond, Max: time.Millisecond}
+			o.OpenStore = func(context.Context, string) (storage.Store, error) { return s, nil }
+			o.StoreRetry = storage.Retry{Attempts: 2, Base: time.Millisecond, Max: time.Millisecond}
 			r := Run(t.Context(), o)
 			got := findCheck(t, r, "store")
 			if got.Status != c.status || !got.Required || !strings.Contains(got.Reason, c.reason) {
@@ -360,7 +360,7 @@ func TestStoreRoundTrip(t *testing.T) {
 				}
 			}
 			if c.name != "delete denied" { // nothing may be left behind
-				if err := inner.List(t.Context(), ProbePrefix, func(info bsync.ObjectInfo) error {
+				if err := inner.List(t.Context(), ProbePrefix, func(info storage.ObjectInfo) error {
 					return errors.New("left behind: " + info.Key)
 				}); err != nil {
 					t.Fatal(err)
@@ -384,13 +384,13 @@ func TestStoreThatHangsTimesOut(t *testing.T) {
 	o := baseOptions(t, map[string]string{"BATON_STORE": "file:///unused", "BATON_RUN_ID": "r"})
 	deleted := make(chan struct{}, 1)
 	s := &hookStore{
-		put: func(ctx context.Context, _ string, _ bsync.Payload, _ bsync.PutOptions) (bsync.ObjectInfo, error) {
+		put: func(ctx context.Context, _ string, _ storage.Payload, _ storage.PutOptions) (storage.ObjectInfo, error) {
 			<-ctx.Done()
-			return bsync.ObjectInfo{}, ctx.Err()
+			return storage.ObjectInfo{}, ctx.Err()
 		},
 		delete: func(context.Context, string) error { deleted <- struct{}{}; return nil },
 	}
-	o.OpenStore = func(context.Context, string) (bsync.Store, error) { return s, nil }
+	o.OpenStore = func(context.Context, string) (storage.Store, error) { return s, nil }
 	start := time.Now()
 	r := Run(t.Context(), o)
 	got := findCheck(t, r, "store")
@@ -443,8 +443,8 @@ func TestJSONRoundTrip(t *testing.T) {
 
 func TestText(t *testing.T) {
 	o := baseOptions(t, map[string]string{"BATON_STORE": "s3://bucket/p", "BATON_RUN_ID": "r"})
-	o.OpenStore = func(context.Context, string) (bsync.Store, error) {
-		return nil, &bsync.Error{Op: "open", Kind: bsync.ErrAuth, Err: errors.New("no credentials")}
+	o.OpenStore = func(context.Context, string) (storage.Store, error) {
+		return nil, &storage.Error{Op: "open", Kind: storage.ErrAuth, Err: errors.New("no credentials")}
 	}
 	r := Run(t.Context(), o)
 	for _, color := range []bool{false, true} {
@@ -488,7 +488,7 @@ func TestProbeKey(t *testing.T) {
 	if a == b {
 		t.Fatal("two probe keys are the same")
 	}
-	if err := bsync.CheckKey(a); err != nil || !strings.HasPrefix(a, ProbePrefix+"my_host_.._x-") {
+	if err := storage.CheckKey(a); err != nil || !strings.HasPrefix(a, ProbePrefix+"my_host_.._x-") {
 		t.Fatalf("probe key %q: %v", a, err)
 	}
 }
@@ -497,9 +497,9 @@ func TestRedactReachesEveryText(t *testing.T) {
 	const secret = "s3cr3t-value-42"
 	o := baseOptions(t, map[string]string{"BATON_STORE": "file:///x?" + secret, "BATON_RUN_ID": "r"})
 	o.Redact = func(s string) string { return strings.ReplaceAll(s, secret, "[REDACTED]") }
-	o.OpenStore = func(context.Context, string) (bsync.Store, error) {
-		return &hookStore{put: func(ctx context.Context, key string, _ bsync.Payload, _ bsync.PutOptions) (bsync.ObjectInfo, error) {
-			return bsync.ObjectInfo{}, &bsync.Error{Op: "put", Key: key, Kind: bsync.ErrIO, Err: errors.New("server echoed " + secret)}
+	o.OpenStore = func(context.Context, string) (storage.Store, error) {
+		return &hookStore{put: func(ctx context.Context, key string, _ storage.Payload, _ storage.PutOptions) (storage.ObjectInfo, error) {
+			return storage.ObjectInfo{}, &storage.Error{Op: "put", Key: key, Kind: storage.ErrIO, Err: errors.New("server echoed " + secret)}
 		}}, nil
 	}
 	o.Disk = fixedDisk(DiskSpace{}, errors.New("mount says "+secret))

@@ -10,10 +10,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/batonrun/baton/internal/s3test"
-	bsync "github.com/batonrun/baton/sync"
 	"github.com/batonrun/baton/sync/s3aws"
 	"github.com/batonrun/baton/sync/s3config"
 	"github.com/batonrun/baton/sync/s3minio"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // TestStoreRoundTripS3 runs the round trip against a real versitygw with
@@ -24,9 +24,9 @@ func TestStoreRoundTripS3(t *testing.T) {
 	srv := s3test.Start(t, s3test.Versitygw, s3test.Users())
 	bucket := srv.NewBucket(t)
 	userKey, userSecret := srv.NewUser(t)
-	drivers := map[string]func(context.Context, s3config.Config) (bsync.Store, error){
-		"aws":   func(ctx context.Context, c s3config.Config) (bsync.Store, error) { return s3aws.New(ctx, c) },
-		"minio": func(ctx context.Context, c s3config.Config) (bsync.Store, error) { return s3minio.New(ctx, c) },
+	drivers := map[string]func(context.Context, s3config.Config) (storage.Store, error){
+		"aws":   func(ctx context.Context, c s3config.Config) (storage.Store, error) { return s3aws.New(ctx, c) },
+		"minio": func(ctx context.Context, c s3config.Config) (storage.Store, error) { return s3minio.New(ctx, c) },
 	}
 	cases := []struct {
 		name   string
@@ -51,7 +51,7 @@ func TestStoreRoundTripS3(t *testing.T) {
 				cfg := srv.Config(bucket, "doctor/"+driver)
 				c.change(&cfg)
 				o := baseOptions(t, map[string]string{"BATON_STORE": "s3://" + cfg.Bucket + "/doctor", "BATON_RUN_ID": "r"})
-				o.OpenStore = func(ctx context.Context, _ string) (bsync.Store, error) { return open(ctx, cfg) }
+				o.OpenStore = func(ctx context.Context, _ string) (storage.Store, error) { return open(ctx, cfg) }
 				start := time.Now()
 				r := Run(t.Context(), o)
 				elapsed := time.Since(start)
@@ -95,7 +95,7 @@ func TestStoreRoundTripMinIO(t *testing.T) {
 		t.Run(driver, func(t *testing.T) {
 			cfg := srv.Config(bucket, "doctor")
 			o := baseOptions(t, map[string]string{"BATON_STORE": "s3://" + bucket + "/doctor", "BATON_RUN_ID": "r"})
-			o.OpenStore = func(ctx context.Context, _ string) (bsync.Store, error) {
+			o.OpenStore = func(ctx context.Context, _ string) (storage.Store, error) {
 				if driver == "minio" {
 					return s3minio.New(ctx, cfg)
 				}

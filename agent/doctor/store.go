@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/batonrun/baton/internal/redact"
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // ProbePrefix is the prefix, under the store's own, of the objects the
@@ -65,8 +65,8 @@ var stepTimeout = StoreStepTimeout
 // DefaultStoreRetry is the retry policy of the round trip: a few quick
 // tries, so that one dropped request does not fail the check but a dead
 // endpoint fails within a few seconds.
-func DefaultStoreRetry() bsync.Retry {
-	return bsync.Retry{Attempts: 3, UnreachableAttempts: 2, Base: 200 * time.Millisecond, Max: time.Second}
+func DefaultStoreRetry() storage.Retry {
+	return storage.Retry{Attempts: 3, UnreachableAttempts: 2, Base: 200 * time.Millisecond, Max: time.Second}
 }
 
 // checkStore opens the configured store and runs the round trip. With no
@@ -104,14 +104,14 @@ func checkStore(ctx context.Context, o Options) (Check, *StoreFacts) {
 
 // roundTrip runs the steps and records them.
 type roundTrip struct {
-	retry bsync.Retry
+	retry storage.Retry
 	now   func() time.Time
 	facts *StoreFacts
 }
 
 // run runs the round trip and returns its first failed step, or nil.
 func (rt *roundTrip) run(ctx context.Context, o Options, url string) *StoreStep {
-	var store bsync.Store
+	var store storage.Store
 	if failed := rt.step(ctx, StepOpen, func(ctx context.Context) error {
 		var err error
 		store, err = o.OpenStore(ctx, url)
@@ -129,8 +129,8 @@ func (rt *roundTrip) run(ctx context.Context, o Options, url string) *StoreStep 
 	}
 
 	failed := rt.retried(ctx, StepPut, func(ctx context.Context) error {
-		_, err := store.Put(ctx, key, bsync.BytesPayload(body), bsync.PutOptions{IfAbsent: true})
-		if errors.Is(err, bsync.ErrPreconditionFailed) && ours(ctx, store, key, body) {
+		_, err := store.Put(ctx, key, storage.BytesPayload(body), storage.PutOptions{IfAbsent: true})
+		if errors.Is(err, storage.ErrPreconditionFailed) && ours(ctx, store, key, body) {
 			return nil // a retry found the object a lost response had written
 		}
 		return err
@@ -143,11 +143,11 @@ func (rt *roundTrip) run(ctx context.Context, o Options, url string) *StoreStep 
 	}
 
 	keep(rt.retried(ctx, StepPutAgain, func(ctx context.Context) error {
-		_, err := store.Put(ctx, key, bsync.BytesPayload([]byte("second writer\n")), bsync.PutOptions{IfAbsent: true})
+		_, err := store.Put(ctx, key, storage.BytesPayload([]byte("second writer\n")), storage.PutOptions{IfAbsent: true})
 		switch {
 		case err == nil:
 			return errNotEnforced
-		case errors.Is(err, bsync.ErrPreconditionFailed):
+		case errors.Is(err, storage.ErrPreconditionFailed):
 			return nil
 		}
 		return err
@@ -169,7 +169,7 @@ func (rt *roundTrip) run(ctx context.Context, o Options, url string) *StoreStep 
 	}))
 	keep(rt.retried(ctx, StepList, func(ctx context.Context) error {
 		found := false
-		err := store.List(ctx, key, func(info bsync.ObjectInfo) error {
+		err := store.List(ctx, key, func(info storage.ObjectInfo) error {
 			if info.Key == key {
 				found = true
 				return errStop
@@ -220,14 +220,14 @@ func (rt *roundTrip) retried(ctx context.Context, op string, f func(context.Cont
 
 // cleanup deletes the probe object after a failed write that may have
 // reached the store anyway; it records nothing.
-func (rt *roundTrip) cleanup(ctx context.Context, store bsync.Store, key string) {
+func (rt *roundTrip) cleanup(ctx context.Context, store storage.Store, key string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	_ = store.Delete(ctx, key) // best effort: the check has failed already
 }
 
 // ours reports whether the object under key holds body.
-func ours(ctx context.Context, store bsync.Store, key string, body []byte) bool {
+func ours(ctx context.Context, store storage.Store, key string, body []byte) bool {
 	rc, _, err := store.Get(ctx, key, 0, -1)
 	if err != nil {
 		return false
@@ -247,16 +247,16 @@ func kindOf(ctx context.Context, err error) string {
 		{errNotEnforced, "not_enforced"},
 		{errMismatch, "mismatch"},
 		{errNotListed, "not_listed"},
-		{bsync.ErrAuth, "credentials"},
-		{bsync.ErrPermission, "permission"},
-		{bsync.ErrNoBucket, "no_bucket"},
-		{bsync.ErrUnreachable, "unreachable"},
-		{bsync.ErrNotFound, "not_found"},
-		{bsync.ErrPreconditionFailed, "precondition_failed"},
-		{bsync.ErrInvalid, "invalid"},
-		{bsync.ErrIO, "io"},
+		{storage.ErrAuth, "credentials"},
+		{storage.ErrPermission, "permission"},
+		{storage.ErrNoBucket, "no_bucket"},
+		{storage.ErrUnreachable, "unreachable"},
+		{storage.ErrNotFound, "not_found"},
+		{storage.ErrPreconditionFailed, "precondition_failed"},
+		{storage.ErrInvalid, "invalid"},
+		{storage.ErrIO, "io"},
 		{context.DeadlineExceeded, "timeout"},
-		{bsync.ErrTransient, "transient"},
+		{storage.ErrTransient, "transient"},
 	} {
 		if errors.Is(err, k.err) {
 			return k.kind

@@ -20,7 +20,7 @@ import (
 
 	"github.com/batonrun/baton/agent/telemetry/record"
 	"github.com/batonrun/baton/checkpoint"
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 	"github.com/batonrun/baton/sync/transfer"
 )
 
@@ -159,7 +159,7 @@ func (f *checkpointFlags) validate(needRun bool) error {
 }
 
 // open opens the store and, if --run is set, the run's repository.
-func (f *checkpointFlags) open(ctx context.Context, e env) (bsync.Store, *checkpoint.Repo, error) {
+func (f *checkpointFlags) open(ctx context.Context, e env) (storage.Store, *checkpoint.Repo, error) {
 	store, err := f.storeFlags.open(ctx, e, f.store)
 	if err != nil || f.run == "" {
 		return store, nil, err

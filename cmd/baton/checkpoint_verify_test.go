@@ -13,8 +13,8 @@ import (
 
 	"github.com/batonrun/baton/checkpoint"
 	"github.com/batonrun/baton/internal/s3test"
-	bsync "github.com/batonrun/baton/sync"
 	"github.com/batonrun/baton/sync/s3aws"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // showManifest returns checkpoint seq (0: the latest) as show --json prints it.
@@ -76,7 +76,7 @@ func TestCheckpointVerify(t *testing.T) {
 		testCheckpointVerify(t, verifyStore{
 			environ: environ,
 			put: func(t *testing.T, key string, data []byte) {
-				if _, err := store.Put(context.Background(), key, bsync.BytesPayload(data), bsync.PutOptions{}); err != nil {
+				if _, err := store.Put(context.Background(), key, storage.BytesPayload(data), storage.PutOptions{}); err != nil {
 					t.Fatal(err)
 				}
 			},

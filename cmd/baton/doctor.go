@@ -12,7 +12,7 @@ import (
 	"github.com/batonrun/baton/agent/config"
 	"github.com/batonrun/baton/agent/doctor"
 	"github.com/batonrun/baton/agent/telemetry/gpu"
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 	"github.com/batonrun/baton/sync/storeurl"
 )
 
@@ -74,7 +74,7 @@ func (c *doctorCmd) Run(ctx context.Context, args []string) error {
 		WorkDir:       wd,
 		Config:        cfg,
 		ConfigProblem: problem,
-		OpenStore: func(ctx context.Context, url string) (bsync.Store, error) {
+		OpenStore: func(ctx context.Context, url string) (storage.Store, error) {
 			return storeurl.Open(ctx, url, storeurl.Options{Driver: cfg.S3Driver, Getenv: c.env.getenv, MaxConns: 4})
 		},
 		RequireGPU: *requireGPU,

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 	"github.com/batonrun/baton/sync/storeurl"
 	"github.com/batonrun/baton/sync/transfer"
 )
@@ -37,7 +37,7 @@ func (f *storeFlags) validate() error {
 }
 
 // open opens the store named by raw, mapping a bad URL to a usage error.
-func (f *storeFlags) open(ctx context.Context, e env, raw string) (bsync.Store, error) {
+func (f *storeFlags) open(ctx context.Context, e env, raw string) (storage.Store, error) {
 	s, err := storeurl.Open(ctx, raw, storeurl.Options{Driver: f.driver, Getenv: e.getenv, MaxConns: f.workers})
 	if errors.Is(err, storeurl.ErrBadURL) {
 		return nil, usageError{err}
@@ -63,7 +63,7 @@ func (f *transferFlags) validate() error {
 	if err := f.storeFlags.validate(); err != nil {
 		return err
 	}
-	if f.partSize < bsync.MinPartSize {
+	if f.partSize < storage.MinPartSize {
 		return usagef("--part-size=%d: want at least 5MiB", f.partSize)
 	}
 	switch f.progress {

@@ -13,12 +13,12 @@ import (
 	"testing"
 	"time"
 
-	bsync "github.com/batonrun/baton/sync"
 	"github.com/batonrun/baton/sync/s3config"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // NewStoreFunc opens a driver's store for the given settings.
-type NewStoreFunc func(ctx context.Context, cfg s3config.Config) (bsync.Store, error)
+type NewStoreFunc func(ctx context.Context, cfg s3config.Config) (storage.Store, error)
 
 // Smoke runs quick checks of the S3-specific behaviour of a driver against
 // a real server of the given kind: the basic operations through a key
@@ -29,7 +29,7 @@ func Smoke(t *testing.T, kind string, open NewStoreFunc) {
 	srv := Start(t, kind)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	mustOpen := func(t *testing.T, cfg s3config.Config) bsync.Store {
+	mustOpen := func(t *testing.T, cfg s3config.Config) storage.Store {
 		t.Helper()
 		st, err := open(ctx, cfg)
 		if err != nil {
@@ -42,7 +42,7 @@ func Smoke(t *testing.T, kind string, open NewStoreFunc) {
 
 	t.Run("basic", func(t *testing.T) {
 		data := []byte("hello, object storage")
-		put, err := st.Put(ctx, "a/b.txt", bsync.BytesPayload(data), bsync.PutOptions{})
+		put, err := st.Put(ctx, "a/b.txt", storage.BytesPayload(data), storage.PutOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -77,19 +77,19 @@ func Smoke(t *testing.T, kind string, open NewStoreFunc) {
 				t.Errorf("get(%d, %d) info %+v", c.off, c.n, gi)
 			}
 		}
-		if _, _, err := st.Get(ctx, "a/b.txt", int64(len(data))+1, -1); !errors.Is(err, bsync.ErrInvalid) {
+		if _, _, err := st.Get(ctx, "a/b.txt", int64(len(data))+1, -1); !errors.Is(err, storage.ErrInvalid) {
 			t.Errorf("get past the end: %v, want ErrInvalid", err)
 		}
-		if _, _, err := st.Get(ctx, "a/missing", 0, -1); !errors.Is(err, bsync.ErrNotFound) {
+		if _, _, err := st.Get(ctx, "a/missing", 0, -1); !errors.Is(err, storage.ErrNotFound) {
 			t.Errorf("get missing: %v, want ErrNotFound", err)
 		}
-		if _, _, err := st.Get(ctx, "a/missing", 3, 4); !errors.Is(err, bsync.ErrNotFound) {
+		if _, _, err := st.Get(ctx, "a/missing", 3, 4); !errors.Is(err, storage.ErrNotFound) {
 			t.Errorf("get range of missing: %v, want ErrNotFound", err)
 		}
-		if _, err := st.Stat(ctx, "a/missing"); !errors.Is(err, bsync.ErrNotFound) {
+		if _, err := st.Stat(ctx, "a/missing"); !errors.Is(err, storage.ErrNotFound) {
 			t.Errorf("stat missing: %v, want ErrNotFound", err)
 		}
-		if _, err := st.Put(ctx, "empty", bsync.BytesPayload(nil), bsync.PutOptions{}); err != nil {
+		if _, err := st.Put(ctx, "empty", storage.BytesPayload(nil), storage.PutOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		rc, gi, err := st.Get(ctx, "empty", 0, -1)
@@ -100,7 +100,7 @@ func Smoke(t *testing.T, kind string, open NewStoreFunc) {
 			t.Errorf("get empty = %q, %v, %+v", b, err, gi)
 		}
 		rc.Close()
-		if _, err := st.Put(ctx, "../x", bsync.BytesPayload(data), bsync.PutOptions{}); !errors.Is(err, bsync.ErrInvalid) {
+		if _, err := st.Put(ctx, "../x", storage.BytesPayload(data), storage.PutOptions{}); !errors.Is(err, storage.ErrInvalid) {
 			t.Errorf("put bad key: %v, want ErrInvalid", err)
 		}
 	})
@@ -108,12 +108,12 @@ func Smoke(t *testing.T, kind string, open NewStoreFunc) {
 	t.Run("list", func(t *testing.T) {
 		keys := []string{"l/b", "l/a/2", "l/a/1", "l/c"}
 		for _, k := range keys {
-			if _, err := st.Put(ctx, k, bsync.BytesPayload([]byte(k)), bsync.PutOptions{}); err != nil {
+			if _, err := st.Put(ctx, k, storage.BytesPayload([]byte(k)), storage.PutOptions{}); err != nil {
 				t.Fatal(err)
 			}
 		}
 		var got []string
-		err := st.List(ctx, "l/", func(o bsync.ObjectInfo) error {
+		err := st.List(ctx, "l/", func(o storage.ObjectInfo) error {
 			if o.Size != int64(len(o.Key)) || o.ETag == "" {
 				t.Errorf("listed %+v", o)
 			}
@@ -128,13 +128,13 @@ func Smoke(t *testing.T, kind string, open NewStoreFunc) {
 			t.Errorf("list = %q, want %q", got, keys)
 		}
 		stop := errors.New("stop")
-		if err := st.List(ctx, "l/", func(bsync.ObjectInfo) error { return stop }); err != stop {
+		if err := st.List(ctx, "l/", func(storage.ObjectInfo) error { return stop }); err != stop {
 			t.Errorf("list stopped by fn: %v", err)
 		}
 		// The store's prefix is stripped, and nothing outside it shows.
 		other := mustOpen(t, srv.Config(bucket, ""))
 		var all []string
-		if err := other.List(ctx, "pfx/l/a/", func(o bsync.ObjectInfo) error { all = append(all, o.Key); return nil }); err != nil {
+		if err := other.List(ctx, "pfx/l/a/", func(o storage.ObjectInfo) error { all = append(all, o.Key); return nil }); err != nil {
 			t.Fatal(err)
 		}
 		if !slices.Equal(all, []string{"pfx/l/a/1", "pfx/l/a/2"}) {
@@ -148,28 +148,28 @@ func Smoke(t *testing.T, kind string, open NewStoreFunc) {
 		if err := st.Delete(ctx, "l/never"); err != nil {
 			t.Errorf("delete missing: %v", err)
 		}
-		if _, err := st.Stat(ctx, "l/b"); !errors.Is(err, bsync.ErrNotFound) {
+		if _, err := st.Stat(ctx, "l/b"); !errors.Is(err, storage.ErrNotFound) {
 			t.Errorf("stat deleted: %v", err)
 		}
 	})
 
 	t.Run("conditional", func(t *testing.T) {
-		first, err := st.Put(ctx, "c/x", bsync.BytesPayload([]byte("one")), bsync.PutOptions{IfAbsent: true})
+		first, err := st.Put(ctx, "c/x", storage.BytesPayload([]byte("one")), storage.PutOptions{IfAbsent: true})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := st.Put(ctx, "c/x", bsync.BytesPayload([]byte("two")), bsync.PutOptions{IfAbsent: true}); !errors.Is(err, bsync.ErrPreconditionFailed) {
+		if _, err := st.Put(ctx, "c/x", storage.BytesPayload([]byte("two")), storage.PutOptions{IfAbsent: true}); !errors.Is(err, storage.ErrPreconditionFailed) {
 			t.Errorf("IfAbsent on existing: %v, want ErrPreconditionFailed", err)
 		}
-		second, err := st.Put(ctx, "c/x", bsync.BytesPayload([]byte("three")), bsync.PutOptions{IfMatch: first.ETag})
+		second, err := st.Put(ctx, "c/x", storage.BytesPayload([]byte("three")), storage.PutOptions{IfMatch: first.ETag})
 		if err != nil {
 			t.Fatalf("IfMatch current: %v", err)
 		}
-		if _, err := st.Put(ctx, "c/x", bsync.BytesPayload([]byte("four")), bsync.PutOptions{IfMatch: first.ETag}); !errors.Is(err, bsync.ErrPreconditionFailed) {
+		if _, err := st.Put(ctx, "c/x", storage.BytesPayload([]byte("four")), storage.PutOptions{IfMatch: first.ETag}); !errors.Is(err, storage.ErrPreconditionFailed) {
 			t.Errorf("IfMatch stale: %v, want ErrPreconditionFailed", err)
 		}
-		_, err = st.Put(ctx, "c/none", bsync.BytesPayload([]byte("five")), bsync.PutOptions{IfMatch: second.ETag})
-		if !errors.Is(err, bsync.ErrPreconditionFailed) && !errors.Is(err, bsync.ErrNotFound) {
+		_, err = st.Put(ctx, "c/none", storage.BytesPayload([]byte("five")), storage.PutOptions{IfMatch: second.ETag})
+		if !errors.Is(err, storage.ErrPreconditionFailed) && !errors.Is(err, storage.ErrNotFound) {
 			t.Errorf("IfMatch missing: %v, want ErrPreconditionFailed or ErrNotFound", err)
 		}
 		t.Logf("IfMatch on a missing key: %v", err)
@@ -188,7 +188,7 @@ func Smoke(t *testing.T, kind string, open NewStoreFunc) {
 		errs := make([]error, writers)
 		for i := range writers {
 			wg.Go(func() {
-				_, errs[i] = st.Put(ctx, "c/race", bsync.BytesPayload(fmt.Appendf(nil, "writer %d", i)), bsync.PutOptions{IfAbsent: true})
+				_, errs[i] = st.Put(ctx, "c/race", storage.BytesPayload(fmt.Appendf(nil, "writer %d", i)), storage.PutOptions{IfAbsent: true})
 			})
 		}
 		wg.Wait()
@@ -197,7 +197,7 @@ func Smoke(t *testing.T, kind string, open NewStoreFunc) {
 			switch {
 			case err == nil:
 				won++
-			case !errors.Is(err, bsync.ErrPreconditionFailed):
+			case !errors.Is(err, storage.ErrPreconditionFailed):
 				t.Errorf("racing writer: %v", err)
 			}
 		}
@@ -207,21 +207,21 @@ func Smoke(t *testing.T, kind string, open NewStoreFunc) {
 	})
 
 	t.Run("multipart", func(t *testing.T) {
-		data := bytes.Repeat([]byte("0123456789abcdef"), (bsync.MinPartSize+4096)/16)
+		data := bytes.Repeat([]byte("0123456789abcdef"), (storage.MinPartSize+4096)/16)
 		up, err := st.NewUpload(ctx, "m/big")
 		if err != nil {
 			t.Fatal(err)
 		}
 		// Send the parts out of order.
-		p2, err := up.Part(ctx, 2, bsync.MinPartSize, bsync.NewPayload(bytes.NewReader(data), bsync.MinPartSize, int64(len(data))-bsync.MinPartSize))
+		p2, err := up.Part(ctx, 2, storage.MinPartSize, storage.NewPayload(bytes.NewReader(data), storage.MinPartSize, int64(len(data))-storage.MinPartSize))
 		if err != nil {
 			t.Fatal(err)
 		}
-		p1, err := up.Part(ctx, 1, 0, bsync.NewPayload(bytes.NewReader(data), 0, bsync.MinPartSize))
+		p1, err := up.Part(ctx, 1, 0, storage.NewPayload(bytes.NewReader(data), 0, storage.MinPartSize))
 		if err != nil {
 			t.Fatal(err)
 		}
-		info, err := up.Complete(ctx, []bsync.CompletedPart{p2, p1})
+		info, err := up.Complete(ctx, []storage.CompletedPart{p2, p1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -232,11 +232,11 @@ func Smoke(t *testing.T, kind string, open NewStoreFunc) {
 		if info.Size != int64(len(data)) || stat.Size != info.Size || stat.ETag != info.ETag {
 			t.Errorf("complete %+v, stat %+v", info, stat)
 		}
-		rc, _, err := st.Get(ctx, "m/big", bsync.MinPartSize-3, 10)
+		rc, _, err := st.Get(ctx, "m/big", storage.MinPartSize-3, 10)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if b, _ := io.ReadAll(rc); !bytes.Equal(b, data[bsync.MinPartSize-3:bsync.MinPartSize+7]) {
+		if b, _ := io.ReadAll(rc); !bytes.Equal(b, data[storage.MinPartSize-3:storage.MinPartSize+7]) {
 			t.Errorf("range across parts = %q", b)
 		}
 		rc.Close()
@@ -245,13 +245,13 @@ func Smoke(t *testing.T, kind string, open NewStoreFunc) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := up.Part(ctx, 1, 0, bsync.BytesPayload([]byte("tiny"))); err != nil {
+		if _, err := up.Part(ctx, 1, 0, storage.BytesPayload([]byte("tiny"))); err != nil {
 			t.Fatal(err)
 		}
 		if err := up.Abort(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := st.Stat(ctx, "m/aborted"); !errors.Is(err, bsync.ErrNotFound) {
+		if _, err := st.Stat(ctx, "m/aborted"); !errors.Is(err, storage.ErrNotFound) {
 			t.Errorf("stat aborted upload: %v", err)
 		}
 	})
@@ -281,19 +281,19 @@ func Smoke(t *testing.T, kind string, open NewStoreFunc) {
 			}
 		})
 		t.Run("none", func(t *testing.T) {
-			_, err := mustOpen(t, cfg).Put(ctx, "e/x", bsync.BytesPayload([]byte("x")), bsync.PutOptions{})
-			expect(t, "put", err, bsync.ErrAuth)
+			_, err := mustOpen(t, cfg).Put(ctx, "e/x", storage.BytesPayload([]byte("x")), storage.PutOptions{})
+			expect(t, "put", err, storage.ErrAuth)
 		})
 	})
 
 	t.Run("errors", func(t *testing.T) {
-		payload := bsync.BytesPayload([]byte("x"))
-		if _, err := st.Put(ctx, "e/x", payload, bsync.PutOptions{}); err != nil {
+		payload := storage.BytesPayload([]byte("x"))
+		if _, err := st.Put(ctx, "e/x", payload, storage.PutOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		check := func(t *testing.T, st bsync.Store, want error) {
+		check := func(t *testing.T, st storage.Store, want error) {
 			t.Helper()
-			_, err := st.Put(ctx, "e/x", payload, bsync.PutOptions{})
+			_, err := st.Put(ctx, "e/x", payload, storage.PutOptions{})
 			expect(t, "put", err, want)
 			_, _, err = st.Get(ctx, "e/x", 0, -1)
 			expect(t, "get", err, want)
@@ -303,7 +303,7 @@ func Smoke(t *testing.T, kind string, open NewStoreFunc) {
 			expect(t, "stat", err, want)
 			_, err = st.Stat(ctx, "e/missing")
 			expect(t, "stat missing", err, want)
-			err = st.List(ctx, "", func(bsync.ObjectInfo) error { return nil })
+			err = st.List(ctx, "", func(storage.ObjectInfo) error { return nil })
 			expect(t, "list", err, want)
 			err = st.Delete(ctx, "e/x")
 			expect(t, "delete", err, want)
@@ -313,26 +313,26 @@ func Smoke(t *testing.T, kind string, open NewStoreFunc) {
 		t.Run("wrong secret", func(t *testing.T) {
 			cfg := srv.Config(bucket, "pfx")
 			cfg.SecretKey = "not-the-secret"
-			check(t, mustOpen(t, cfg), bsync.ErrAuth)
+			check(t, mustOpen(t, cfg), storage.ErrAuth)
 		})
 		t.Run("unknown access key", func(t *testing.T) {
 			cfg := srv.Config(bucket, "pfx")
 			cfg.AccessKey = "NOSUCHKEY"
-			check(t, mustOpen(t, cfg), bsync.ErrAuth)
+			check(t, mustOpen(t, cfg), storage.ErrAuth)
 		})
 		t.Run("missing bucket", func(t *testing.T) {
 			st := mustOpen(t, srv.Config("baton-no-such-bucket", ""))
-			check(t, st, bsync.ErrNoBucket)
+			check(t, st, storage.ErrNoBucket)
 		})
 		t.Run("unreachable", func(t *testing.T) {
 			cfg := srv.Config(bucket, "")
 			cfg.Endpoint = "http://127.0.0.1:1"
-			check(t, mustOpen(t, cfg), bsync.ErrUnreachable)
+			check(t, mustOpen(t, cfg), storage.ErrUnreachable)
 		})
 		t.Run("cancelled", func(t *testing.T) {
 			ctx, cancel := context.WithCancel(ctx)
 			cancel()
-			_, err := st.Put(ctx, "e/x", payload, bsync.PutOptions{})
+			_, err := st.Put(ctx, "e/x", payload, storage.PutOptions{})
 			if !errors.Is(err, context.Canceled) {
 				t.Errorf("put with a cancelled context: %v", err)
 			}
@@ -356,12 +356,12 @@ func clearCredentialEnv(t *testing.T) {
 
 func expect(t *testing.T, op string, err, want error) {
 	t.Helper()
-	var se *bsync.Error
+	var se *storage.Error
 	switch {
 	case !errors.Is(err, want):
 		t.Errorf("%s: %v, want %v", op, err, want)
 	case !errors.As(err, &se):
-		t.Errorf("%s: %T is not a *sync.Error", op, err)
+		t.Errorf("%s: %T is not a *storage.Error", op, err)
 	default:
 		t.Logf("%s: %v", op, err)
 	}
@@ -383,7 +383,7 @@ func SmokeTLS(t *testing.T, kind string, open NewStoreFunc) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Put(ctx, "tls", bsync.BytesPayload([]byte("secret")), bsync.PutOptions{IfAbsent: true}); err != nil {
+	if _, err := st.Put(ctx, "tls", storage.BytesPayload([]byte("secret")), storage.PutOptions{IfAbsent: true}); err != nil {
 		t.Fatalf("put over TLS with the CA in AWS_CA_BUNDLE: %v", err)
 	}
 	rc, _, err := st.Get(ctx, "tls", 0, -1)
@@ -401,7 +401,7 @@ func SmokeTLS(t *testing.T, kind string, open NewStoreFunc) {
 		t.Fatal(err)
 	}
 	_, err = st.Stat(ctx, "tls")
-	expect(t, "stat with an unknown CA", err, bsync.ErrUnreachable)
+	expect(t, "stat with an unknown CA", err, storage.ErrUnreachable)
 
 	junk := t.TempDir() + "/junk.pem"
 	if err := os.WriteFile(junk, []byte("no certificate here"), 0o600); err != nil {

@@ -1,4 +1,4 @@
-// Package faults wraps a sync.Store with injected faults, for tests: calls
+// Package faults wraps a storage.Store with injected faults, for tests: calls
 // that fail with a typed error, Get bodies that end early, listings cut short,
 // responses lost after the write happened, and added latency. It follows
 // kopia's fault-injecting storage.
@@ -26,11 +26,11 @@ import (
 	"sync"
 	"time"
 
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // The operations a Rule can name and Store.Calls counts. The upload.* ones
-// are the methods of the bsync.Upload that NewUpload ("upload") returns.
+// are the methods of the storage.Upload that NewUpload ("upload") returns.
 const (
 	OpPut      = "put"
 	OpGet      = "get"
@@ -52,7 +52,7 @@ func validOp(op string) bool {
 	return false
 }
 
-// storeOp is the bsync.Error.Op a driver would report for op.
+// storeOp is the storage.Error.Op a driver would report for op.
 func storeOp(op string) string {
 	if strings.HasPrefix(op, OpUpload+".") {
 		return OpUpload
@@ -60,7 +60,7 @@ func storeOp(op string) string {
 	return op
 }
 
-// ErrInjected is the underlying error (bsync.Error.Err) of every error this
+// ErrInjected is the underlying error (storage.Error.Err) of every error this
 // package makes, so that errors.Is tells an injected fault from a real one.
 const ErrInjected = injectedError("injected fault")
 
@@ -68,45 +68,45 @@ type injectedError string
 
 func (e injectedError) Error() string { return string(e) }
 
-// Kind names one of bsync's error kinds, for Rule.Err. An injected Kind
-// becomes a *bsync.Error of that kind naming the operation and key.
+// Kind names one of storage's error kinds, for Rule.Err. An injected Kind
+// becomes a *storage.Error of that kind naming the operation and key.
 type Kind int
 
-// The kinds, one for each sentinel error of bsync.
+// The kinds, one for each sentinel error of storage.
 const (
-	NotFound           Kind = iota + 1 // bsync.ErrNotFound
-	PreconditionFailed                 // bsync.ErrPreconditionFailed
-	Transient                          // bsync.ErrTransient
-	Unreachable                        // bsync.ErrUnreachable
-	Auth                               // bsync.ErrAuth
-	Permission                         // bsync.ErrPermission
-	NoBucket                           // bsync.ErrNoBucket
-	Invalid                            // bsync.ErrInvalid
-	IO                                 // bsync.ErrIO
+	NotFound           Kind = iota + 1 // storage.ErrNotFound
+	PreconditionFailed                 // storage.ErrPreconditionFailed
+	Transient                          // storage.ErrTransient
+	Unreachable                        // storage.ErrUnreachable
+	Auth                               // storage.ErrAuth
+	Permission                         // storage.ErrPermission
+	NoBucket                           // storage.ErrNoBucket
+	Invalid                            // storage.ErrInvalid
+	IO                                 // storage.ErrIO
 )
 
-// Sentinel returns the bsync sentinel error the kind stands for, or nil for
+// Sentinel returns the storage sentinel error the kind stands for, or nil for
 // an unknown kind.
 func (k Kind) Sentinel() error {
 	switch k {
 	case NotFound:
-		return bsync.ErrNotFound
+		return storage.ErrNotFound
 	case PreconditionFailed:
-		return bsync.ErrPreconditionFailed
+		return storage.ErrPreconditionFailed
 	case Transient:
-		return bsync.ErrTransient
+		return storage.ErrTransient
 	case Unreachable:
-		return bsync.ErrUnreachable
+		return storage.ErrUnreachable
 	case Auth:
-		return bsync.ErrAuth
+		return storage.ErrAuth
 	case Permission:
-		return bsync.ErrPermission
+		return storage.ErrPermission
 	case NoBucket:
-		return bsync.ErrNoBucket
+		return storage.ErrNoBucket
 	case Invalid:
-		return bsync.ErrInvalid
+		return storage.ErrInvalid
 	case IO:
-		return bsync.ErrIO
+		return storage.ErrIO
 	}
 	return nil
 }
@@ -120,10 +120,10 @@ func (k Kind) Error() string {
 }
 
 // Unwrap returns the sentinel, so errors.Is(faults.Transient,
-// bsync.ErrTransient) holds.
+// storage.ErrTransient) holds.
 func (k Kind) Unwrap() error { return k.Sentinel() }
 
-// kindOf returns the bsync sentinel that err stands for when err is a Kind or
+// kindOf returns the storage sentinel that err stands for when err is a Kind or
 // is itself one of the sentinels, and nil otherwise.
 func kindOf(err error) error {
 	if k, ok := err.(Kind); ok {
@@ -163,8 +163,8 @@ type Rule struct {
 	// with the Store's lock held, so it must not call the Store.
 	Key func(key string) bool
 
-	// Err fails the call. A Kind or a bsync sentinel error (bsync.ErrTransient
-	// ...) becomes a *bsync.Error of that kind with the call's operation and
+	// Err fails the call. A Kind or a storage sentinel error (storage.ErrTransient
+	// ...) becomes a *storage.Error of that kind with the call's operation and
 	// key, wrapping ErrInjected; any other error is returned as is. The inner
 	// store is not called, unless LoseResponse is set.
 	Err error
@@ -174,7 +174,7 @@ type Rule struct {
 	LoseResponse bool
 	// ShortRead, if > 0, truncates the result of a Get or List (and only
 	// those; Op must name no other operation): a Get body returns ShortRead
-	// bytes, then an error wrapping bsync.ErrTransient and
+	// bytes, then an error wrapping storage.ErrTransient and
 	// io.ErrUnexpectedEOF; a List passes ShortRead objects to its callback,
 	// then fails with such an error. A result no longer than ShortRead is
 	// left alone. It cannot be combined with Err.
@@ -261,10 +261,10 @@ func (r *rule) matches(op, key string) bool {
 	return r.Key == nil || r.Key(key)
 }
 
-// Store is a bsync.Store that passes calls to an inner store, injecting the
+// Store is a storage.Store that passes calls to an inner store, injecting the
 // faults its rules call for. It is safe for concurrent use.
 type Store struct {
-	inner bsync.Store
+	inner storage.Store
 
 	mu       sync.Mutex
 	rules    []*rule
@@ -273,12 +273,12 @@ type Store struct {
 	injected int
 }
 
-var _ bsync.Store = (*Store)(nil)
+var _ storage.Store = (*Store)(nil)
 
 // Wrap returns inner with the faults that rules describe. It panics if a rule
 // is malformed (an unknown operation, no fault, ShortRead on an operation
 // other than get and list, ...): that is a bug in the test.
-func Wrap(inner bsync.Store, rules ...Rule) *Store {
+func Wrap(inner storage.Store, rules ...Rule) *Store {
 	s := &Store{inner: inner, calls: map[string]int{}}
 	for i, r := range rules {
 		s.rules = append(s.rules, compile(i, r))
@@ -360,7 +360,7 @@ func (s *Store) decide(op, key string) plan {
 
 func (s *Store) makeErr(op, key string, err error) error {
 	if kind := kindOf(err); kind != nil {
-		return &bsync.Error{Op: storeOp(op), Key: key, Kind: kind, Err: ErrInjected}
+		return &storage.Error{Op: storeOp(op), Key: key, Kind: kind, Err: ErrInjected}
 	}
 	return err
 }
@@ -387,7 +387,7 @@ func (s *Store) before(ctx context.Context, op, key string) (plan, error) {
 
 // cutErr is the error of a result cut short after n bytes or objects.
 func (s *Store) cutErr(p plan, n int64, unit string) error {
-	return &bsync.Error{Op: storeOp(p.op), Key: p.key, Kind: bsync.ErrTransient,
+	return &storage.Error{Op: storeOp(p.op), Key: p.key, Kind: storage.ErrTransient,
 		Err: fmt.Errorf("%w after %d %s (%w)", io.ErrUnexpectedEOF, n, unit, ErrInjected)}
 }
 
@@ -401,31 +401,31 @@ func (s *Store) noteCut(p plan) {
 	s.mu.Unlock()
 }
 
-// Put implements bsync.Store.
-func (s *Store) Put(ctx context.Context, key string, pl bsync.Payload, opts bsync.PutOptions) (bsync.ObjectInfo, error) {
+// Put implements storage.Store.
+func (s *Store) Put(ctx context.Context, key string, pl storage.Payload, opts storage.PutOptions) (storage.ObjectInfo, error) {
 	p, err := s.before(ctx, OpPut, key)
 	if err != nil {
-		return bsync.ObjectInfo{}, err
+		return storage.ObjectInfo{}, err
 	}
 	info, err := s.inner.Put(ctx, key, pl, opts)
 	if p.lose {
-		return bsync.ObjectInfo{}, p.err
+		return storage.ObjectInfo{}, p.err
 	}
 	return info, err
 }
 
-// Get implements bsync.Store.
-func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, bsync.ObjectInfo, error) {
+// Get implements storage.Store.
+func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, storage.ObjectInfo, error) {
 	p, err := s.before(ctx, OpGet, key)
 	if err != nil {
-		return nil, bsync.ObjectInfo{}, err
+		return nil, storage.ObjectInfo{}, err
 	}
 	body, info, err := s.inner.Get(ctx, key, offset, length)
 	if p.lose {
 		if err == nil {
 			body.Close()
 		}
-		return nil, bsync.ObjectInfo{}, p.err
+		return nil, storage.ObjectInfo{}, p.err
 	}
 	if err != nil || p.short == 0 {
 		return body, info, err
@@ -470,21 +470,21 @@ func (b *shortBody) Read(buf []byte) (int, error) {
 
 func (b *shortBody) Close() error { return b.inner.Close() }
 
-// Stat implements bsync.Store.
-func (s *Store) Stat(ctx context.Context, key string) (bsync.ObjectInfo, error) {
+// Stat implements storage.Store.
+func (s *Store) Stat(ctx context.Context, key string) (storage.ObjectInfo, error) {
 	p, err := s.before(ctx, OpStat, key)
 	if err != nil {
-		return bsync.ObjectInfo{}, err
+		return storage.ObjectInfo{}, err
 	}
 	info, err := s.inner.Stat(ctx, key)
 	if p.lose {
-		return bsync.ObjectInfo{}, p.err
+		return storage.ObjectInfo{}, p.err
 	}
 	return info, err
 }
 
-// List implements bsync.Store. The rules see the prefix as the key.
-func (s *Store) List(ctx context.Context, prefix string, fn func(bsync.ObjectInfo) error) error {
+// List implements storage.Store. The rules see the prefix as the key.
+func (s *Store) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
 	p, err := s.before(ctx, OpList, prefix)
 	if err != nil {
 		return err
@@ -494,7 +494,7 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(bsync.ObjectInf
 	} else {
 		var seen int64
 		var cut error
-		err = s.inner.List(ctx, prefix, func(o bsync.ObjectInfo) error {
+		err = s.inner.List(ctx, prefix, func(o storage.ObjectInfo) error {
 			if seen == p.short {
 				cut = s.cutErr(p, seen, "objects")
 				return cut
@@ -512,7 +512,7 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(bsync.ObjectInf
 	return err
 }
 
-// Delete implements bsync.Store.
+// Delete implements storage.Store.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	p, err := s.before(ctx, OpDelete, key)
 	if err != nil {
@@ -525,10 +525,10 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	return err
 }
 
-// NewUpload implements bsync.Store. The upload it returns injects faults into
+// NewUpload implements storage.Store. The upload it returns injects faults into
 // Part ("upload.part"), Complete ("upload.complete") and Abort
 // ("upload.abort") too, with the upload's key as the key.
-func (s *Store) NewUpload(ctx context.Context, key string) (bsync.Upload, error) {
+func (s *Store) NewUpload(ctx context.Context, key string) (storage.Upload, error) {
 	p, err := s.before(ctx, OpUpload, key)
 	if err != nil {
 		return nil, err
@@ -550,29 +550,29 @@ func (s *Store) NewUpload(ctx context.Context, key string) (bsync.Upload, error)
 type upload struct {
 	s     *Store
 	key   string
-	inner bsync.Upload
+	inner storage.Upload
 }
 
-func (u *upload) Part(ctx context.Context, n int, offset int64, pl bsync.Payload) (bsync.CompletedPart, error) {
+func (u *upload) Part(ctx context.Context, n int, offset int64, pl storage.Payload) (storage.CompletedPart, error) {
 	p, err := u.s.before(ctx, OpPart, u.key)
 	if err != nil {
-		return bsync.CompletedPart{}, err
+		return storage.CompletedPart{}, err
 	}
 	part, err := u.inner.Part(ctx, n, offset, pl)
 	if p.lose {
-		return bsync.CompletedPart{}, p.err
+		return storage.CompletedPart{}, p.err
 	}
 	return part, err
 }
 
-func (u *upload) Complete(ctx context.Context, parts []bsync.CompletedPart) (bsync.ObjectInfo, error) {
+func (u *upload) Complete(ctx context.Context, parts []storage.CompletedPart) (storage.ObjectInfo, error) {
 	p, err := u.s.before(ctx, OpComplete, u.key)
 	if err != nil {
-		return bsync.ObjectInfo{}, err
+		return storage.ObjectInfo{}, err
 	}
 	info, err := u.inner.Complete(ctx, parts)
 	if p.lose {
-		return bsync.ObjectInfo{}, p.err
+		return storage.ObjectInfo{}, p.err
 	}
 	return info, err
 }

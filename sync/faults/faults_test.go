@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	bsync "github.com/batonrun/baton/sync"
 	"github.com/batonrun/baton/sync/faults"
 	"github.com/batonrun/baton/sync/file"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 func newFile(t *testing.T) *file.Store {
@@ -25,14 +25,14 @@ func newFile(t *testing.T) *file.Store {
 	return fs
 }
 
-func put(t *testing.T, s bsync.Store, key, data string) {
+func put(t *testing.T, s storage.Store, key, data string) {
 	t.Helper()
-	if _, err := s.Put(t.Context(), key, bsync.BytesPayload([]byte(data)), bsync.PutOptions{}); err != nil {
+	if _, err := s.Put(t.Context(), key, storage.BytesPayload([]byte(data)), storage.PutOptions{}); err != nil {
 		t.Fatalf("put %q: %v", key, err)
 	}
 }
 
-func get(ctx context.Context, s bsync.Store, key string) (string, error) {
+func get(ctx context.Context, s storage.Store, key string) (string, error) {
 	body, _, err := s.Get(ctx, key, 0, -1)
 	if err != nil {
 		return "", err
@@ -42,13 +42,13 @@ func get(ctx context.Context, s bsync.Store, key string) (string, error) {
 	return string(b), err
 }
 
-// wantInjected checks that err is an injected *bsync.Error of the given kind,
+// wantInjected checks that err is an injected *storage.Error of the given kind,
 // operation and key.
 func wantInjected(t *testing.T, err error, kind error, op, key string) {
 	t.Helper()
-	var e *bsync.Error
+	var e *storage.Error
 	if !errors.As(err, &e) {
-		t.Fatalf("got %v (%T), want a *bsync.Error", err, err)
+		t.Fatalf("got %v (%T), want a *storage.Error", err, err)
 	}
 	if !errors.Is(err, kind) || !errors.Is(err, faults.ErrInjected) || e.Op != op || e.Key != key {
 		t.Fatalf("got %#v (%v), want an injected %v from %s %q", e, err, kind, op, key)
@@ -63,11 +63,11 @@ func TestPassThrough(t *testing.T) {
 		t.Errorf("String() = %q, want %q", got, want)
 	}
 
-	info, err := s.Put(ctx, "a/b", bsync.BytesPayload([]byte("hello")), bsync.PutOptions{IfAbsent: true})
+	info, err := s.Put(ctx, "a/b", storage.BytesPayload([]byte("hello")), storage.PutOptions{IfAbsent: true})
 	if err != nil || info.Size != 5 {
 		t.Fatalf("put: %+v, %v", info, err)
 	}
-	if _, err := s.Put(ctx, "a/b", bsync.BytesPayload([]byte("x")), bsync.PutOptions{IfAbsent: true}); !errors.Is(err, bsync.ErrPreconditionFailed) {
+	if _, err := s.Put(ctx, "a/b", storage.BytesPayload([]byte("x")), storage.PutOptions{IfAbsent: true}); !errors.Is(err, storage.ErrPreconditionFailed) {
 		t.Fatalf("second create-only put: %v, want ErrPreconditionFailed", err)
 	}
 	body, _, err := s.Get(ctx, "a/b", 1, 3)
@@ -81,7 +81,7 @@ func TestPassThrough(t *testing.T) {
 	if st, err := s.Stat(ctx, "a/b"); err != nil || st.ETag != info.ETag {
 		t.Fatalf("stat: %+v, %v, want ETag %q", st, err, info.ETag)
 	}
-	if _, err := s.Stat(ctx, "missing"); !errors.Is(err, bsync.ErrNotFound) || errors.Is(err, faults.ErrInjected) {
+	if _, err := s.Stat(ctx, "missing"); !errors.Is(err, storage.ErrNotFound) || errors.Is(err, faults.ErrInjected) {
 		t.Fatalf("stat of a missing key: %v, want a real ErrNotFound", err)
 	}
 
@@ -89,15 +89,15 @@ func TestPassThrough(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p2, err := u.Part(ctx, 2, 3, bsync.BytesPayload([]byte("def")))
+	p2, err := u.Part(ctx, 2, 3, storage.BytesPayload([]byte("def")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p1, err := u.Part(ctx, 1, 0, bsync.BytesPayload([]byte("abc")))
+	p1, err := u.Part(ctx, 1, 0, storage.BytesPayload([]byte("abc")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := u.Complete(ctx, []bsync.CompletedPart{p1, p2}); err != nil {
+	if _, err := u.Complete(ctx, []storage.CompletedPart{p1, p2}); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := get(ctx, inner, "big"); err != nil || got != "abcdef" {
@@ -112,7 +112,7 @@ func TestPassThrough(t *testing.T) {
 	}
 
 	var keys []string
-	if err := s.List(ctx, "", func(o bsync.ObjectInfo) error { keys = append(keys, o.Key); return nil }); err != nil {
+	if err := s.List(ctx, "", func(o storage.ObjectInfo) error { keys = append(keys, o.Key); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Join(keys, ","); got != "a/b,big" {
@@ -121,7 +121,7 @@ func TestPassThrough(t *testing.T) {
 	if err := s.Delete(ctx, "a/b"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := inner.Stat(ctx, "a/b"); !errors.Is(err, bsync.ErrNotFound) {
+	if _, err := inner.Stat(ctx, "a/b"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("after delete, stat: %v", err)
 	}
 
@@ -152,8 +152,8 @@ func TestErrTimes(t *testing.T) {
 
 	for i := range 3 {
 		_, err := get(ctx, s, "k")
-		wantInjected(t, err, bsync.ErrTransient, "get", "k")
-		if !bsync.IsRetryable(err) {
+		wantInjected(t, err, storage.ErrTransient, "get", "k")
+		if !storage.IsRetryable(err) {
 			t.Fatalf("call %d: %v is not retryable", i+1, err)
 		}
 	}
@@ -172,17 +172,17 @@ func TestErrTimes(t *testing.T) {
 
 func TestErrAfter(t *testing.T) {
 	inner := newFile(t)
-	s := faults.Wrap(inner, faults.Rule{Op: "put", After: 2, Times: 1, Err: bsync.ErrPermission})
+	s := faults.Wrap(inner, faults.Rule{Op: "put", After: 2, Times: 1, Err: storage.ErrPermission})
 	var errs []error
 	for i := range 4 {
-		_, err := s.Put(t.Context(), fmt.Sprint("k", i), bsync.BytesPayload(nil), bsync.PutOptions{})
+		_, err := s.Put(t.Context(), fmt.Sprint("k", i), storage.BytesPayload(nil), storage.PutOptions{})
 		errs = append(errs, err)
 	}
 	if errs[0] != nil || errs[1] != nil || errs[3] != nil {
 		t.Fatalf("errors = %v; want only the third put to fail", errs)
 	}
-	wantInjected(t, errs[2], bsync.ErrPermission, "put", "k2")
-	if _, err := inner.Stat(t.Context(), "k2"); !errors.Is(err, bsync.ErrNotFound) {
+	wantInjected(t, errs[2], storage.ErrPermission, "put", "k2")
+	if _, err := inner.Stat(t.Context(), "k2"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("the failed put reached the store: stat = %v", err)
 	}
 	if s.Injected() != 1 {
@@ -192,10 +192,10 @@ func TestErrAfter(t *testing.T) {
 
 func TestKindsMapToSentinels(t *testing.T) {
 	kinds := map[faults.Kind]error{
-		faults.NotFound: bsync.ErrNotFound, faults.PreconditionFailed: bsync.ErrPreconditionFailed,
-		faults.Transient: bsync.ErrTransient, faults.Unreachable: bsync.ErrUnreachable,
-		faults.Auth: bsync.ErrAuth, faults.Permission: bsync.ErrPermission,
-		faults.NoBucket: bsync.ErrNoBucket, faults.Invalid: bsync.ErrInvalid, faults.IO: bsync.ErrIO,
+		faults.NotFound: storage.ErrNotFound, faults.PreconditionFailed: storage.ErrPreconditionFailed,
+		faults.Transient: storage.ErrTransient, faults.Unreachable: storage.ErrUnreachable,
+		faults.Auth: storage.ErrAuth, faults.Permission: storage.ErrPermission,
+		faults.NoBucket: storage.ErrNoBucket, faults.Invalid: storage.ErrInvalid, faults.IO: storage.ErrIO,
 	}
 	for k, sentinel := range kinds {
 		s := faults.Wrap(newFile(t), faults.Rule{Err: k})
@@ -216,13 +216,13 @@ func TestOtherErrorReturnedAsIs(t *testing.T) {
 
 func TestRetryStopsOnPermanentError(t *testing.T) {
 	noSleep := func(context.Context, time.Duration) error { return nil }
-	retry := bsync.Retry{Attempts: 10, Sleep: noSleep}
+	retry := storage.Retry{Attempts: 10, Sleep: noSleep}
 	inner := newFile(t)
 	put(t, inner, "k", "v")
 
 	perm := faults.Wrap(inner, faults.Rule{Op: "get", Err: faults.Permission})
 	err := retry.Do(t.Context(), func(ctx context.Context) error { _, err := get(ctx, perm, "k"); return err })
-	if !errors.Is(err, bsync.ErrPermission) || perm.Calls("get") != 1 {
+	if !errors.Is(err, storage.ErrPermission) || perm.Calls("get") != 1 {
 		t.Fatalf("permanent error: %v after %d calls, want ErrPermission after 1", err, perm.Calls("get"))
 	}
 
@@ -239,18 +239,18 @@ func TestKeyAndPrefix(t *testing.T) {
 		faults.Rule{Op: "put,delete", Prefix: "ckpt/", Err: faults.IO},
 		faults.Rule{Op: "stat", Key: func(k string) bool { return strings.HasSuffix(k, ".lock") }, Err: faults.Unreachable},
 	)
-	if _, err := s.Put(ctx, "data/x", bsync.BytesPayload(nil), bsync.PutOptions{}); err != nil {
+	if _, err := s.Put(ctx, "data/x", storage.BytesPayload(nil), storage.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.Put(ctx, "ckpt/x", bsync.BytesPayload(nil), bsync.PutOptions{})
-	wantInjected(t, err, bsync.ErrIO, "put", "ckpt/x")
-	wantInjected(t, s.Delete(ctx, "ckpt/y"), bsync.ErrIO, "delete", "ckpt/y")
+	_, err := s.Put(ctx, "ckpt/x", storage.BytesPayload(nil), storage.PutOptions{})
+	wantInjected(t, err, storage.ErrIO, "put", "ckpt/x")
+	wantInjected(t, s.Delete(ctx, "ckpt/y"), storage.ErrIO, "delete", "ckpt/y")
 	if err := s.Delete(ctx, "data/x"); err != nil {
 		t.Fatal(err)
 	}
 	_, err = s.Stat(ctx, "a.lock")
-	wantInjected(t, err, bsync.ErrUnreachable, "stat", "a.lock")
-	if _, err := s.Stat(ctx, "a.data"); !errors.Is(err, bsync.ErrNotFound) || errors.Is(err, faults.ErrInjected) {
+	wantInjected(t, err, storage.ErrUnreachable, "stat", "a.lock")
+	if _, err := s.Stat(ctx, "a.data"); !errors.Is(err, storage.ErrNotFound) || errors.Is(err, faults.ErrInjected) {
 		t.Fatalf("stat a.data = %v, want a real ErrNotFound", err)
 	}
 	if s.Injected() != 3 {
@@ -259,7 +259,7 @@ func TestKeyAndPrefix(t *testing.T) {
 }
 
 // pattern returns which of n stats of s failed, as a string of 'x' and '.'.
-func pattern(t *testing.T, s bsync.Store, n int) string {
+func pattern(t *testing.T, s storage.Store, n int) string {
 	var b strings.Builder
 	for range n {
 		_, err := s.Stat(t.Context(), "k")
@@ -316,7 +316,7 @@ func TestShortRead(t *testing.T) {
 	if got != data[:100] {
 		t.Fatalf("short read gave %d bytes, want 100", len(got))
 	}
-	if !errors.Is(err, bsync.ErrTransient) || !errors.Is(err, io.ErrUnexpectedEOF) || !errors.Is(err, faults.ErrInjected) {
+	if !errors.Is(err, storage.ErrTransient) || !errors.Is(err, io.ErrUnexpectedEOF) || !errors.Is(err, faults.ErrInjected) {
 		t.Fatalf("short read error = %v, want ErrTransient wrapping io.ErrUnexpectedEOF", err)
 	}
 	if s.Injected() != 1 {
@@ -330,7 +330,7 @@ func TestShortRead(t *testing.T) {
 	}
 	b, err := io.ReadAll(body)
 	body.Close()
-	if string(b) != data[50:150] || !errors.Is(err, bsync.ErrTransient) {
+	if string(b) != data[50:150] || !errors.Is(err, storage.ErrTransient) {
 		t.Fatalf("ranged short read: %d bytes, %v", len(b), err)
 	}
 
@@ -359,9 +359,9 @@ func TestShortList(t *testing.T) {
 	}
 	s := faults.Wrap(inner, faults.Rule{Op: "list", Times: 1, ShortRead: 2})
 	var keys []string
-	collect := func(o bsync.ObjectInfo) error { keys = append(keys, o.Key); return nil }
+	collect := func(o storage.ObjectInfo) error { keys = append(keys, o.Key); return nil }
 	err := s.List(t.Context(), "", collect)
-	if got := strings.Join(keys, ""); got != "ab" || !errors.Is(err, bsync.ErrTransient) || !errors.Is(err, io.ErrUnexpectedEOF) {
+	if got := strings.Join(keys, ""); got != "ab" || !errors.Is(err, storage.ErrTransient) || !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("short list: %q, %v", got, err)
 	}
 	keys = nil
@@ -379,17 +379,17 @@ func TestDelayRespectsContext(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	_, err := s.Put(ctx, "k", bsync.BytesPayload([]byte("v")), bsync.PutOptions{})
+	_, err := s.Put(ctx, "k", storage.BytesPayload([]byte("v")), storage.PutOptions{})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("put = %v, want context.Canceled", err)
 	}
-	if _, err := inner.Stat(t.Context(), "k"); !errors.Is(err, bsync.ErrNotFound) {
+	if _, err := inner.Stat(t.Context(), "k"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("the cancelled put reached the store: %v", err)
 	}
 
 	ctx, cancel = context.WithTimeout(t.Context(), time.Millisecond)
 	defer cancel()
-	if _, err = s.Put(ctx, "k", bsync.BytesPayload([]byte("v")), bsync.PutOptions{}); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err = s.Put(ctx, "k", storage.BytesPayload([]byte("v")), storage.PutOptions{}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("put = %v, want context.DeadlineExceeded", err)
 	}
 	if s.Injected() != 2 {
@@ -405,7 +405,7 @@ func TestDelayThenPass(t *testing.T) {
 		faults.Rule{Op: "get", Times: 1, Delay: time.Millisecond, Err: faults.Transient},
 	)
 	_, err := get(t.Context(), s, "k")
-	wantInjected(t, err, bsync.ErrTransient, "get", "k")
+	wantInjected(t, err, storage.ErrTransient, "get", "k")
 	if got, err := get(t.Context(), s, "k"); err != nil || got != "v" {
 		t.Fatalf("second get: %q, %v", got, err)
 	}
@@ -418,22 +418,22 @@ func TestLoseResponse(t *testing.T) {
 	ctx := t.Context()
 	inner := newFile(t)
 	s := faults.Wrap(inner, faults.Rule{Op: "put", Times: 1, Err: faults.Transient, LoseResponse: true})
-	pl := bsync.BytesPayload([]byte("v"))
-	_, err := s.Put(ctx, "k", pl, bsync.PutOptions{IfAbsent: true})
-	wantInjected(t, err, bsync.ErrTransient, "put", "k")
+	pl := storage.BytesPayload([]byte("v"))
+	_, err := s.Put(ctx, "k", pl, storage.PutOptions{IfAbsent: true})
+	wantInjected(t, err, storage.ErrTransient, "put", "k")
 	if got, err := get(ctx, inner, "k"); err != nil || got != "v" {
 		t.Fatalf("the put whose response was lost did not land: %q, %v", got, err)
 	}
 	// The retry of a create-only put then finds its own object.
-	if _, err := s.Put(ctx, "k", pl, bsync.PutOptions{IfAbsent: true}); !errors.Is(err, bsync.ErrPreconditionFailed) {
+	if _, err := s.Put(ctx, "k", pl, storage.PutOptions{IfAbsent: true}); !errors.Is(err, storage.ErrPreconditionFailed) {
 		t.Fatalf("retried put = %v, want ErrPreconditionFailed", err)
 	}
 
 	g := faults.Wrap(inner, faults.Rule{Op: "get,upload", Err: faults.Unreachable, LoseResponse: true})
 	_, err = get(ctx, g, "k")
-	wantInjected(t, err, bsync.ErrUnreachable, "get", "k")
+	wantInjected(t, err, storage.ErrUnreachable, "get", "k")
 	_, err = g.NewUpload(ctx, "u")
-	wantInjected(t, err, bsync.ErrUnreachable, "upload", "u")
+	wantInjected(t, err, storage.ErrUnreachable, "upload", "u")
 }
 
 func TestUploadFaults(t *testing.T) {
@@ -448,26 +448,26 @@ func TestUploadFaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pl := bsync.BytesPayload([]byte("abc"))
+	pl := storage.BytesPayload([]byte("abc"))
 	_, err = u.Part(ctx, 1, 0, pl)
-	wantInjected(t, err, bsync.ErrTransient, "upload", "obj")
+	wantInjected(t, err, storage.ErrTransient, "upload", "obj")
 	part, err := u.Part(ctx, 1, 0, pl)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = u.Complete(ctx, []bsync.CompletedPart{part})
-	wantInjected(t, err, bsync.ErrTransient, "upload", "obj")
-	if _, err := inner.Stat(ctx, "obj"); !errors.Is(err, bsync.ErrNotFound) {
+	_, err = u.Complete(ctx, []storage.CompletedPart{part})
+	wantInjected(t, err, storage.ErrTransient, "upload", "obj")
+	if _, err := inner.Stat(ctx, "obj"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("failed Complete reached the store: %v", err)
 	}
-	if info, err := u.Complete(ctx, []bsync.CompletedPart{part}); err != nil || info.Size != 3 {
+	if info, err := u.Complete(ctx, []storage.CompletedPart{part}); err != nil || info.Size != 3 {
 		t.Fatalf("second Complete: %+v, %v", info, err)
 	}
 	u2, err := s.NewUpload(ctx, "other")
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantInjected(t, u2.Abort(ctx), bsync.ErrIO, "upload", "other")
+	wantInjected(t, u2.Abort(ctx), storage.ErrIO, "upload", "other")
 	if s.Calls("upload.part") != 2 || s.Calls("upload.complete") != 2 || s.Calls("upload") != 2 || s.Injected() != 3 {
 		t.Fatalf("counters: part %d, complete %d, upload %d, injected %d",
 			s.Calls("upload.part"), s.Calls("upload.complete"), s.Calls("upload"), s.Injected())
@@ -479,13 +479,13 @@ func TestFirstErrorWins(t *testing.T) {
 		faults.Rule{Op: "delete", Times: 1, Err: faults.Permission},
 		faults.Rule{Err: faults.Transient, Times: 2},
 	)
-	wantInjected(t, s.Delete(t.Context(), "k"), bsync.ErrPermission, "delete", "k")
+	wantInjected(t, s.Delete(t.Context(), "k"), storage.ErrPermission, "delete", "k")
 	// The second rule fired too, but overridden it does not count.
 	if s.Injected() != 1 {
 		t.Fatalf("Injected() = %d, want 1", s.Injected())
 	}
 	// Each rule keeps its own count: the second has one firing left.
-	wantInjected(t, s.Delete(t.Context(), "k"), bsync.ErrTransient, "delete", "k")
+	wantInjected(t, s.Delete(t.Context(), "k"), storage.ErrTransient, "delete", "k")
 	if err := s.Delete(t.Context(), "k"); err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ import (
 	"syscall"
 	"time"
 
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // internalDir holds the store's temporary files and lock; no key may start
@@ -53,24 +53,24 @@ func (s *Store) String() string { return "file://" + s.root }
 func (s *Store) Root() string { return s.root }
 
 func (s *Store) path(op, key string) (string, error) {
-	if err := bsync.CheckKey(key); err != nil {
+	if err := storage.CheckKey(key); err != nil {
 		return "", err
 	}
 	if key == internalDir || strings.HasPrefix(key, internalDir+"/") {
-		return "", &bsync.Error{Op: op, Key: key, Kind: bsync.ErrInvalid, Err: errors.New("reserved by the file store")}
+		return "", &storage.Error{Op: op, Key: key, Kind: storage.ErrInvalid, Err: errors.New("reserved by the file store")}
 	}
 	return filepath.Join(s.root, filepath.FromSlash(key)), nil
 }
 
-// Put implements sync.Store.
-func (s *Store) Put(ctx context.Context, key string, p bsync.Payload, opts bsync.PutOptions) (bsync.ObjectInfo, error) {
+// Put implements storage.Store.
+func (s *Store) Put(ctx context.Context, key string, p storage.Payload, opts storage.PutOptions) (storage.ObjectInfo, error) {
 	dst, err := s.path("put", key)
 	if err != nil {
-		return bsync.ObjectInfo{}, err
+		return storage.ObjectInfo{}, err
 	}
 	tmp, err := s.tempFile()
 	if err != nil {
-		return bsync.ObjectInfo{}, wrap("put", key, err)
+		return storage.ObjectInfo{}, wrap("put", key, err)
 	}
 	defer os.Remove(tmp.Name()) // a no-op once renamed or linked
 	n, err := io.Copy(tmp, contextReader{ctx, p.Reader()})
@@ -84,26 +84,26 @@ func (s *Store) Put(ctx context.Context, key string, p bsync.Payload, opts bsync
 		err = cerr
 	}
 	if err != nil {
-		return bsync.ObjectInfo{}, wrap("put", key, err)
+		return storage.ObjectInfo{}, wrap("put", key, err)
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return bsync.ObjectInfo{}, wrap("put", key, err)
+		return storage.ObjectInfo{}, wrap("put", key, err)
 	}
 	switch {
 	case opts.IfAbsent:
 		if err := os.Link(tmp.Name(), dst); err != nil {
 			if errors.Is(err, fs.ErrExist) {
-				return bsync.ObjectInfo{}, &bsync.Error{Op: "put", Key: key, Kind: bsync.ErrPreconditionFailed, Err: errors.New("object exists")}
+				return storage.ObjectInfo{}, &storage.Error{Op: "put", Key: key, Kind: storage.ErrPreconditionFailed, Err: errors.New("object exists")}
 			}
-			return bsync.ObjectInfo{}, wrap("put", key, err)
+			return storage.ObjectInfo{}, wrap("put", key, err)
 		}
 	case opts.IfMatch != "":
 		if err := s.replaceIfMatch(tmp.Name(), dst, key, opts.IfMatch); err != nil {
-			return bsync.ObjectInfo{}, err
+			return storage.ObjectInfo{}, err
 		}
 	default:
 		if err := os.Rename(tmp.Name(), dst); err != nil {
-			return bsync.ObjectInfo{}, wrap("put", key, err)
+			return storage.ObjectInfo{}, wrap("put", key, err)
 		}
 	}
 	syncDir(filepath.Dir(dst))
@@ -123,28 +123,28 @@ func (s *Store) replaceIfMatch(tmp, dst, key, etag string) error {
 		return err
 	}
 	if cur.ETag != etag {
-		return &bsync.Error{Op: "put", Key: key, Kind: bsync.ErrPreconditionFailed, Err: fmt.Errorf("ETag is %s, not %s", cur.ETag, etag)}
+		return &storage.Error{Op: "put", Key: key, Kind: storage.ErrPreconditionFailed, Err: fmt.Errorf("ETag is %s, not %s", cur.ETag, etag)}
 	}
 	return wrap("put", key, os.Rename(tmp, dst))
 }
 
-// Get implements sync.Store.
-func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, bsync.ObjectInfo, error) {
+// Get implements storage.Store.
+func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, storage.ObjectInfo, error) {
 	p, err := s.path("get", key)
 	if err != nil {
-		return nil, bsync.ObjectInfo{}, err
+		return nil, storage.ObjectInfo{}, err
 	}
 	f, err := os.Open(p)
 	if err != nil {
-		return nil, bsync.ObjectInfo{}, wrap("get", key, err)
+		return nil, storage.ObjectInfo{}, wrap("get", key, err)
 	}
 	info, err := s.statFile("get", key, f)
 	if err == nil && (offset < 0 || offset > info.Size) {
-		err = &bsync.Error{Op: "get", Key: key, Kind: bsync.ErrInvalid, Err: fmt.Errorf("offset %d outside object of %d bytes", offset, info.Size)}
+		err = &storage.Error{Op: "get", Key: key, Kind: storage.ErrInvalid, Err: fmt.Errorf("offset %d outside object of %d bytes", offset, info.Size)}
 	}
 	if err != nil {
 		f.Close()
-		return nil, bsync.ObjectInfo{}, err
+		return nil, storage.ObjectInfo{}, err
 	}
 	if length < 0 || offset+length > info.Size {
 		length = info.Size - offset
@@ -152,23 +152,23 @@ func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.R
 	return &fileBody{SectionReader: io.NewSectionReader(f, offset, length), f: f, ctx: ctx}, info, nil
 }
 
-// Stat implements sync.Store.
-func (s *Store) Stat(ctx context.Context, key string) (bsync.ObjectInfo, error) {
+// Stat implements storage.Store.
+func (s *Store) Stat(ctx context.Context, key string) (storage.ObjectInfo, error) {
 	p, err := s.path("stat", key)
 	if err != nil {
-		return bsync.ObjectInfo{}, err
+		return storage.ObjectInfo{}, err
 	}
 	return s.stat("stat", key, p)
 }
 
-// List implements sync.Store.
-func (s *Store) List(ctx context.Context, prefix string, fn func(bsync.ObjectInfo) error) error {
+// List implements storage.Store.
+func (s *Store) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
 	// Walk the deepest directory that the prefix names whole, then filter.
 	dir := s.root
 	if i := strings.LastIndex(prefix, "/"); i >= 0 {
 		dir = filepath.Join(s.root, filepath.FromSlash(prefix[:i]))
 	}
-	var found []bsync.ObjectInfo
+	var found []storage.ObjectInfo
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -206,7 +206,7 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(bsync.ObjectInf
 	if err != nil {
 		return wrap("list", prefix, err)
 	}
-	slices.SortFunc(found, func(a, b bsync.ObjectInfo) int { return strings.Compare(a.Key, b.Key) })
+	slices.SortFunc(found, func(a, b storage.ObjectInfo) int { return strings.Compare(a.Key, b.Key) })
 	for _, o := range found {
 		if err := fn(o); err != nil {
 			return err
@@ -215,7 +215,7 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(bsync.ObjectInf
 	return nil
 }
 
-// Delete implements sync.Store. It also removes directories it leaves empty.
+// Delete implements storage.Store. It also removes directories it leaves empty.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	p, err := s.path("delete", key)
 	if err != nil {
@@ -232,9 +232,9 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// NewUpload implements sync.Store: the parts are written at their offsets
+// NewUpload implements storage.Store: the parts are written at their offsets
 // into one temporary file, which Complete renames into place.
-func (s *Store) NewUpload(ctx context.Context, key string) (bsync.Upload, error) {
+func (s *Store) NewUpload(ctx context.Context, key string) (storage.Upload, error) {
 	dst, err := s.path("upload", key)
 	if err != nil {
 		return nil, err
@@ -253,19 +253,19 @@ type upload struct {
 	f   *os.File
 }
 
-func (u *upload) Part(ctx context.Context, n int, offset int64, p bsync.Payload) (bsync.CompletedPart, error) {
+func (u *upload) Part(ctx context.Context, n int, offset int64, p storage.Payload) (storage.CompletedPart, error) {
 	w := io.NewOffsetWriter(u.f, offset)
 	written, err := io.Copy(w, contextReader{ctx, p.Reader()})
 	if err == nil && written != p.Size() {
 		err = fmt.Errorf("payload gave %d bytes, want %d", written, p.Size())
 	}
 	if err != nil {
-		return bsync.CompletedPart{}, wrap("upload", u.key, err)
+		return storage.CompletedPart{}, wrap("upload", u.key, err)
 	}
-	return bsync.CompletedPart{Number: n, ETag: fmt.Sprintf("%d@%d", n, offset), Size: p.Size()}, nil
+	return storage.CompletedPart{Number: n, ETag: fmt.Sprintf("%d@%d", n, offset), Size: p.Size()}, nil
 }
 
-func (u *upload) Complete(ctx context.Context, parts []bsync.CompletedPart) (bsync.ObjectInfo, error) {
+func (u *upload) Complete(ctx context.Context, parts []storage.CompletedPart) (storage.ObjectInfo, error) {
 	defer os.Remove(u.f.Name())
 	var total int64
 	for _, p := range parts {
@@ -285,7 +285,7 @@ func (u *upload) Complete(ctx context.Context, parts []bsync.CompletedPart) (bsy
 		err = os.Rename(u.f.Name(), u.dst)
 	}
 	if err != nil {
-		return bsync.ObjectInfo{}, wrap("upload", u.key, err)
+		return storage.ObjectInfo{}, wrap("upload", u.key, err)
 	}
 	syncDir(filepath.Dir(u.dst))
 	return u.s.stat("upload", u.key, u.dst)
@@ -336,34 +336,34 @@ func (s *Store) lock() (unlock func(), err error) {
 	return func() { f.Close() }, nil // closing releases the flock
 }
 
-func (s *Store) stat(op, key, p string) (bsync.ObjectInfo, error) {
+func (s *Store) stat(op, key, p string) (storage.ObjectInfo, error) {
 	fi, err := os.Stat(p)
 	if err != nil {
-		return bsync.ObjectInfo{}, wrap(op, key, err)
+		return storage.ObjectInfo{}, wrap(op, key, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return bsync.ObjectInfo{}, &bsync.Error{Op: op, Key: key, Kind: bsync.ErrNotFound, Err: errors.New("not a regular file")}
+		return storage.ObjectInfo{}, &storage.Error{Op: op, Key: key, Kind: storage.ErrNotFound, Err: errors.New("not a regular file")}
 	}
 	return info(key, fi), nil
 }
 
-func (s *Store) statFile(op, key string, f *os.File) (bsync.ObjectInfo, error) {
+func (s *Store) statFile(op, key string, f *os.File) (storage.ObjectInfo, error) {
 	fi, err := f.Stat()
 	if err != nil {
-		return bsync.ObjectInfo{}, wrap(op, key, err)
+		return storage.ObjectInfo{}, wrap(op, key, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return bsync.ObjectInfo{}, &bsync.Error{Op: op, Key: key, Kind: bsync.ErrNotFound, Err: errors.New("not a regular file")}
+		return storage.ObjectInfo{}, &storage.Error{Op: op, Key: key, Kind: storage.ErrNotFound, Err: errors.New("not a regular file")}
 	}
 	return info(key, fi), nil
 }
 
-func info(key string, fi fs.FileInfo) bsync.ObjectInfo {
+func info(key string, fi fs.FileInfo) storage.ObjectInfo {
 	var ino uint64
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		ino = st.Ino
 	}
-	return bsync.ObjectInfo{
+	return storage.ObjectInfo{
 		Key:          key,
 		Size:         fi.Size(),
 		ETag:         fmt.Sprintf("%x-%x-%x", fi.ModTime().UnixNano(), fi.Size(), ino),
@@ -381,15 +381,15 @@ func wrap(op, key string, err error) error {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%s %q: %w", op, key, err)
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR), errors.Is(err, syscall.EISDIR):
-		kind = bsync.ErrNotFound
+		kind = storage.ErrNotFound
 	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS):
-		kind = bsync.ErrPermission
+		kind = storage.ErrPermission
 	case errors.Is(err, syscall.EINTR), errors.Is(err, syscall.EAGAIN), errors.Is(err, syscall.ESTALE):
-		kind = bsync.ErrTransient
+		kind = storage.ErrTransient
 	default:
-		kind = bsync.ErrIO
+		kind = storage.ErrIO
 	}
-	return &bsync.Error{Op: op, Key: key, Kind: kind, Err: err}
+	return &storage.Error{Op: op, Key: key, Kind: kind, Err: err}
 }
 
 func syncDir(dir string) {

@@ -12,8 +12,8 @@ import (
 	"testing"
 
 	"github.com/batonrun/baton/internal/s3test"
-	bsync "github.com/batonrun/baton/sync"
 	"github.com/batonrun/baton/sync/s3aws"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // TestNoDefaultChecksumsForOtherStores puts a reverse proxy that behaves like
@@ -51,23 +51,23 @@ func TestNoDefaultChecksumsForOtherStores(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	data := bytes.Repeat([]byte("x"), bsync.MinPartSize+1000)
-	if _, err := s.Put(ctx, "single", bsync.BytesPayload(data[:1000]), bsync.PutOptions{IfAbsent: true}); err != nil {
+	data := bytes.Repeat([]byte("x"), storage.MinPartSize+1000)
+	if _, err := s.Put(ctx, "single", storage.BytesPayload(data[:1000]), storage.PutOptions{IfAbsent: true}); err != nil {
 		t.Fatalf("put: %v", err)
 	}
 	up, err := s.NewUpload(ctx, "multi")
 	if err != nil {
 		t.Fatalf("new upload: %v", err)
 	}
-	p1, err := up.Part(ctx, 1, 0, bsync.BytesPayload(data[:bsync.MinPartSize]))
+	p1, err := up.Part(ctx, 1, 0, storage.BytesPayload(data[:storage.MinPartSize]))
 	if err != nil {
 		t.Fatalf("part 1: %v", err)
 	}
-	p2, err := up.Part(ctx, 2, bsync.MinPartSize, bsync.BytesPayload(data[bsync.MinPartSize:]))
+	p2, err := up.Part(ctx, 2, storage.MinPartSize, storage.BytesPayload(data[storage.MinPartSize:]))
 	if err != nil {
 		t.Fatalf("part 2: %v", err)
 	}
-	if _, err := up.Complete(ctx, []bsync.CompletedPart{p1, p2}); err != nil {
+	if _, err := up.Complete(ctx, []storage.CompletedPart{p1, p2}); err != nil {
 		t.Fatalf("complete: %v", err)
 	}
 	rc, _, err := s.Get(ctx, "multi", 0, -1)
@@ -79,7 +79,7 @@ func TestNoDefaultChecksumsForOtherStores(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("multipart object read back %d bytes (%v), want %d", len(got), err, len(data))
 	}
-	if err := s.List(ctx, "", func(bsync.ObjectInfo) error { return nil }); err != nil {
+	if err := s.List(ctx, "", func(storage.ObjectInfo) error { return nil }); err != nil {
 		t.Fatalf("list: %v", err)
 	}
 	if err := s.Delete(ctx, "single"); err != nil {

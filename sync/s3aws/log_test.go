@@ -8,7 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	gosync "sync"
+	"sync"
 	"testing"
 
 	"github.com/batonrun/baton/sync/s3aws"
@@ -17,7 +17,7 @@ import (
 
 // recordHandler keeps every slog record it is handed, at every level.
 type recordHandler struct {
-	mu      gosync.Mutex
+	mu      sync.Mutex
 	records []slog.Record
 }
 

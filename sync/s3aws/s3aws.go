@@ -3,7 +3,7 @@
 // roles, web identity), AWS_ENDPOINT_URL_S3 and AWS_CA_BUNDLE, and any
 // S3-compatible server through a custom endpoint.
 //
-// The SDK's own retries are switched off (retries belong to sync.Retry), its
+// The SDK's own retries are switched off (retries belong to storage.Retry), its
 // default CRC32 checksums are limited to what the operation requires for
 // non-AWS endpoints (several S3-compatible servers reject them), and uploads
 // are sent as UNSIGNED-PAYLOAD so that no payload is hashed twice. What the
@@ -33,21 +33,21 @@ import (
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
-	bsync "github.com/batonrun/baton/sync"
 	"github.com/batonrun/baton/sync/s3config"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // dialTimeout bounds connecting to the endpoint, so that an unreachable
 // server fails in seconds.
 const dialTimeout = 5 * time.Second
 
-// Store is a bsync.Store on one S3 bucket and prefix.
+// Store is a storage.Store on one S3 bucket and prefix.
 type Store struct {
 	cfg    s3config.Config
 	client *s3.Client
 }
 
-var _ bsync.Store = (*Store)(nil)
+var _ storage.Store = (*Store)(nil)
 
 // New returns the store that cfg describes, with blank settings filled from
 // the environment (see s3config.Config.Resolve). It sends no request: wrong
@@ -56,17 +56,17 @@ var _ bsync.Store = (*Store)(nil)
 func New(ctx context.Context, cfg s3config.Config) (*Store, error) {
 	cfg = cfg.Resolve(os.Getenv)
 	if cfg.Bucket == "" {
-		return nil, &bsync.Error{Op: "open", Kind: bsync.ErrInvalid, Err: errors.New("S3 store: no bucket")}
+		return nil, &storage.Error{Op: "open", Kind: storage.ErrInvalid, Err: errors.New("S3 store: no bucket")}
 	}
 	endpoint, err := cfg.EndpointURL()
 	if err != nil {
-		return nil, &bsync.Error{Op: "open", Kind: bsync.ErrInvalid, Err: err}
+		return nil, &storage.Error{Op: "open", Kind: storage.ErrInvalid, Err: err}
 	}
 	// Check AWS_CA_BUNDLE ourselves, for an error that names it; the SDK
 	// loads it again into the same transport.
 	tlsConfig, err := s3config.TLSConfig(os.Getenv)
 	if err != nil {
-		return nil, &bsync.Error{Op: "open", Kind: bsync.ErrInvalid, Err: err}
+		return nil, &storage.Error{Op: "open", Kind: storage.ErrInvalid, Err: err}
 	}
 	// A BuildableClient, not a plain *http.Client: the SDK needs it to apply
 	// AWS_CA_BUNDLE and a profile's ca_bundle.
@@ -103,7 +103,7 @@ func New(ctx context.Context, cfg s3config.Config) (*Store, error) {
 	}
 	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
-		return nil, &bsync.Error{Op: "open", Kind: bsync.ErrInvalid, Err: fmt.Errorf("loading AWS configuration: %w", err)}
+		return nil, &storage.Error{Op: "open", Kind: storage.ErrInvalid, Err: fmt.Errorf("loading AWS configuration: %w", err)}
 	}
 	if awsCfg.Credentials != nil {
 		awsCfg.Credentials = credentialsProvider{awsCfg.Credentials}
@@ -129,13 +129,13 @@ func unsigned(o *s3.Options) {
 	o.APIOptions = append(o.APIOptions, v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
 }
 
-// Put implements bsync.Store.
-func (s *Store) Put(ctx context.Context, key string, p bsync.Payload, opts bsync.PutOptions) (bsync.ObjectInfo, error) {
-	if err := bsync.CheckKey(key); err != nil {
-		return bsync.ObjectInfo{}, err
+// Put implements storage.Store.
+func (s *Store) Put(ctx context.Context, key string, p storage.Payload, opts storage.PutOptions) (storage.ObjectInfo, error) {
+	if err := storage.CheckKey(key); err != nil {
+		return storage.ObjectInfo{}, err
 	}
 	if opts.IfAbsent && opts.IfMatch != "" {
-		return bsync.ObjectInfo{}, bsync.Errorf("put", key, bsync.ErrInvalid, "both IfAbsent and IfMatch set")
+		return storage.ObjectInfo{}, storage.Errorf("put", key, storage.ErrInvalid, "both IfAbsent and IfMatch set")
 	}
 	in := &s3.PutObjectInput{
 		Bucket:        aws.String(s.cfg.Bucket),
@@ -151,9 +151,9 @@ func (s *Store) Put(ctx context.Context, key string, p bsync.Payload, opts bsync
 	}
 	out, err := s.client.PutObject(ctx, in, unsigned)
 	if err != nil {
-		return bsync.ObjectInfo{}, s.wrap(ctx, "put", key, err)
+		return storage.ObjectInfo{}, s.wrap(ctx, "put", key, err)
 	}
-	return bsync.ObjectInfo{
+	return storage.ObjectInfo{
 		Key:          key,
 		Size:         p.Size(),
 		ETag:         s3config.ETag(aws.ToString(out.ETag)),
@@ -161,13 +161,13 @@ func (s *Store) Put(ctx context.Context, key string, p bsync.Payload, opts bsync
 	}, nil
 }
 
-// Get implements bsync.Store.
-func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, bsync.ObjectInfo, error) {
-	if err := bsync.CheckKey(key); err != nil {
-		return nil, bsync.ObjectInfo{}, err
+// Get implements storage.Store.
+func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, storage.ObjectInfo, error) {
+	if err := storage.CheckKey(key); err != nil {
+		return nil, storage.ObjectInfo{}, err
 	}
 	if err := s3config.CheckRange(key, offset); err != nil {
-		return nil, bsync.ObjectInfo{}, err
+		return nil, storage.ObjectInfo{}, err
 	}
 	if length == 0 {
 		return s.empty(ctx, key, offset)
@@ -184,9 +184,9 @@ func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.R
 			// is a valid empty read; past the end is not.
 			return s.empty(ctx, key, offset)
 		}
-		return nil, bsync.ObjectInfo{}, s.wrap(ctx, "get", key, err)
+		return nil, storage.ObjectInfo{}, s.wrap(ctx, "get", key, err)
 	}
-	info := bsync.ObjectInfo{
+	info := storage.ObjectInfo{
 		Key:          key,
 		ETag:         s3config.ETag(aws.ToString(out.ETag)),
 		LastModified: aws.ToTime(out.LastModified),
@@ -204,23 +204,23 @@ func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.R
 }
 
 // empty answers a Get of no bytes at offset (see s3config.EmptyRead).
-func (s *Store) empty(ctx context.Context, key string, offset int64) (io.ReadCloser, bsync.ObjectInfo, error) {
+func (s *Store) empty(ctx context.Context, key string, offset int64) (io.ReadCloser, storage.ObjectInfo, error) {
 	info, err := s.stat(ctx, "get", key)
 	if err != nil {
-		return nil, bsync.ObjectInfo{}, err
+		return nil, storage.ObjectInfo{}, err
 	}
 	return s3config.EmptyRead(key, offset, info)
 }
 
-// Stat implements bsync.Store.
-func (s *Store) Stat(ctx context.Context, key string) (bsync.ObjectInfo, error) {
-	if err := bsync.CheckKey(key); err != nil {
-		return bsync.ObjectInfo{}, err
+// Stat implements storage.Store.
+func (s *Store) Stat(ctx context.Context, key string) (storage.ObjectInfo, error) {
+	if err := storage.CheckKey(key); err != nil {
+		return storage.ObjectInfo{}, err
 	}
 	return s.stat(ctx, "stat", key)
 }
 
-func (s *Store) stat(ctx context.Context, op, key string) (bsync.ObjectInfo, error) {
+func (s *Store) stat(ctx context.Context, op, key string) (storage.ObjectInfo, error) {
 	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{
 		Bucket: aws.String(s.cfg.Bucket),
 		Key:    aws.String(s.cfg.Key(key)),
@@ -229,9 +229,9 @@ func (s *Store) stat(ctx context.Context, op, key string) (bsync.ObjectInfo, err
 		if code := status(err); code == http.StatusNotFound || code == http.StatusForbidden {
 			err = s.explain(ctx, key, err)
 		}
-		return bsync.ObjectInfo{}, s.wrap(ctx, op, key, err)
+		return storage.ObjectInfo{}, s.wrap(ctx, op, key, err)
 	}
-	return bsync.ObjectInfo{
+	return storage.ObjectInfo{
 		Key:          key,
 		Size:         aws.ToInt64(out.ContentLength),
 		ETag:         s3config.ETag(aws.ToString(out.ETag)),
@@ -262,8 +262,8 @@ func (s *Store) explain(ctx context.Context, key string, headErr error) error {
 	return fmt.Errorf("HEAD failed; a GET says: %w", err)
 }
 
-// List implements bsync.Store.
-func (s *Store) List(ctx context.Context, prefix string, fn func(bsync.ObjectInfo) error) error {
+// List implements storage.Store.
+func (s *Store) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
 	pages := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{
 		Bucket:  aws.String(s.cfg.Bucket),
 		Prefix:  aws.String(s.cfg.ListPrefix(prefix)),
@@ -279,7 +279,7 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(bsync.ObjectInf
 			if !ok {
 				continue
 			}
-			err := fn(bsync.ObjectInfo{
+			err := fn(storage.ObjectInfo{
 				Key:          key,
 				Size:         aws.ToInt64(o.Size),
 				ETag:         s3config.ETag(aws.ToString(o.ETag)),
@@ -293,9 +293,9 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(bsync.ObjectInf
 	return nil
 }
 
-// Delete implements bsync.Store.
+// Delete implements storage.Store.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	if err := bsync.CheckKey(key); err != nil {
+	if err := storage.CheckKey(key); err != nil {
 		return err
 	}
 	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{
@@ -303,16 +303,16 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		Key:    aws.String(s.cfg.Key(key)),
 	})
 	if err != nil {
-		if err := s.wrap(ctx, "delete", key, err); !errors.Is(err, bsync.ErrNotFound) {
+		if err := s.wrap(ctx, "delete", key, err); !errors.Is(err, storage.ErrNotFound) {
 			return err
 		}
 	}
 	return nil
 }
 
-// NewUpload implements bsync.Store with an S3 multipart upload.
-func (s *Store) NewUpload(ctx context.Context, key string) (bsync.Upload, error) {
-	if err := bsync.CheckKey(key); err != nil {
+// NewUpload implements storage.Store with an S3 multipart upload.
+func (s *Store) NewUpload(ctx context.Context, key string) (storage.Upload, error) {
+	if err := storage.CheckKey(key); err != nil {
 		return nil, err
 	}
 	out, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
@@ -331,9 +331,9 @@ type upload struct {
 	id  string
 }
 
-func (u *upload) Part(ctx context.Context, n int, offset int64, p bsync.Payload) (bsync.CompletedPart, error) {
-	if n < 1 || n > bsync.MaxParts {
-		return bsync.CompletedPart{}, bsync.Errorf("upload", u.key, bsync.ErrInvalid, "part number %d outside 1..%d", n, bsync.MaxParts)
+func (u *upload) Part(ctx context.Context, n int, offset int64, p storage.Payload) (storage.CompletedPart, error) {
+	if n < 1 || n > storage.MaxParts {
+		return storage.CompletedPart{}, storage.Errorf("upload", u.key, storage.ErrInvalid, "part number %d outside 1..%d", n, storage.MaxParts)
 	}
 	out, err := u.s.client.UploadPart(ctx, &s3.UploadPartInput{
 		Bucket:        aws.String(u.s.cfg.Bucket),
@@ -344,13 +344,13 @@ func (u *upload) Part(ctx context.Context, n int, offset int64, p bsync.Payload)
 		ContentLength: aws.Int64(p.Size()),
 	}, unsigned)
 	if err != nil {
-		return bsync.CompletedPart{}, u.s.wrap(ctx, "upload", u.key, err)
+		return storage.CompletedPart{}, u.s.wrap(ctx, "upload", u.key, err)
 	}
-	return bsync.CompletedPart{Number: n, ETag: s3config.ETag(aws.ToString(out.ETag)), Size: p.Size()}, nil
+	return storage.CompletedPart{Number: n, ETag: s3config.ETag(aws.ToString(out.ETag)), Size: p.Size()}, nil
 }
 
-func (u *upload) Complete(ctx context.Context, parts []bsync.CompletedPart) (bsync.ObjectInfo, error) {
-	sorted := slices.SortedFunc(slices.Values(parts), func(a, b bsync.CompletedPart) int { return a.Number - b.Number })
+func (u *upload) Complete(ctx context.Context, parts []storage.CompletedPart) (storage.ObjectInfo, error) {
+	sorted := slices.SortedFunc(slices.Values(parts), func(a, b storage.CompletedPart) int { return a.Number - b.Number })
 	completed := make([]types.CompletedPart, len(sorted))
 	var size int64
 	for i, p := range sorted {
@@ -364,9 +364,9 @@ func (u *upload) Complete(ctx context.Context, parts []bsync.CompletedPart) (bsy
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: completed},
 	})
 	if err != nil {
-		return bsync.ObjectInfo{}, u.s.wrap(ctx, "upload", u.key, err)
+		return storage.ObjectInfo{}, u.s.wrap(ctx, "upload", u.key, err)
 	}
-	return bsync.ObjectInfo{
+	return storage.ObjectInfo{
 		Key:          u.key,
 		Size:         size,
 		ETag:         s3config.ETag(aws.ToString(out.ETag)),
@@ -381,7 +381,7 @@ func (u *upload) Abort(ctx context.Context) error {
 		UploadId: aws.String(u.id),
 	})
 	if err != nil {
-		if err := u.s.wrap(ctx, "upload", u.key, err); !errors.Is(err, bsync.ErrNotFound) {
+		if err := u.s.wrap(ctx, "upload", u.key, err); !errors.Is(err, storage.ErrNotFound) {
 			return err
 		}
 	}
@@ -405,7 +405,7 @@ func (s *Store) wrap(ctx context.Context, op, key string, err error) error {
 	case code >= 300:
 		kind = s3config.Kind("", code)
 	case errors.As(err, &credErr), errors.As(err, &signErr):
-		kind = bsync.ErrAuth // no credentials could be found
+		kind = storage.ErrAuth // no credentials could be found
 	default:
 		kind = s3config.NetKind(err)
 	}

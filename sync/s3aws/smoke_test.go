@@ -5,12 +5,14 @@ import (
 	"testing"
 
 	"github.com/batonrun/baton/internal/s3test"
-	bsync "github.com/batonrun/baton/sync"
 	"github.com/batonrun/baton/sync/s3aws"
 	"github.com/batonrun/baton/sync/s3config"
+	"github.com/batonrun/baton/sync/storage"
 )
 
-func open(ctx context.Context, cfg s3config.Config) (bsync.Store, error) { return s3aws.New(ctx, cfg) }
+func open(ctx context.Context, cfg s3config.Config) (storage.Store, error) {
+	return s3aws.New(ctx, cfg)
+}
 
 func TestSmokeVersitygw(t *testing.T) { s3test.Smoke(t, s3test.Versitygw, open) }
 

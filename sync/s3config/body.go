@@ -8,12 +8,12 @@ import (
 	"strconv"
 	"strings"
 
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // Body wraps the body of a GET response that should hold exactly want
-// bytes, so that it keeps the promises of sync.Store.Get: a read error
-// becomes an *sync.Error of kind ErrTransient (or wraps ctx.Err() once ctx
+// bytes, so that it keeps the promises of storage.Store.Get: a read error
+// becomes an *storage.Error of kind ErrTransient (or wraps ctx.Err() once ctx
 // is done), and a body that ends before want bytes returns an ErrTransient
 // error wrapping io.ErrUnexpectedEOF instead of a silent short read. Bytes
 // past want are not returned. A negative want means the length is unknown:
@@ -52,10 +52,10 @@ func (b *body) Read(p []byte) (int, error) {
 	case errors.Is(err, io.EOF) && (b.left == 0 || !known):
 		b.err = io.EOF
 	case errors.Is(err, io.EOF):
-		b.err = Wrap(b.ctx, "get", b.key, bsync.ErrTransient,
+		b.err = Wrap(b.ctx, "get", b.key, storage.ErrTransient,
 			fmt.Errorf("body ended %d bytes early: %w", b.left, io.ErrUnexpectedEOF))
 	default:
-		b.err = Wrap(b.ctx, "get", b.key, bsync.ErrTransient, fmt.Errorf("reading body: %w", err))
+		b.err = Wrap(b.ctx, "get", b.key, storage.ErrTransient, fmt.Errorf("reading body: %w", err))
 	}
 	if n > 0 && b.err == io.EOF {
 		return n, nil // report EOF on the next call, like most readers
@@ -65,7 +65,7 @@ func (b *body) Read(p []byte) (int, error) {
 
 func (b *body) Close() error {
 	if err := b.rc.Close(); err != nil && b.err == nil {
-		return Wrap(b.ctx, "get", b.key, bsync.ErrTransient, err)
+		return Wrap(b.ctx, "get", b.key, storage.ErrTransient, err)
 	}
 	return nil
 }
@@ -74,9 +74,9 @@ func (b *body) Close() error {
 // describes (a stat of it): an empty body, which needs no request for the
 // bytes, if offset lies within or at the end of the object; ErrInvalid past
 // it.
-func EmptyRead(key string, offset int64, info bsync.ObjectInfo) (io.ReadCloser, bsync.ObjectInfo, error) {
+func EmptyRead(key string, offset int64, info storage.ObjectInfo) (io.ReadCloser, storage.ObjectInfo, error) {
 	if offset > info.Size {
-		return nil, bsync.ObjectInfo{}, bsync.Errorf("get", key, bsync.ErrInvalid, "offset %d outside object of %d bytes", offset, info.Size)
+		return nil, storage.ObjectInfo{}, storage.Errorf("get", key, storage.ErrInvalid, "offset %d outside object of %d bytes", offset, info.Size)
 	}
 	return io.NopCloser(strings.NewReader("")), info, nil
 }
@@ -127,7 +127,7 @@ func TotalSize(contentRange string) (int64, bool) {
 // negative. (Whether it lies within the object only the server knows.)
 func CheckRange(key string, offset int64) error {
 	if offset < 0 {
-		return bsync.Errorf("get", key, bsync.ErrInvalid, "negative offset %d", offset)
+		return storage.Errorf("get", key, storage.ErrInvalid, "negative offset %d", offset)
 	}
 	return nil
 }

@@ -9,11 +9,11 @@ import (
 	"net"
 	"syscall"
 
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // Kind maps an S3 error code and the response's HTTP status to one of the
-// error kinds of package sync. The code decides when it is known; otherwise
+// error kinds of package storage. The code decides when it is known; otherwise
 // the status does. An unknown code with no telling status is ErrInvalid.
 //
 // 404 is ErrNotFound except NoSuchBucket (ErrNoBucket); 412, and 409 unless
@@ -23,43 +23,43 @@ import (
 func Kind(code string, status int) error {
 	switch code {
 	case "NoSuchBucket":
-		return bsync.ErrNoBucket
+		return storage.ErrNoBucket
 	case "NoSuchKey", "NotFound", "NoSuchUpload", "NoSuchVersion":
-		return bsync.ErrNotFound
+		return storage.ErrNotFound
 	case "PreconditionFailed", "ConditionalRequestConflict":
-		return bsync.ErrPreconditionFailed
+		return storage.ErrPreconditionFailed
 	case "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "ExpiredTokenException",
 		"InvalidToken", "TokenRefreshRequired", "AuthorizationHeaderMalformed", "AuthorizationQueryParametersError",
 		"InvalidSecurity", "MissingSecurityHeader", "InvalidClientTokenId", "UnrecognizedClientException",
 		"RequestTimeTooSkewed", "AccessKeyDisabled", "XMinioInvalidTokenId",
 		"XAdminUserNotFound": // versitygw: unknown access key (with status 404)
-		return bsync.ErrAuth
+		return storage.ErrAuth
 	case "AccessDenied", "AllAccessDisabled", "AccountProblem":
-		return bsync.ErrPermission
+		return storage.ErrPermission
 	case "SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling",
 		"ThrottlingException", "RequestThrottled", "TooManyRequests", "TooManyRequestsException",
 		"OperationAborted", "IncompleteBody", "BadDigest", "XAmzContentSHA256Mismatch",
 		"XMinioServerNotInitialized", "XMinioReadQuorum", "XMinioWriteQuorum":
-		return bsync.ErrTransient
+		return storage.ErrTransient
 	case "InvalidRange", "InvalidPart", "InvalidPartOrder", "EntityTooSmall", "EntityTooLarge",
 		"InvalidArgument", "InvalidRequest", "InvalidBucketName", "KeyTooLongError", "MalformedXML",
 		"NotImplemented", "MissingContentLength", "InvalidDigest", "InvalidObjectState",
 		"PermanentRedirect", "MethodNotAllowed":
-		return bsync.ErrInvalid
+		return storage.ErrInvalid
 	}
 	switch {
 	case status == 404:
-		return bsync.ErrNotFound
+		return storage.ErrNotFound
 	case status == 412, status == 409:
-		return bsync.ErrPreconditionFailed
+		return storage.ErrPreconditionFailed
 	case status == 401:
-		return bsync.ErrAuth
+		return storage.ErrAuth
 	case status == 403:
-		return bsync.ErrPermission
+		return storage.ErrPermission
 	case status == 408, status == 429, status >= 500 && status != 501:
-		return bsync.ErrTransient
+		return storage.ErrTransient
 	default:
-		return bsync.ErrInvalid
+		return storage.ErrInvalid
 	}
 }
 
@@ -83,24 +83,24 @@ func NetKind(err error) error {
 	)
 	switch {
 	case errors.As(err, &dnsErr):
-		return bsync.ErrUnreachable
+		return storage.ErrUnreachable
 	case errors.As(err, &opErr) && (opErr.Op == "dial" || opErr.Op == "proxyconnect"):
-		return bsync.ErrUnreachable
+		return storage.ErrUnreachable
 	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EHOSTUNREACH),
 		errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.EADDRNOTAVAIL):
-		return bsync.ErrUnreachable
+		return storage.ErrUnreachable
 	case errors.As(err, &unkAuth), errors.As(err, &hostErr), errors.As(err, &certErr), errors.As(err, &tlsErr):
-		return bsync.ErrUnreachable
+		return storage.ErrUnreachable
 	}
-	return bsync.ErrTransient
+	return storage.ErrTransient
 }
 
 // Wrap returns err as a storage error of operation op on key. When ctx is
 // done it returns an error wrapping ctx.Err() (and no kind), since the
-// caller gave up; otherwise an *sync.Error of the given kind wrapping err.
+// caller gave up; otherwise an *storage.Error of the given kind wrapping err.
 func Wrap(ctx context.Context, op, key string, kind, err error) error {
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return fmt.Errorf("%s %q: %w (%v)", op, key, ctxErr, err)
 	}
-	return &bsync.Error{Op: op, Key: key, Kind: kind, Err: err}
+	return &storage.Error{Op: op, Key: key, Kind: kind, Err: err}
 }

@@ -2,7 +2,7 @@
 // sync/s3minio) share: the store's settings, how blank settings are filled
 // from the standard AWS environment, the TLS settings that honour
 // AWS_CA_BUNDLE, and the mapping of S3 error codes and transport failures to
-// the error kinds of package sync.
+// the error kinds of package storage.
 package s3config
 
 import (

@@ -20,7 +20,7 @@ import (
 	"testing/iotest"
 	"time"
 
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 func env(kv ...string) func(string) string {
@@ -114,40 +114,40 @@ func TestKind(t *testing.T) {
 		status int
 		want   error
 	}{
-		{"NoSuchKey", 404, bsync.ErrNotFound},
-		{"NotFound", 404, bsync.ErrNotFound},
-		{"", 404, bsync.ErrNotFound},
-		{"NoSuchUpload", 404, bsync.ErrNotFound},
-		{"NoSuchBucket", 404, bsync.ErrNoBucket},
-		{"PreconditionFailed", 412, bsync.ErrPreconditionFailed},
-		{"", 412, bsync.ErrPreconditionFailed},
-		{"ConditionalRequestConflict", 409, bsync.ErrPreconditionFailed},
-		{"OperationAborted", 409, bsync.ErrTransient},
-		{"InvalidAccessKeyId", 403, bsync.ErrAuth},
-		{"SignatureDoesNotMatch", 403, bsync.ErrAuth},
-		{"ExpiredToken", 400, bsync.ErrAuth},
-		{"InvalidToken", 400, bsync.ErrAuth},
-		{"AuthorizationHeaderMalformed", 400, bsync.ErrAuth},
-		{"XAdminUserNotFound", 404, bsync.ErrAuth},
-		{"", 401, bsync.ErrAuth},
-		{"AccessDenied", 403, bsync.ErrPermission},
-		{"Forbidden", 403, bsync.ErrPermission},
-		{"", 403, bsync.ErrPermission},
-		{"SlowDown", 503, bsync.ErrTransient},
-		{"SlowDown", 0, bsync.ErrTransient},
-		{"InternalError", 500, bsync.ErrTransient},
-		{"ServiceUnavailable", 503, bsync.ErrTransient},
-		{"RequestTimeout", 400, bsync.ErrTransient},
-		{"UnknownError", 502, bsync.ErrTransient},
-		{"", 429, bsync.ErrTransient},
-		{"", 408, bsync.ErrTransient},
-		{"NotImplemented", 501, bsync.ErrInvalid},
-		{"", 501, bsync.ErrInvalid},
-		{"InvalidRange", 416, bsync.ErrInvalid},
-		{"InvalidPart", 400, bsync.ErrInvalid},
-		{"EntityTooSmall", 400, bsync.ErrInvalid},
-		{"WhoKnows", 400, bsync.ErrInvalid},
-		{"", 0, bsync.ErrInvalid},
+		{"NoSuchKey", 404, storage.ErrNotFound},
+		{"NotFound", 404, storage.ErrNotFound},
+		{"", 404, storage.ErrNotFound},
+		{"NoSuchUpload", 404, storage.ErrNotFound},
+		{"NoSuchBucket", 404, storage.ErrNoBucket},
+		{"PreconditionFailed", 412, storage.ErrPreconditionFailed},
+		{"", 412, storage.ErrPreconditionFailed},
+		{"ConditionalRequestConflict", 409, storage.ErrPreconditionFailed},
+		{"OperationAborted", 409, storage.ErrTransient},
+		{"InvalidAccessKeyId", 403, storage.ErrAuth},
+		{"SignatureDoesNotMatch", 403, storage.ErrAuth},
+		{"ExpiredToken", 400, storage.ErrAuth},
+		{"InvalidToken", 400, storage.ErrAuth},
+		{"AuthorizationHeaderMalformed", 400, storage.ErrAuth},
+		{"XAdminUserNotFound", 404, storage.ErrAuth},
+		{"", 401, storage.ErrAuth},
+		{"AccessDenied", 403, storage.ErrPermission},
+		{"Forbidden", 403, storage.ErrPermission},
+		{"", 403, storage.ErrPermission},
+		{"SlowDown", 503, storage.ErrTransient},
+		{"SlowDown", 0, storage.ErrTransient},
+		{"InternalError", 500, storage.ErrTransient},
+		{"ServiceUnavailable", 503, storage.ErrTransient},
+		{"RequestTimeout", 400, storage.ErrTransient},
+		{"UnknownError", 502, storage.ErrTransient},
+		{"", 429, storage.ErrTransient},
+		{"", 408, storage.ErrTransient},
+		{"NotImplemented", 501, storage.ErrInvalid},
+		{"", 501, storage.ErrInvalid},
+		{"InvalidRange", 416, storage.ErrInvalid},
+		{"InvalidPart", 400, storage.ErrInvalid},
+		{"EntityTooSmall", 400, storage.ErrInvalid},
+		{"WhoKnows", 400, storage.ErrInvalid},
+		{"", 0, storage.ErrInvalid},
 	} {
 		if got := Kind(c.code, c.status); got != c.want {
 			t.Errorf("Kind(%q, %d) = %v, want %v", c.code, c.status, got, c.want)
@@ -168,16 +168,16 @@ func TestNetKind(t *testing.T) {
 		err  error
 		want error
 	}{
-		{"refused", refused, bsync.ErrUnreachable},
-		{"no such host", &net.OpError{Op: "dial", Err: &net.DNSError{Err: "no such host", Name: "x.invalid", IsNotFound: true}}, bsync.ErrUnreachable},
-		{"dns alone", &net.DNSError{Err: "server misbehaving", Name: "x"}, bsync.ErrUnreachable},
-		{"dial timeout", &net.OpError{Op: "dial", Err: os.ErrDeadlineExceeded}, bsync.ErrUnreachable},
-		{"unreachable net", errors.Join(errors.New("send"), syscall.ENETUNREACH), bsync.ErrUnreachable},
-		{"unknown CA", x509.UnknownAuthorityError{}, bsync.ErrUnreachable},
-		{"reset", &net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, bsync.ErrTransient},
-		{"unexpected EOF", io.ErrUnexpectedEOF, bsync.ErrTransient},
-		{"read timeout", &net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}, bsync.ErrTransient},
-		{"other", errors.New("http2: stream closed"), bsync.ErrTransient},
+		{"refused", refused, storage.ErrUnreachable},
+		{"no such host", &net.OpError{Op: "dial", Err: &net.DNSError{Err: "no such host", Name: "x.invalid", IsNotFound: true}}, storage.ErrUnreachable},
+		{"dns alone", &net.DNSError{Err: "server misbehaving", Name: "x"}, storage.ErrUnreachable},
+		{"dial timeout", &net.OpError{Op: "dial", Err: os.ErrDeadlineExceeded}, storage.ErrUnreachable},
+		{"unreachable net", errors.Join(errors.New("send"), syscall.ENETUNREACH), storage.ErrUnreachable},
+		{"unknown CA", x509.UnknownAuthorityError{}, storage.ErrUnreachable},
+		{"reset", &net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, storage.ErrTransient},
+		{"unexpected EOF", io.ErrUnexpectedEOF, storage.ErrTransient},
+		{"read timeout", &net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}, storage.ErrTransient},
+		{"other", errors.New("http2: stream closed"), storage.ErrTransient},
 	} {
 		if got := NetKind(c.err); got != c.want {
 			t.Errorf("%s: NetKind(%v) = %v, want %v", c.name, c.err, got, c.want)
@@ -201,19 +201,19 @@ func TestBody(t *testing.T) {
 		t.Errorf("unknown length: %q, %v", got, err)
 	}
 	got, err := read(Body(ctx, "k", io.NopCloser(strings.NewReader("hel")), 5))
-	var se *bsync.Error
-	if got != "hel" || !errors.Is(err, bsync.ErrTransient) || !errors.Is(err, io.ErrUnexpectedEOF) || !errors.As(err, &se) || se.Op != "get" || se.Key != "k" {
+	var se *storage.Error
+	if got != "hel" || !errors.Is(err, storage.ErrTransient) || !errors.Is(err, io.ErrUnexpectedEOF) || !errors.As(err, &se) || se.Op != "get" || se.Key != "k" {
 		t.Errorf("short body: %q, %v", got, err)
 	}
 	boom := errors.New("connection reset")
 	got, err = read(Body(ctx, "k", io.NopCloser(io.MultiReader(strings.NewReader("he"), iotest.ErrReader(boom))), 5))
-	if got != "he" || !errors.Is(err, bsync.ErrTransient) || !errors.Is(err, boom) {
+	if got != "he" || !errors.Is(err, storage.ErrTransient) || !errors.Is(err, boom) {
 		t.Errorf("failing body: %q, %v", got, err)
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
 	_, err = read(Body(cctx, "k", io.NopCloser(iotest.ErrReader(boom)), 5))
-	if !errors.Is(err, context.Canceled) || errors.Is(err, bsync.ErrTransient) {
+	if !errors.Is(err, context.Canceled) || errors.Is(err, storage.ErrTransient) {
 		t.Errorf("body after cancel: %v", err)
 	}
 }

@@ -4,8 +4,8 @@ import (
 	"testing"
 
 	"github.com/batonrun/baton/internal/s3test"
-	bsync "github.com/batonrun/baton/sync"
 	"github.com/batonrun/baton/sync/s3minio"
+	"github.com/batonrun/baton/sync/storage"
 	"github.com/batonrun/baton/sync/storetest"
 )
 
@@ -16,7 +16,7 @@ func TestConformance(t *testing.T) {
 	for _, kind := range s3test.Kinds() {
 		t.Run(kind, func(t *testing.T) {
 			srv := s3test.Start(t, kind)
-			storetest.Run(t, func(t *testing.T) bsync.Store {
+			storetest.Run(t, func(t *testing.T) storage.Store {
 				st, err := s3minio.New(t.Context(), srv.Config(srv.NewBucket(t), "conformance"))
 				if err != nil {
 					t.Fatal(err)

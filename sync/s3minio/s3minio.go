@@ -5,7 +5,7 @@
 // minio-go turns a PutObject of unknown size into a multipart upload, and
 // servers do not enforce If-None-Match on those. The region is always set
 // explicitly (no bucket-location lookups), minio-go's own retries are off
-// (retries belong to sync.Retry), and bodies are sent as UNSIGNED-PAYLOAD so
+// (retries belong to storage.Retry), and bodies are sent as UNSIGNED-PAYLOAD so
 // that no payload is hashed for the signature.
 package s3minio
 
@@ -24,8 +24,8 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/minio/minio-go/v7/pkg/s3utils"
 
-	bsync "github.com/batonrun/baton/sync"
 	"github.com/batonrun/baton/sync/s3config"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // dialTimeout bounds connecting to the endpoint, so that an unreachable
@@ -36,14 +36,14 @@ const dialTimeout = 5 * time.Second
 // picks the regional host from the region.
 const awsEndpoint = "s3.amazonaws.com"
 
-// Store is a bsync.Store on one S3 bucket and prefix.
+// Store is a storage.Store on one S3 bucket and prefix.
 type Store struct {
 	cfg   s3config.Config
 	core  minio.Core // Core embeds *minio.Client: one client for both APIs
 	creds *credentials.Credentials
 }
 
-var _ bsync.Store = (*Store)(nil)
+var _ storage.Store = (*Store)(nil)
 
 // New returns the store that cfg describes, with blank settings filled from
 // the environment (see s3config.Config.Resolve). Without static credentials
@@ -54,11 +54,11 @@ var _ bsync.Store = (*Store)(nil)
 func New(ctx context.Context, cfg s3config.Config) (*Store, error) {
 	cfg = cfg.Resolve(os.Getenv)
 	if cfg.Bucket == "" {
-		return nil, &bsync.Error{Op: "open", Kind: bsync.ErrInvalid, Err: errors.New("S3 store: no bucket")}
+		return nil, &storage.Error{Op: "open", Kind: storage.ErrInvalid, Err: errors.New("S3 store: no bucket")}
 	}
 	if err := s3utils.CheckValidBucketName(cfg.Bucket); err != nil {
 		// minio-go checks it again before every request, with a plain error.
-		return nil, &bsync.Error{Op: "open", Kind: bsync.ErrInvalid, Err: fmt.Errorf("S3 bucket %q: %w", cfg.Bucket, err)}
+		return nil, &storage.Error{Op: "open", Kind: storage.ErrInvalid, Err: fmt.Errorf("S3 bucket %q: %w", cfg.Bucket, err)}
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("opening %s: %w", cfg, err)
@@ -66,21 +66,21 @@ func New(ctx context.Context, cfg s3config.Config) (*Store, error) {
 	host, secure := awsEndpoint, true
 	u, err := cfg.EndpointURL()
 	if err != nil {
-		return nil, &bsync.Error{Op: "open", Kind: bsync.ErrInvalid, Err: err}
+		return nil, &storage.Error{Op: "open", Kind: storage.ErrInvalid, Err: err}
 	}
 	if u != nil {
 		if u.Path != "" && u.Path != "/" {
-			return nil, &bsync.Error{Op: "open", Kind: bsync.ErrInvalid, Err: fmt.Errorf("S3 endpoint %q: a path is not supported", cfg.Endpoint)}
+			return nil, &storage.Error{Op: "open", Kind: storage.ErrInvalid, Err: fmt.Errorf("S3 endpoint %q: a path is not supported", cfg.Endpoint)}
 		}
 		host, secure = u.Host, u.Scheme == "https"
 	}
 	tlsConfig, err := s3config.TLSConfig(os.Getenv)
 	if err != nil {
-		return nil, &bsync.Error{Op: "open", Kind: bsync.ErrInvalid, Err: err}
+		return nil, &storage.Error{Op: "open", Kind: storage.ErrInvalid, Err: err}
 	}
 	tr, err := minio.DefaultTransport(secure)
 	if err != nil {
-		return nil, &bsync.Error{Op: "open", Kind: bsync.ErrInvalid, Err: err}
+		return nil, &storage.Error{Op: "open", Kind: storage.ErrInvalid, Err: err}
 	}
 	tr.DialContext = (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext
 	tr.MaxIdleConnsPerHost = cfg.MaxConns
@@ -115,7 +115,7 @@ func New(ctx context.Context, cfg s3config.Config) (*Store, error) {
 		MaxRetries:   1,
 	})
 	if err != nil {
-		return nil, &bsync.Error{Op: "open", Kind: bsync.ErrInvalid, Err: err}
+		return nil, &storage.Error{Op: "open", Kind: storage.ErrInvalid, Err: err}
 	}
 	return &Store{cfg: cfg, core: minio.Core{Client: client}, creds: creds}, nil
 }
@@ -123,14 +123,14 @@ func New(ctx context.Context, cfg s3config.Config) (*Store, error) {
 // String names the store as "s3://bucket/prefix".
 func (s *Store) String() string { return s.cfg.String() }
 
-// Put implements bsync.Store with a single PUT of the payload's exact size,
+// Put implements storage.Store with a single PUT of the payload's exact size,
 // so that conditions are enforced.
-func (s *Store) Put(ctx context.Context, key string, p bsync.Payload, opts bsync.PutOptions) (bsync.ObjectInfo, error) {
-	if err := bsync.CheckKey(key); err != nil {
-		return bsync.ObjectInfo{}, err
+func (s *Store) Put(ctx context.Context, key string, p storage.Payload, opts storage.PutOptions) (storage.ObjectInfo, error) {
+	if err := storage.CheckKey(key); err != nil {
+		return storage.ObjectInfo{}, err
 	}
 	if opts.IfAbsent && opts.IfMatch != "" {
-		return bsync.ObjectInfo{}, bsync.Errorf("put", key, bsync.ErrInvalid, "both IfAbsent and IfMatch set")
+		return storage.ObjectInfo{}, storage.Errorf("put", key, storage.ErrInvalid, "both IfAbsent and IfMatch set")
 	}
 	po := minio.PutObjectOptions{DisableMultipart: true, DisableContentSha256: true}
 	if opts.IfAbsent {
@@ -141,19 +141,19 @@ func (s *Store) Put(ctx context.Context, key string, p bsync.Payload, opts bsync
 	}
 	info, err := s.core.Client.PutObject(ctx, s.cfg.Bucket, s.cfg.Key(key), p.Reader(), p.Size(), po)
 	if err != nil {
-		return bsync.ObjectInfo{}, s.wrap(ctx, "put", key, err)
+		return storage.ObjectInfo{}, s.wrap(ctx, "put", key, err)
 	}
-	return bsync.ObjectInfo{Key: key, Size: p.Size(), ETag: s3config.ETag(info.ETag), LastModified: orNow(info.LastModified)}, nil
+	return storage.ObjectInfo{Key: key, Size: p.Size(), ETag: s3config.ETag(info.ETag), LastModified: orNow(info.LastModified)}, nil
 }
 
-// Get implements bsync.Store. Unlike minio-go's lazy Client.GetObject, it
+// Get implements storage.Store. Unlike minio-go's lazy Client.GetObject, it
 // sends the request before returning, so errors surface here.
-func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, bsync.ObjectInfo, error) {
-	if err := bsync.CheckKey(key); err != nil {
-		return nil, bsync.ObjectInfo{}, err
+func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, storage.ObjectInfo, error) {
+	if err := storage.CheckKey(key); err != nil {
+		return nil, storage.ObjectInfo{}, err
 	}
 	if err := s3config.CheckRange(key, offset); err != nil {
-		return nil, bsync.ObjectInfo{}, err
+		return nil, storage.ObjectInfo{}, err
 	}
 	if length == 0 {
 		return s.empty(ctx, key, offset)
@@ -167,7 +167,7 @@ func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.R
 		err = gopts.SetRange(offset, 0)
 	}
 	if err != nil {
-		return nil, bsync.ObjectInfo{}, &bsync.Error{Op: "get", Key: key, Kind: bsync.ErrInvalid, Err: err}
+		return nil, storage.ObjectInfo{}, &storage.Error{Op: "get", Key: key, Kind: storage.ErrInvalid, Err: err}
 	}
 	rc, oi, header, err := s.core.GetObject(ctx, s.cfg.Bucket, s.cfg.Key(key), gopts)
 	if err != nil {
@@ -176,10 +176,10 @@ func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.R
 			// is a valid empty read; past the end is not.
 			return s.empty(ctx, key, offset)
 		}
-		return nil, bsync.ObjectInfo{}, s.wrap(ctx, "get", key, err)
+		return nil, storage.ObjectInfo{}, s.wrap(ctx, "get", key, err)
 	}
 	want := oi.Size // Content-Length of this response
-	info := bsync.ObjectInfo{Key: key, Size: want, ETag: s3config.ETag(oi.ETag), LastModified: oi.LastModified}
+	info := storage.ObjectInfo{Key: key, Size: want, ETag: s3config.ETag(oi.ETag), LastModified: oi.LastModified}
 	if total, ok := s3config.TotalSize(header.Get("Content-Range")); ok {
 		info.Size = total
 	}
@@ -187,31 +187,31 @@ func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.R
 }
 
 // empty answers a Get of no bytes at offset (see s3config.EmptyRead).
-func (s *Store) empty(ctx context.Context, key string, offset int64) (io.ReadCloser, bsync.ObjectInfo, error) {
+func (s *Store) empty(ctx context.Context, key string, offset int64) (io.ReadCloser, storage.ObjectInfo, error) {
 	info, err := s.stat(ctx, "get", key)
 	if err != nil {
-		return nil, bsync.ObjectInfo{}, err
+		return nil, storage.ObjectInfo{}, err
 	}
 	return s3config.EmptyRead(key, offset, info)
 }
 
-// Stat implements bsync.Store.
-func (s *Store) Stat(ctx context.Context, key string) (bsync.ObjectInfo, error) {
-	if err := bsync.CheckKey(key); err != nil {
-		return bsync.ObjectInfo{}, err
+// Stat implements storage.Store.
+func (s *Store) Stat(ctx context.Context, key string) (storage.ObjectInfo, error) {
+	if err := storage.CheckKey(key); err != nil {
+		return storage.ObjectInfo{}, err
 	}
 	return s.stat(ctx, "stat", key)
 }
 
-func (s *Store) stat(ctx context.Context, op, key string) (bsync.ObjectInfo, error) {
+func (s *Store) stat(ctx context.Context, op, key string) (storage.ObjectInfo, error) {
 	oi, err := s.core.Client.StatObject(ctx, s.cfg.Bucket, s.cfg.Key(key), minio.StatObjectOptions{})
 	if err != nil {
 		if code := minio.ToErrorResponse(err).StatusCode; code == http.StatusNotFound || code == http.StatusForbidden {
 			err = s.explain(ctx, key, err)
 		}
-		return bsync.ObjectInfo{}, s.wrap(ctx, op, key, err)
+		return storage.ObjectInfo{}, s.wrap(ctx, op, key, err)
 	}
-	return bsync.ObjectInfo{Key: key, Size: oi.Size, ETag: s3config.ETag(oi.ETag), LastModified: oi.LastModified}, nil
+	return storage.ObjectInfo{Key: key, Size: oi.Size, ETag: s3config.ETag(oi.ETag), LastModified: oi.LastModified}, nil
 }
 
 // explain returns the error of a one-byte GET of key after a HEAD of it
@@ -234,8 +234,8 @@ func (s *Store) explain(ctx context.Context, key string, headErr error) error {
 	return fmt.Errorf("HEAD failed; a GET says: %w", err)
 }
 
-// List implements bsync.Store.
-func (s *Store) List(ctx context.Context, prefix string, fn func(bsync.ObjectInfo) error) error {
+// List implements storage.Store.
+func (s *Store) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // stops minio-go's listing when fn stops early
 	owner := false
@@ -253,7 +253,7 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(bsync.ObjectInf
 		if !ok {
 			continue
 		}
-		if err := fn(bsync.ObjectInfo{Key: key, Size: o.Size, ETag: s3config.ETag(o.ETag), LastModified: o.LastModified}); err != nil {
+		if err := fn(storage.ObjectInfo{Key: key, Size: o.Size, ETag: s3config.ETag(o.ETag), LastModified: o.LastModified}); err != nil {
 			return err
 		}
 	}
@@ -263,23 +263,23 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(bsync.ObjectInf
 	return nil
 }
 
-// Delete implements bsync.Store.
+// Delete implements storage.Store.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	if err := bsync.CheckKey(key); err != nil {
+	if err := storage.CheckKey(key); err != nil {
 		return err
 	}
 	err := s.core.Client.RemoveObject(ctx, s.cfg.Bucket, s.cfg.Key(key), minio.RemoveObjectOptions{})
 	if err != nil {
-		if err := s.wrap(ctx, "delete", key, err); !errors.Is(err, bsync.ErrNotFound) {
+		if err := s.wrap(ctx, "delete", key, err); !errors.Is(err, storage.ErrNotFound) {
 			return err
 		}
 	}
 	return nil
 }
 
-// NewUpload implements bsync.Store with an S3 multipart upload.
-func (s *Store) NewUpload(ctx context.Context, key string) (bsync.Upload, error) {
-	if err := bsync.CheckKey(key); err != nil {
+// NewUpload implements storage.Store with an S3 multipart upload.
+func (s *Store) NewUpload(ctx context.Context, key string) (storage.Upload, error) {
+	if err := storage.CheckKey(key); err != nil {
 		return nil, err
 	}
 	id, err := s.core.NewMultipartUpload(ctx, s.cfg.Bucket, s.cfg.Key(key), minio.PutObjectOptions{})
@@ -295,20 +295,20 @@ type upload struct {
 	id  string
 }
 
-func (u *upload) Part(ctx context.Context, n int, offset int64, p bsync.Payload) (bsync.CompletedPart, error) {
-	if n < 1 || n > bsync.MaxParts {
-		return bsync.CompletedPart{}, bsync.Errorf("upload", u.key, bsync.ErrInvalid, "part number %d outside 1..%d", n, bsync.MaxParts)
+func (u *upload) Part(ctx context.Context, n int, offset int64, p storage.Payload) (storage.CompletedPart, error) {
+	if n < 1 || n > storage.MaxParts {
+		return storage.CompletedPart{}, storage.Errorf("upload", u.key, storage.ErrInvalid, "part number %d outside 1..%d", n, storage.MaxParts)
 	}
 	part, err := u.s.core.PutObjectPart(ctx, u.s.cfg.Bucket, u.s.cfg.Key(u.key), u.id, n, p.Reader(), p.Size(),
 		minio.PutObjectPartOptions{DisableContentSha256: true})
 	if err != nil {
-		return bsync.CompletedPart{}, u.s.wrap(ctx, "upload", u.key, err)
+		return storage.CompletedPart{}, u.s.wrap(ctx, "upload", u.key, err)
 	}
-	return bsync.CompletedPart{Number: n, ETag: s3config.ETag(part.ETag), Size: p.Size()}, nil
+	return storage.CompletedPart{Number: n, ETag: s3config.ETag(part.ETag), Size: p.Size()}, nil
 }
 
-func (u *upload) Complete(ctx context.Context, parts []bsync.CompletedPart) (bsync.ObjectInfo, error) {
-	sorted := slices.SortedFunc(slices.Values(parts), func(a, b bsync.CompletedPart) int { return a.Number - b.Number })
+func (u *upload) Complete(ctx context.Context, parts []storage.CompletedPart) (storage.ObjectInfo, error) {
+	sorted := slices.SortedFunc(slices.Values(parts), func(a, b storage.CompletedPart) int { return a.Number - b.Number })
 	completed := make([]minio.CompletePart, len(sorted))
 	var size int64
 	for i, p := range sorted {
@@ -317,15 +317,15 @@ func (u *upload) Complete(ctx context.Context, parts []bsync.CompletedPart) (bsy
 	}
 	info, err := u.s.core.CompleteMultipartUpload(ctx, u.s.cfg.Bucket, u.s.cfg.Key(u.key), u.id, completed, minio.PutObjectOptions{})
 	if err != nil {
-		return bsync.ObjectInfo{}, u.s.wrap(ctx, "upload", u.key, err)
+		return storage.ObjectInfo{}, u.s.wrap(ctx, "upload", u.key, err)
 	}
-	return bsync.ObjectInfo{Key: u.key, Size: size, ETag: s3config.ETag(info.ETag), LastModified: orNow(info.LastModified)}, nil
+	return storage.ObjectInfo{Key: u.key, Size: size, ETag: s3config.ETag(info.ETag), LastModified: orNow(info.LastModified)}, nil
 }
 
 func (u *upload) Abort(ctx context.Context) error {
 	err := u.s.core.AbortMultipartUpload(ctx, u.s.cfg.Bucket, u.s.cfg.Key(u.key), u.id)
 	if err != nil {
-		if err := u.s.wrap(ctx, "upload", u.key, err); !errors.Is(err, bsync.ErrNotFound) {
+		if err := u.s.wrap(ctx, "upload", u.key, err); !errors.Is(err, storage.ErrNotFound) {
 			return err
 		}
 	}
@@ -345,8 +345,8 @@ func (s *Store) wrap(ctx context.Context, op, key string, err error) error {
 	default:
 		kind = s3config.NetKind(err)
 	}
-	if kind == bsync.ErrPermission && s.anonymous() {
-		kind = bsync.ErrAuth
+	if kind == storage.ErrPermission && s.anonymous() {
+		kind = storage.ErrAuth
 		err = fmt.Errorf("no credentials found (AWS_* environment, shared files, instance role), sent anonymously: %w", err)
 	}
 	return s3config.Wrap(ctx, op, key, kind, err)

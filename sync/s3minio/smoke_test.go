@@ -5,12 +5,12 @@ import (
 	"testing"
 
 	"github.com/batonrun/baton/internal/s3test"
-	bsync "github.com/batonrun/baton/sync"
 	"github.com/batonrun/baton/sync/s3config"
 	"github.com/batonrun/baton/sync/s3minio"
+	"github.com/batonrun/baton/sync/storage"
 )
 
-func open(ctx context.Context, cfg s3config.Config) (bsync.Store, error) {
+func open(ctx context.Context, cfg s3config.Config) (storage.Store, error) {
 	return s3minio.New(ctx, cfg)
 }
 

@@ -1,8 +1,8 @@
-// Package storetest is the conformance suite that every sync.Store driver
+// Package storetest is the conformance suite that every storage.Store driver
 // passes. A driver's test hands Run a constructor and nothing else:
 //
 //	func TestConformance(t *testing.T) {
-//		storetest.Run(t, func(t *testing.T) bsync.Store { return newStore(t) })
+//		storetest.Run(t, func(t *testing.T) storage.Store { return newStore(t) })
 //	}
 //
 // Each subtest asks for a fresh, empty store.
@@ -20,20 +20,20 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	gosync "sync"
+	"sync"
 	"testing"
 
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // BigObjectSize is the size of the large round-trip object (300 MiB).
 const BigObjectSize = 300 << 20
 
 // Run runs the whole suite against stores made by newStore.
-func Run(t *testing.T, newStore func(t *testing.T) bsync.Store) {
+func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, s bsync.Store)
+		fn   func(t *testing.T, s storage.Store)
 	}{
 		{"PutGet", testPutGet},
 		{"RangedGet", testRangedGet},
@@ -56,9 +56,9 @@ func Run(t *testing.T, newStore func(t *testing.T) bsync.Store) {
 	}
 }
 
-func put(t *testing.T, s bsync.Store, key string, data []byte) bsync.ObjectInfo {
+func put(t *testing.T, s storage.Store, key string, data []byte) storage.ObjectInfo {
 	t.Helper()
-	info, err := s.Put(t.Context(), key, bsync.BytesPayload(data), bsync.PutOptions{})
+	info, err := s.Put(t.Context(), key, storage.BytesPayload(data), storage.PutOptions{})
 	if err != nil {
 		t.Fatalf("put %q: %v", key, err)
 	}
@@ -68,7 +68,7 @@ func put(t *testing.T, s bsync.Store, key string, data []byte) bsync.ObjectInfo 
 	return info
 }
 
-func get(t *testing.T, s bsync.Store, key string, off, n int64) []byte {
+func get(t *testing.T, s storage.Store, key string, off, n int64) []byte {
 	t.Helper()
 	rc, _, err := s.Get(t.Context(), key, off, n)
 	if err != nil {
@@ -96,7 +96,7 @@ func randomBytes(seed uint64, n int) []byte {
 	return b
 }
 
-func testPutGet(t *testing.T, s bsync.Store) {
+func testPutGet(t *testing.T, s storage.Store) {
 	data := randomBytes(1, 100_000)
 	put(t, s, "a/b/c.bin", data)
 	if got := get(t, s, "a/b/c.bin", 0, -1); !bytes.Equal(got, data) {
@@ -120,7 +120,7 @@ func testPutGet(t *testing.T, s bsync.Store) {
 	}
 }
 
-func testRangedGet(t *testing.T, s bsync.Store) {
+func testRangedGet(t *testing.T, s storage.Store) {
 	data := randomBytes(3, 10_000)
 	put(t, s, "r", data)
 	cases := []struct {
@@ -152,7 +152,7 @@ func testRangedGet(t *testing.T, s bsync.Store) {
 	}
 }
 
-func testEmptyObject(t *testing.T, s bsync.Store) {
+func testEmptyObject(t *testing.T, s storage.Store) {
 	put(t, s, "empty", nil)
 	if got := get(t, s, "empty", 0, -1); len(got) != 0 {
 		t.Fatalf("empty object read back %d bytes", len(got))
@@ -162,12 +162,12 @@ func testEmptyObject(t *testing.T, s bsync.Store) {
 		t.Fatalf("stat empty = %+v, %v", info, err)
 	}
 	var n int
-	if err := s.List(t.Context(), "", func(o bsync.ObjectInfo) error { n++; return nil }); err != nil || n != 1 {
+	if err := s.List(t.Context(), "", func(o storage.ObjectInfo) error { n++; return nil }); err != nil || n != 1 {
 		t.Fatalf("list found %d objects (err %v), want the empty one", n, err)
 	}
 }
 
-func testOddKeys(t *testing.T, s bsync.Store) {
+func testOddKeys(t *testing.T, s storage.Store) {
 	keys := []string{
 		"with space/and more spaces.txt",
 		"ünïcødé/файл/文件.bin",
@@ -184,7 +184,7 @@ func testOddKeys(t *testing.T, s bsync.Store) {
 		}
 	}
 	var listed []string
-	if err := s.List(t.Context(), "", func(o bsync.ObjectInfo) error { listed = append(listed, o.Key); return nil }); err != nil {
+	if err := s.List(t.Context(), "", func(o storage.ObjectInfo) error { listed = append(listed, o.Key); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	want := slices.Clone(keys)
@@ -194,37 +194,37 @@ func testOddKeys(t *testing.T, s bsync.Store) {
 	}
 }
 
-func testInvalidKeys(t *testing.T, s bsync.Store) {
+func testInvalidKeys(t *testing.T, s storage.Store) {
 	for _, k := range []string{"", "/abs", "a/../b", "..", "a//b", "./a", "dir/"} {
-		_, err := s.Put(t.Context(), k, bsync.BytesPayload([]byte("x")), bsync.PutOptions{})
-		wantKind(t, fmt.Sprintf("put %q", k), err, bsync.ErrInvalid)
+		_, err := s.Put(t.Context(), k, storage.BytesPayload([]byte("x")), storage.PutOptions{})
+		wantKind(t, fmt.Sprintf("put %q", k), err, storage.ErrInvalid)
 	}
 }
 
-func testNotFound(t *testing.T, s bsync.Store) {
+func testNotFound(t *testing.T, s storage.Store) {
 	_, _, err := s.Get(t.Context(), "missing", 0, -1)
-	wantKind(t, "get missing", err, bsync.ErrNotFound)
+	wantKind(t, "get missing", err, storage.ErrNotFound)
 	_, _, err = s.Get(t.Context(), "missing", 10, 10)
-	wantKind(t, "ranged get missing", err, bsync.ErrNotFound)
+	wantKind(t, "ranged get missing", err, storage.ErrNotFound)
 	_, err = s.Stat(t.Context(), "missing")
-	wantKind(t, "stat missing", err, bsync.ErrNotFound)
-	_, err = s.Put(t.Context(), "missing", bsync.BytesPayload([]byte("x")), bsync.PutOptions{IfMatch: "0123456789abcdef"})
-	if !errors.Is(err, bsync.ErrNotFound) && !errors.Is(err, bsync.ErrPreconditionFailed) {
+	wantKind(t, "stat missing", err, storage.ErrNotFound)
+	_, err = s.Put(t.Context(), "missing", storage.BytesPayload([]byte("x")), storage.PutOptions{IfMatch: "0123456789abcdef"})
+	if !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrPreconditionFailed) {
 		t.Fatalf("conditional replace of a missing object: got %v, want not found or precondition failed", err)
 	}
-	if _, err := s.Stat(t.Context(), "missing"); !errors.Is(err, bsync.ErrNotFound) {
+	if _, err := s.Stat(t.Context(), "missing"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("a failed conditional replace created the object (stat: %v)", err)
 	}
 }
 
-func testDelete(t *testing.T, s bsync.Store) {
+func testDelete(t *testing.T, s storage.Store) {
 	put(t, s, "d/x", []byte("x"))
 	put(t, s, "d/y", []byte("y"))
 	if err := s.Delete(t.Context(), "d/x"); err != nil {
 		t.Fatal(err)
 	}
 	_, err := s.Stat(t.Context(), "d/x")
-	wantKind(t, "stat deleted", err, bsync.ErrNotFound)
+	wantKind(t, "stat deleted", err, storage.ErrNotFound)
 	if err := s.Delete(t.Context(), "d/x"); err != nil {
 		t.Fatalf("deleting a missing key: %v", err)
 	}
@@ -233,7 +233,7 @@ func testDelete(t *testing.T, s bsync.Store) {
 	}
 }
 
-func testListPrefixAndOrder(t *testing.T, s bsync.Store) {
+func testListPrefixAndOrder(t *testing.T, s storage.Store) {
 	keys := []string{"p/a", "p/b/c", "p/b/d", "p.x", "p/ab", "q/a", "pa"}
 	for _, k := range keys {
 		put(t, s, k, []byte(k))
@@ -250,7 +250,7 @@ func testListPrefixAndOrder(t *testing.T, s bsync.Store) {
 	}
 	for _, c := range cases {
 		var got []string
-		err := s.List(t.Context(), c.prefix, func(o bsync.ObjectInfo) error {
+		err := s.List(t.Context(), c.prefix, func(o storage.ObjectInfo) error {
 			if o.Size != int64(len(o.Key)) || o.ETag == "" {
 				return fmt.Errorf("listed %+v: wrong size or no ETag", o)
 			}
@@ -266,24 +266,24 @@ func testListPrefixAndOrder(t *testing.T, s bsync.Store) {
 	}
 	stop := errors.New("stop")
 	var n int
-	err := s.List(t.Context(), "", func(bsync.ObjectInfo) error { n++; return stop })
+	err := s.List(t.Context(), "", func(storage.ObjectInfo) error { n++; return stop })
 	if !errors.Is(err, stop) || n != 1 {
 		t.Fatalf("list did not stop on the callback's error: err %v after %d calls", err, n)
 	}
 }
 
-func testListPagination(t *testing.T, s bsync.Store) {
+func testListPagination(t *testing.T, s storage.Store) {
 	const n = 1100 // past S3's page of 1,000 keys
 	var want []string
 	for i := range n {
 		want = append(want, fmt.Sprintf("many/%05d", i))
 	}
 	parallel(t, 16, len(want), func(ctx context.Context, i int) error {
-		_, err := s.Put(ctx, want[i], bsync.BytesPayload([]byte{byte(i)}), bsync.PutOptions{})
+		_, err := s.Put(ctx, want[i], storage.BytesPayload([]byte{byte(i)}), storage.PutOptions{})
 		return err
 	})
 	var got []string
-	if err := s.List(t.Context(), "many/", func(o bsync.ObjectInfo) error { got = append(got, o.Key); return nil }); err != nil {
+	if err := s.List(t.Context(), "many/", func(o storage.ObjectInfo) error { got = append(got, o.Key); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(got, want) {
@@ -291,21 +291,21 @@ func testListPagination(t *testing.T, s bsync.Store) {
 	}
 }
 
-func testCreateIfAbsentRace(t *testing.T, s bsync.Store) {
+func testCreateIfAbsentRace(t *testing.T, s storage.Store) {
 	const writers, rounds = 32, 3
 	for round := range rounds {
 		key := fmt.Sprintf("lease-%d.json", round)
-		var mu gosync.Mutex
+		var mu sync.Mutex
 		var winners []int
 		parallel(t, writers, writers, func(ctx context.Context, i int) error {
-			_, err := s.Put(ctx, key, bsync.BytesPayload([]byte(fmt.Sprintf("writer %d", i))), bsync.PutOptions{IfAbsent: true})
+			_, err := s.Put(ctx, key, storage.BytesPayload([]byte(fmt.Sprintf("writer %d", i))), storage.PutOptions{IfAbsent: true})
 			switch {
 			case err == nil:
 				mu.Lock()
 				winners = append(winners, i)
 				mu.Unlock()
 				return nil
-			case errors.Is(err, bsync.ErrPreconditionFailed):
+			case errors.Is(err, storage.ErrPreconditionFailed):
 				return nil
 			}
 			return err
@@ -319,38 +319,38 @@ func testCreateIfAbsentRace(t *testing.T, s bsync.Store) {
 	}
 }
 
-func testReplaceIfMatch(t *testing.T, s bsync.Store) {
+func testReplaceIfMatch(t *testing.T, s storage.Store) {
 	v1 := put(t, s, "latest.json", []byte("v1"))
-	v2, err := s.Put(t.Context(), "latest.json", bsync.BytesPayload([]byte("v2")), bsync.PutOptions{IfMatch: v1.ETag})
+	v2, err := s.Put(t.Context(), "latest.json", storage.BytesPayload([]byte("v2")), storage.PutOptions{IfMatch: v1.ETag})
 	if err != nil {
 		t.Fatalf("replace with the current ETag: %v", err)
 	}
-	_, err = s.Put(t.Context(), "latest.json", bsync.BytesPayload([]byte("v3")), bsync.PutOptions{IfMatch: v1.ETag})
-	wantKind(t, "replace with a stale ETag", err, bsync.ErrPreconditionFailed)
+	_, err = s.Put(t.Context(), "latest.json", storage.BytesPayload([]byte("v3")), storage.PutOptions{IfMatch: v1.ETag})
+	wantKind(t, "replace with a stale ETag", err, storage.ErrPreconditionFailed)
 	if got := string(get(t, s, "latest.json", 0, -1)); got != "v2" {
 		t.Fatalf("after a refused replace the object holds %q, want v2", got)
 	}
-	_, err = s.Put(t.Context(), "latest.json", bsync.BytesPayload([]byte("v4")), bsync.PutOptions{IfAbsent: true})
-	wantKind(t, "create-only over an existing object", err, bsync.ErrPreconditionFailed)
+	_, err = s.Put(t.Context(), "latest.json", storage.BytesPayload([]byte("v4")), storage.PutOptions{IfAbsent: true})
+	wantKind(t, "create-only over an existing object", err, storage.ErrPreconditionFailed)
 	if info, err := s.Stat(t.Context(), "latest.json"); err != nil || info.ETag != v2.ETag {
 		t.Fatalf("stat after refused writes = %+v, %v; want ETag %q", info, err, v2.ETag)
 	}
 }
 
-func testReplaceIfMatchRace(t *testing.T, s bsync.Store) {
+func testReplaceIfMatchRace(t *testing.T, s storage.Store) {
 	const writers = 16
 	base := put(t, s, "cas", []byte("base"))
-	var mu gosync.Mutex
+	var mu sync.Mutex
 	var won []int
 	parallel(t, writers, writers, func(ctx context.Context, i int) error {
-		_, err := s.Put(ctx, "cas", bsync.BytesPayload([]byte(fmt.Sprint(i))), bsync.PutOptions{IfMatch: base.ETag})
+		_, err := s.Put(ctx, "cas", storage.BytesPayload([]byte(fmt.Sprint(i))), storage.PutOptions{IfMatch: base.ETag})
 		switch {
 		case err == nil:
 			mu.Lock()
 			won = append(won, i)
 			mu.Unlock()
 			return nil
-		case errors.Is(err, bsync.ErrPreconditionFailed):
+		case errors.Is(err, storage.ErrPreconditionFailed):
 			return nil
 		}
 		return err
@@ -360,23 +360,23 @@ func testReplaceIfMatchRace(t *testing.T, s bsync.Store) {
 	}
 }
 
-func testMultipart(t *testing.T, s bsync.Store) {
-	data := randomBytes(4, 2*bsync.MinPartSize+1<<20)
+func testMultipart(t *testing.T, s storage.Store) {
+	data := randomBytes(4, 2*storage.MinPartSize+1<<20)
 	up, err := s.NewUpload(t.Context(), "big/multi.bin")
 	if err != nil {
 		t.Fatal(err)
 	}
-	offsets := []int64{0, bsync.MinPartSize, 2 * bsync.MinPartSize, int64(len(data))}
-	parts := make([]bsync.CompletedPart, 3)
+	offsets := []int64{0, storage.MinPartSize, 2 * storage.MinPartSize, int64(len(data))}
+	parts := make([]storage.CompletedPart, 3)
 	// Send the parts concurrently, the last one first.
 	parallel(t, 3, 3, func(ctx context.Context, i int) error {
 		n := 3 - i
 		off, end := offsets[n-1], offsets[n]
-		p, err := up.Part(ctx, n, off, bsync.NewPayload(bytes.NewReader(data), off, end-off))
+		p, err := up.Part(ctx, n, off, storage.NewPayload(bytes.NewReader(data), off, end-off))
 		parts[n-1] = p
 		return err
 	})
-	if _, err := s.Stat(t.Context(), "big/multi.bin"); !errors.Is(err, bsync.ErrNotFound) {
+	if _, err := s.Stat(t.Context(), "big/multi.bin"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("object visible before the upload completed (stat: %v)", err)
 	}
 	info, err := up.Complete(t.Context(), parts)
@@ -391,26 +391,26 @@ func testMultipart(t *testing.T, s bsync.Store) {
 	}
 }
 
-func testMultipartAbort(t *testing.T, s bsync.Store) {
+func testMultipartAbort(t *testing.T, s storage.Store) {
 	up, err := s.NewUpload(t.Context(), "aborted")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := up.Part(t.Context(), 1, 0, bsync.BytesPayload([]byte("part"))); err != nil {
+	if _, err := up.Part(t.Context(), 1, 0, storage.BytesPayload([]byte("part"))); err != nil {
 		t.Fatal(err)
 	}
 	if err := up.Abort(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	_, err = s.Stat(t.Context(), "aborted")
-	wantKind(t, "stat after abort", err, bsync.ErrNotFound)
+	wantKind(t, "stat after abort", err, storage.ErrNotFound)
 	var n int
-	if err := s.List(t.Context(), "", func(bsync.ObjectInfo) error { n++; return nil }); err != nil || n != 0 {
+	if err := s.List(t.Context(), "", func(storage.ObjectInfo) error { n++; return nil }); err != nil || n != 0 {
 		t.Fatalf("list after abort found %d objects (err %v)", n, err)
 	}
 }
 
-func testBigObject(t *testing.T, s bsync.Store) {
+func testBigObject(t *testing.T, s storage.Store) {
 	path := filepath.Join(t.TempDir(), "big")
 	f, err := os.Create(path)
 	if err != nil {
@@ -423,7 +423,7 @@ func testBigObject(t *testing.T, s bsync.Store) {
 		t.Fatal(err)
 	}
 	want := h.Sum(nil)
-	if _, err := s.Put(t.Context(), "big/300MiB", bsync.NewPayload(f, 0, BigObjectSize), bsync.PutOptions{}); err != nil {
+	if _, err := s.Put(t.Context(), "big/300MiB", storage.NewPayload(f, 0, BigObjectSize), storage.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	rc, info, err := s.Get(t.Context(), "big/300MiB", 0, -1)
@@ -449,7 +449,7 @@ func parallel(t *testing.T, workers, n int, fn func(ctx context.Context, i int) 
 	start := make(chan struct{})
 	next := make(chan int)
 	errs := make(chan error, n)
-	var wg gosync.WaitGroup
+	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
 			<-start

@@ -1,4 +1,4 @@
-// Package storeurl opens a sync.Store from the URL a user writes:
+// Package storeurl opens a storage.Store from the URL a user writes:
 //
 //	file:///abs/path            a local directory, NFS mount or network volume
 //	/abs/path, ./rel/path       the same, written as a plain path
@@ -38,11 +38,11 @@ import (
 	"strings"
 
 	"github.com/batonrun/baton/internal/redact"
-	bsync "github.com/batonrun/baton/sync"
 	"github.com/batonrun/baton/sync/file"
 	"github.com/batonrun/baton/sync/s3aws"
 	"github.com/batonrun/baton/sync/s3config"
 	"github.com/batonrun/baton/sync/s3minio"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // The S3 drivers.
@@ -166,7 +166,7 @@ func parseS3(u *url.URL, bad func(string, ...any) error) (location, error) {
 		return loc, bad("%q is not a valid bucket name: %s", u.Host, p)
 	}
 	if loc.s3.Prefix != "" {
-		if err := bsync.CheckKey(loc.s3.Prefix); err != nil {
+		if err := storage.CheckKey(loc.s3.Prefix); err != nil {
 			return loc, bad("prefix %q: %v", loc.s3.Prefix, errors.Unwrap(err))
 		}
 	}
@@ -254,7 +254,7 @@ func BucketProblem(name string) string {
 }
 
 // Open returns the store that raw names.
-func Open(ctx context.Context, raw string, opts Options) (bsync.Store, error) {
+func Open(ctx context.Context, raw string, opts Options) (storage.Store, error) {
 	loc, err := parse(raw)
 	if err != nil {
 		return nil, err

@@ -10,10 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // Pull copies every object of s into dir, keeping the object keys as relative
@@ -25,11 +25,11 @@ import (
 // and renamed into place, so an interrupted pull never leaves a truncated file
 // under a final name; running Pull again finishes the job. Keys that would
 // land outside dir are refused before anything is written.
-func (e *Engine) Pull(ctx context.Context, s bsync.Store, dir string) (Stats, error) {
-	var objects []bsync.ObjectInfo
+func (e *Engine) Pull(ctx context.Context, s storage.Store, dir string) (Stats, error) {
+	var objects []storage.ObjectInfo
 	err := e.retry.Do(ctx, func(ctx context.Context) error {
 		objects = objects[:0]
-		return s.List(ctx, "", func(o bsync.ObjectInfo) error {
+		return s.List(ctx, "", func(o storage.ObjectInfo) error {
 			objects = append(objects, o)
 			return nil
 		})
@@ -89,17 +89,17 @@ func (e *Engine) Pull(ctx context.Context, s bsync.Store, dir string) (Stats, er
 
 // upToDate reports whether the file at path holds o as a previous pull wrote
 // it: same size, and the modification time set to the object's.
-func upToDate(path string, o bsync.ObjectInfo) bool {
+func upToDate(path string, o storage.ObjectInfo) bool {
 	fi, err := os.Stat(path)
 	return err == nil && fi.Mode().IsRegular() && fi.Size() == o.Size && fi.ModTime().Equal(o.LastModified)
 }
 
 // download queues the ranges of o and, after the last one, seals the file
 // or removes what was written.
-func (e *Engine) download(p *pool, s bsync.Store, o bsync.ObjectInfo, path string, dirs *dirSet, done func()) bool {
+func (e *Engine) download(p *pool, s storage.Store, o storage.ObjectInfo, path string, dirs *dirSet, done func()) bool {
 	tmpPath := partialPath(path)
 	var (
-		once    gosync.Once
+		once    sync.Once
 		f       *os.File
 		openErr error
 	)
@@ -150,7 +150,7 @@ func (e *Engine) download(p *pool, s bsync.Store, o bsync.ObjectInfo, path strin
 
 // getRange writes the span sp of object o into f at the same offset. A retry
 // resumes after the bytes already written.
-func (e *Engine) getRange(ctx context.Context, s bsync.Store, o bsync.ObjectInfo, f *os.File, sp span) error {
+func (e *Engine) getRange(ctx context.Context, s storage.Store, o storage.ObjectInfo, f *os.File, sp span) error {
 	bufp := e.buffers.Get().(*[]byte)
 	defer e.buffers.Put(bufp)
 	var done int64
@@ -169,7 +169,7 @@ func (e *Engine) getRange(ctx context.Context, s bsync.Store, o bsync.ObjectInfo
 		w := &progressWriter{w: io.NewOffsetWriter(f, sp.off+done), p: e.progress, n: &done}
 		_, err = io.CopyBuffer(w, io.LimitReader(rc, sp.n-done), *bufp)
 		if err == nil && done != sp.n {
-			err = &bsync.Error{Op: "get", Key: o.Key, Kind: bsync.ErrTransient, Err: io.ErrUnexpectedEOF}
+			err = &storage.Error{Op: "get", Key: o.Key, Kind: storage.ErrTransient, Err: io.ErrUnexpectedEOF}
 		}
 		return err
 	})
@@ -177,7 +177,7 @@ func (e *Engine) getRange(ctx context.Context, s bsync.Store, o bsync.ObjectInfo
 
 // seal makes the finished temporary file durable, gives it the object's
 // modification time and renames it to its final name.
-func seal(f *os.File, tmpPath, path string, o bsync.ObjectInfo) error {
+func seal(f *os.File, tmpPath, path string, o storage.ObjectInfo) error {
 	err := f.Sync()
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -193,7 +193,7 @@ func seal(f *os.File, tmpPath, path string, o bsync.ObjectInfo) error {
 
 // checkFileDirConflicts refuses a listing where one key is a directory of
 // another ("a" and "a/b"), which no file system can hold.
-func checkFileDirConflicts(objects []bsync.ObjectInfo) error {
+func checkFileDirConflicts(objects []storage.ObjectInfo) error {
 	keys := make(map[string]bool, len(objects))
 	for _, o := range objects {
 		keys[o.Key] = true
@@ -224,7 +224,7 @@ func (w *progressWriter) Write(b []byte) (int, error) {
 
 // dirSet collects directories whose entries changed, to fsync each once.
 type dirSet struct {
-	mu   gosync.Mutex
+	mu   sync.Mutex
 	dirs map[string]bool
 }
 

@@ -7,11 +7,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 	"time"
 
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // Push copies every regular file under dir into s, keyed by its path relative
@@ -22,15 +22,15 @@ import (
 //
 // A file that changes while it is uploaded makes Push fail, naming it: the
 // store would otherwise hold a mix of two versions.
-func (e *Engine) Push(ctx context.Context, dir string, s bsync.Store) (Stats, error) {
+func (e *Engine) Push(ctx context.Context, dir string, s storage.Store) (Stats, error) {
 	files, err := e.scan(dir)
 	if err != nil {
 		return Stats{}, err
 	}
-	remote := make(map[string]bsync.ObjectInfo, len(files))
+	remote := make(map[string]storage.ObjectInfo, len(files))
 	err = e.retry.Do(ctx, func(ctx context.Context) error {
 		clear(remote)
-		return s.List(ctx, "", func(o bsync.ObjectInfo) error {
+		return s.List(ctx, "", func(o storage.ObjectInfo) error {
 			remote[o.Key] = o
 			return nil
 		})
@@ -96,7 +96,7 @@ func (e *Engine) scan(dir string) ([]localFile, error) {
 		case len(d.Name()) > len(partialSuffix) && d.Name()[0] == '.' && filepath.Ext(d.Name()) == partialSuffix:
 			return nil
 		}
-		if err := bsync.CheckKey(key); err != nil {
+		if err := storage.CheckKey(key); err != nil {
 			return fmt.Errorf("push: %s cannot be stored: %w", p, err)
 		}
 		fi, err := d.Info()
@@ -114,9 +114,9 @@ func (e *Engine) scan(dir string) ([]localFile, error) {
 
 // upload queues the parts of f (or f whole) and completes the upload after
 // the last part.
-func (e *Engine) upload(p *pool, s bsync.Store, f localFile, done func()) bool {
+func (e *Engine) upload(p *pool, s storage.Store, f localFile, done func()) bool {
 	var (
-		once    gosync.Once
+		once    sync.Once
 		file    *os.File
 		openErr error
 	)
@@ -137,7 +137,7 @@ func (e *Engine) upload(p *pool, s bsync.Store, f localFile, done func()) bool {
 			}
 			defer fh.Close()
 			err = e.retry.Do(ctx, func(ctx context.Context) error {
-				_, err := s.Put(ctx, f.key, bsync.NewPayload(fh, 0, f.size), bsync.PutOptions{})
+				_, err := s.Put(ctx, f.key, storage.NewPayload(fh, 0, f.size), storage.PutOptions{})
 				return err
 			})
 			if err == nil {
@@ -152,10 +152,10 @@ func (e *Engine) upload(p *pool, s bsync.Store, f localFile, done func()) bool {
 		})
 	}
 
-	var up bsync.Upload
+	var up storage.Upload
 	var startErr error
-	var startOnce gosync.Once
-	start := func(ctx context.Context) (bsync.Upload, error) {
+	var startOnce sync.Once
+	start := func(ctx context.Context) (storage.Upload, error) {
 		startOnce.Do(func() {
 			startErr = e.retry.Do(ctx, func(ctx context.Context) (err error) {
 				up, err = s.NewUpload(ctx, f.key)
@@ -165,7 +165,7 @@ func (e *Engine) upload(p *pool, s bsync.Store, f localFile, done func()) bool {
 		return up, startErr
 	}
 	spans := e.parts(f.size)
-	parts := make([]bsync.CompletedPart, len(spans))
+	parts := make([]storage.CompletedPart, len(spans))
 	task := newFileTask(len(spans), func(ctx context.Context, ok bool) error {
 		if file != nil {
 			defer file.Close()
@@ -208,7 +208,7 @@ func (e *Engine) upload(p *pool, s bsync.Store, f localFile, done func()) bool {
 			return fail(err)
 		}
 		err = e.retry.Do(ctx, func(ctx context.Context) (err error) {
-			parts[sp.num-1], err = up.Part(ctx, sp.num, sp.off, bsync.NewPayload(fh, sp.off, sp.n))
+			parts[sp.num-1], err = up.Part(ctx, sp.num, sp.off, storage.NewPayload(fh, sp.off, sp.n))
 			return err
 		})
 		if err != nil {

@@ -1,7 +1,7 @@
 // Package transfer moves files between a local directory and a Store: one
 // bounded pool of workers carries whole small files and the parts (uploads) or
 // ranges (downloads) of big ones alike, each unit retried on its own with the
-// sync.Retry policy, so memory stays bounded by workers × buffer size whatever
+// storage.Retry policy, so memory stays bounded by workers × buffer size whatever
 // the file sizes, and a cut connection costs one part, not a whole file.
 //
 // Pull and Push copy; they never delete on the other side.
@@ -14,9 +14,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	gosync "sync"
+	"sync"
 
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -29,7 +29,7 @@ type Options struct {
 	PartSize int64
 	// Retry is the retry policy of each unit of work (default
 	// sync.DefaultRetry()).
-	Retry *bsync.Retry
+	Retry *storage.Retry
 	// Progress, if set, is told about every byte moved.
 	Progress *Progress
 	// Logger receives one line per skipped or failed file at debug level
@@ -59,10 +59,10 @@ type Stats struct {
 type Engine struct {
 	workers  int
 	partSize int64
-	retry    bsync.Retry
+	retry    storage.Retry
 	progress *Progress
 	log      *slog.Logger
-	buffers  gosync.Pool
+	buffers  sync.Pool
 }
 
 // New returns an Engine, filling defaults into opts.
@@ -79,13 +79,13 @@ func New(opts Options) *Engine {
 	if e.partSize <= 0 {
 		e.partSize = DefaultPartSize
 	}
-	if e.partSize < bsync.MinPartSize {
-		e.partSize = bsync.MinPartSize
+	if e.partSize < storage.MinPartSize {
+		e.partSize = storage.MinPartSize
 	}
 	if opts.Retry != nil {
 		e.retry = *opts.Retry
 	} else {
-		e.retry = bsync.DefaultRetry()
+		e.retry = storage.DefaultRetry()
 	}
 	if e.progress == nil {
 		e.progress = &Progress{}
@@ -125,8 +125,8 @@ func (p *pool) wait() error { return p.g.Wait() }
 // sync.MaxParts of them.
 func (e *Engine) parts(size int64) []span {
 	ps := e.partSize
-	if size/ps >= bsync.MaxParts {
-		ps = (size + bsync.MaxParts - 1) / bsync.MaxParts
+	if size/ps >= storage.MaxParts {
+		ps = (size + storage.MaxParts - 1) / storage.MaxParts
 	}
 	var out []span
 	for off := int64(0); off < size; off += ps {
@@ -145,7 +145,7 @@ type span struct {
 // unit has ended, well or not, it runs finish once, on that unit's worker:
 // nothing else closes the file while a unit may still use it.
 type fileTask struct {
-	mu     gosync.Mutex
+	mu     sync.Mutex
 	left   int
 	failed bool
 	finish func(ctx context.Context, ok bool) error
@@ -197,7 +197,7 @@ func (p *pool) runUnits(spans []span, unit func(ctx context.Context, sp span) er
 // localPath maps a key to a path under dir, refusing keys that would escape
 // it.
 func localPath(dir, key string) (string, error) {
-	if err := bsync.CheckKey(key); err != nil {
+	if err := storage.CheckKey(key); err != nil {
 		return "", fmt.Errorf("refusing object %q: it would land outside %s: %w", key, dir, err)
 	}
 	p := filepath.Join(dir, filepath.FromSlash(key))

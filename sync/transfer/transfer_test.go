@@ -14,17 +14,17 @@ import (
 	"testing"
 	"time"
 
-	bsync "github.com/batonrun/baton/sync"
 	"github.com/batonrun/baton/sync/faults"
 	"github.com/batonrun/baton/sync/file"
+	"github.com/batonrun/baton/sync/storage"
 	"github.com/batonrun/baton/sync/transfer"
 )
 
 // partSize is small so that a few MiB exercise multipart and ranged paths.
-const partSize = bsync.MinPartSize
+const partSize = storage.MinPartSize
 
 // noWait retries at once: the tests count tries, they do not wait for them.
-var noWait = bsync.Retry{Attempts: 10, UnreachableAttempts: 3, Sleep: func(ctx context.Context, d time.Duration) error { return ctx.Err() }}
+var noWait = storage.Retry{Attempts: 10, UnreachableAttempts: 3, Sleep: func(ctx context.Context, d time.Duration) error { return ctx.Err() }}
 
 func engine(workers int) *transfer.Engine {
 	r := noWait
@@ -141,7 +141,7 @@ func TestPushPullRoundTrip(t *testing.T) {
 
 	// One object changes in the store: the next pull fetches exactly it.
 	changed := []byte("new content of a changed object")
-	if _, err := store.Put(ctx, "shard-01/part 1.bin", bsync.BytesPayload(changed), bsync.PutOptions{}); err != nil {
+	if _, err := store.Put(ctx, "shard-01/part 1.bin", storage.BytesPayload(changed), storage.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	want["shard-01/part 1.bin"] = changed
@@ -213,7 +213,7 @@ func TestRetriesAreBounded(t *testing.T) {
 	writeFile(t, filepath.Join(src, "a"), []byte("a"))
 	store := faults.Wrap(newFileStore(t), faults.Rule{Op: "put", Err: faults.Unreachable})
 	_, err := engine(1).Push(t.Context(), src, store)
-	if !errors.Is(err, bsync.ErrUnreachable) {
+	if !errors.Is(err, storage.ErrUnreachable) {
 		t.Fatalf("push error %v, want unreachable", err)
 	}
 	if n := store.Calls("put"); n != noWait.UnreachableAttempts {
@@ -232,7 +232,7 @@ func TestInterruptedPullLeavesNoTruncatedFile(t *testing.T) {
 	}
 	for _, after := range []int{3, 10} {
 		store := faults.Wrap(inner, faults.Rule{Op: "get", After: after, Err: faults.IO})
-		if _, err := engine(4).Pull(t.Context(), store, dst); !errors.Is(err, bsync.ErrIO) {
+		if _, err := engine(4).Pull(t.Context(), store, dst); !errors.Is(err, storage.ErrIO) {
 			t.Fatalf("pull failing after %d gets: error %v, want the injected I/O error", after, err)
 		}
 		for name, data := range readTree(t, dst) {
@@ -280,19 +280,19 @@ func TestCancelledPullStops(t *testing.T) {
 
 // hostileStore lists a key that would escape the target directory.
 type hostileStore struct {
-	bsync.Store
+	storage.Store
 	key string
 }
 
-func (h hostileStore) List(ctx context.Context, prefix string, fn func(bsync.ObjectInfo) error) error {
-	if err := fn(bsync.ObjectInfo{Key: "fine", Size: 1, ETag: "x"}); err != nil {
+func (h hostileStore) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
+	if err := fn(storage.ObjectInfo{Key: "fine", Size: 1, ETag: "x"}); err != nil {
 		return err
 	}
-	return fn(bsync.ObjectInfo{Key: h.key, Size: 1, ETag: "y"})
+	return fn(storage.ObjectInfo{Key: h.key, Size: 1, ETag: "y"})
 }
 
-func (h hostileStore) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, bsync.ObjectInfo, error) {
-	return io.NopCloser(strings.NewReader("x")), bsync.ObjectInfo{Key: key, Size: 1, ETag: "x"}, nil
+func (h hostileStore) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, storage.ObjectInfo, error) {
+	return io.NopCloser(strings.NewReader("x")), storage.ObjectInfo{Key: key, Size: 1, ETag: "x"}, nil
 }
 
 func TestPullRefusesEscapingKeys(t *testing.T) {

@@ -8,19 +8,19 @@ import (
 
 	"github.com/batonrun/baton/internal/faultproxy"
 	"github.com/batonrun/baton/internal/s3test"
-	bsync "github.com/batonrun/baton/sync"
 	"github.com/batonrun/baton/sync/s3aws"
 	"github.com/batonrun/baton/sync/s3config"
 	"github.com/batonrun/baton/sync/s3minio"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // openers are the two S3 drivers.
 var openers = []struct {
 	name string
-	open func(context.Context, s3config.Config) (bsync.Store, error)
+	open func(context.Context, s3config.Config) (storage.Store, error)
 }{
-	{"aws", func(ctx context.Context, c s3config.Config) (bsync.Store, error) { return s3aws.New(ctx, c) }},
-	{"minio", func(ctx context.Context, c s3config.Config) (bsync.Store, error) { return s3minio.New(ctx, c) }},
+	{"aws", func(ctx context.Context, c s3config.Config) (storage.Store, error) { return s3aws.New(ctx, c) }},
+	{"minio", func(ctx context.Context, c s3config.Config) (storage.Store, error) { return s3minio.New(ctx, c) }},
 }
 
 // TestCutConnectionsStillFinishByteIdentical pushes and pulls through a real
@@ -56,7 +56,7 @@ func TestCutConnectionsStillFinishByteIdentical(t *testing.T) {
 			proxy.SetDown(true)
 			faulty := &countingStore{Store: store}
 			_, err = engine(2).Pull(t.Context(), faulty, t.TempDir())
-			if !errors.Is(err, bsync.ErrTransient) && !errors.Is(err, bsync.ErrUnreachable) {
+			if !errors.Is(err, storage.ErrTransient) && !errors.Is(err, storage.ErrUnreachable) {
 				t.Fatalf("pull during an outage: %v, want a transient or unreachable error", err)
 			}
 			if faulty.lists > noWait.Attempts {
@@ -68,11 +68,11 @@ func TestCutConnectionsStillFinishByteIdentical(t *testing.T) {
 
 // countingStore counts List calls.
 type countingStore struct {
-	bsync.Store
+	storage.Store
 	lists int
 }
 
-func (c *countingStore) List(ctx context.Context, prefix string, fn func(bsync.ObjectInfo) error) error {
+func (c *countingStore) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
 	c.lists++
 	return c.Store.List(ctx, prefix, fn)
 }

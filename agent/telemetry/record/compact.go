@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // keyTime is the layout of the time in object names: the first line's
@@ -73,7 +73,7 @@ func compactKey(prefix, level string, first, last int, t time.Time) string {
 
 // parseKey reads an object's name; ok is false for a key that is neither a
 // part nor a compacted object (it is then ignored).
-func parseKey(prefix string, o bsync.ObjectInfo) (object, bool) {
+func parseKey(prefix string, o storage.ObjectInfo) (object, bool) {
 	rest, ok := strings.CutPrefix(o.Key, prefix)
 	if !ok {
 		return object{}, false
@@ -147,7 +147,7 @@ func cover(objs []object) (units, spare []object) {
 // run's telemetry folder) and returns them by segment prefix.
 func listSegments(ctx context.Context, store ReadStore, telemetry string) (map[string][]object, error) {
 	out := map[string][]object{}
-	err := store.List(ctx, telemetry, func(o bsync.ObjectInfo) error {
+	err := store.List(ctx, telemetry, func(o storage.ObjectInfo) error {
 		seg, _, ok := strings.Cut(strings.TrimPrefix(o.Key, telemetry), "/")
 		if !ok || !strings.HasPrefix(o.Key, telemetry) {
 			return nil
@@ -167,7 +167,7 @@ func listSegments(ctx context.Context, store ReadStore, telemetry string) (map[s
 // listSegment lists one segment's objects.
 func listSegment(ctx context.Context, store ReadStore, prefix string) ([]object, error) {
 	var objs []object
-	err := store.List(ctx, prefix, func(o bsync.ObjectInfo) error {
+	err := store.List(ctx, prefix, func(o storage.ObjectInfo) error {
 		if obj, ok := parseKey(prefix, o); ok {
 			objs = append(objs, obj)
 		}
@@ -192,7 +192,7 @@ type compactStats struct {
 // new object (only if absent), checks its size, and only then deletes the
 // objects it replaces; spare objects are deleted first. A crash at any
 // point leaves a history that cover reads whole, each line once.
-func compactSegment(ctx context.Context, store bsync.Store, prefix string, objs []object, final bool) (compactStats, error) {
+func compactSegment(ctx context.Context, store storage.Store, prefix string, objs []object, final bool) (compactStats, error) {
 	var st compactStats
 	units, spare := cover(objs)
 	for _, o := range spare {
@@ -249,7 +249,7 @@ const spoolMemory = 8 << 20
 
 // merge writes the concatenation of group as one object of level lv and
 // checks that the store holds all of it.
-func merge(ctx context.Context, store bsync.Store, prefix, lv string, group []object) (object, error) {
+func merge(ctx context.Context, store storage.Store, prefix, lv string, group []object) (object, error) {
 	first, last := group[0], group[len(group)-1]
 	key := compactKey(prefix, lv, first.first, last.last, first.time)
 	var sp spool
@@ -271,8 +271,8 @@ func merge(ctx context.Context, store bsync.Store, prefix, lv string, group []ob
 	if sp.err != nil {
 		return object{}, fmt.Errorf("compact telemetry into %s: %w", key, sp.err)
 	}
-	_, err := store.Put(ctx, key, sp.payload(), bsync.PutOptions{IfAbsent: true})
-	if err != nil && !errors.Is(err, bsync.ErrPreconditionFailed) {
+	_, err := store.Put(ctx, key, sp.payload(), storage.PutOptions{IfAbsent: true})
+	if err != nil && !errors.Is(err, storage.ErrPreconditionFailed) {
 		return object{}, fmt.Errorf("store compacted telemetry %s: %w", key, err)
 	}
 	// Written now, or by another compactor before: either way the parts
@@ -330,11 +330,11 @@ func (s *spool) Write(p []byte) (int, error) {
 	return n, s.err
 }
 
-func (s *spool) payload() bsync.Payload {
+func (s *spool) payload() storage.Payload {
 	if s.f != nil {
-		return bsync.NewPayload(s.f, 0, s.n)
+		return storage.NewPayload(s.f, 0, s.n)
 	}
-	return bsync.BytesPayload(s.buf.Bytes())
+	return storage.BytesPayload(s.buf.Bytes())
 }
 
 func (s *spool) close() {
@@ -373,7 +373,7 @@ type CompactStats struct {
 // run beside live Recorders and other Compacts, and to interrupt: it never
 // deletes a line that is not stored in another object. Errors of one
 // segment do not stop the others; they are returned joined.
-func Compact(ctx context.Context, store bsync.Store, run string, opts CompactOptions) (CompactStats, error) {
+func Compact(ctx context.Context, store storage.Store, run string, opts CompactOptions) (CompactStats, error) {
 	if opts.Idle <= 0 {
 		opts.Idle = DefaultIdle
 	}

@@ -10,9 +10,9 @@ import (
 	"github.com/batonrun/baton/agent/telemetry/host"
 	"github.com/batonrun/baton/internal/fakeclock"
 	"github.com/batonrun/baton/internal/s3test"
-	bsync "github.com/batonrun/baton/sync"
 	"github.com/batonrun/baton/sync/faults"
 	"github.com/batonrun/baton/sync/s3aws"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // sim drives a Recorder through simulated time: perMinute events a minute,
@@ -58,7 +58,7 @@ func (s *sim) minutes(n int) {
 // segmentObjects lists the segment's objects: count and bytes.
 func segmentObjects(t *testing.T, store ReadStore) (keys []string, bytes int64) {
 	t.Helper()
-	err := store.List(t.Context(), Prefix(run, seg), func(o bsync.ObjectInfo) error {
+	err := store.List(t.Context(), Prefix(run, seg), func(o storage.ObjectInfo) error {
 		keys = append(keys, o.Key)
 		bytes += o.Size
 		return nil
@@ -168,7 +168,7 @@ func TestCompactionFaults(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var inner bsync.Store
+			var inner storage.Store
 			minutes := 3 * 60
 			if tt.s3 {
 				srv := s3test.Start(t, s3test.Versitygw)
@@ -251,9 +251,9 @@ func TestCompactLeftSegment(t *testing.T) {
 }
 
 // putterOnly hides every method of a store but Put.
-type putterOnly struct{ s bsync.Store }
+type putterOnly struct{ s storage.Store }
 
-func (p putterOnly) Put(ctx context.Context, key string, pl bsync.Payload, o bsync.PutOptions) (bsync.ObjectInfo, error) {
+func (p putterOnly) Put(ctx context.Context, key string, pl storage.Payload, o storage.PutOptions) (storage.ObjectInfo, error) {
 	return p.s.Put(ctx, key, pl, o)
 }
 

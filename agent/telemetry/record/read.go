@@ -10,13 +10,13 @@ import (
 	"strings"
 	"time"
 
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 )
 
-// ReadStore is what reading telemetry takes of a sync.Store.
+// ReadStore is what reading telemetry takes of a storage.Store.
 type ReadStore interface {
-	List(ctx context.Context, prefix string, fn func(bsync.ObjectInfo) error) error
-	Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, bsync.ObjectInfo, error)
+	List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error
+	Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, storage.ObjectInfo, error)
 }
 
 // maxLine bounds one line of telemetry when reading.

@@ -36,12 +36,12 @@ import (
 	"time"
 
 	"github.com/batonrun/baton/checkpoint"
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 )
 
-// Putter is the one method of a sync.Store that a Recorder uses.
+// Putter is the one method of a storage.Store that a Recorder uses.
 type Putter interface {
-	Put(ctx context.Context, key string, p bsync.Payload, opts bsync.PutOptions) (bsync.ObjectInfo, error)
+	Put(ctx context.Context, key string, p storage.Payload, opts storage.PutOptions) (storage.ObjectInfo, error)
 }
 
 // Typed is a record that names its type, the "type" of its line: a
@@ -117,7 +117,7 @@ type Options struct {
 	PutTimeout time.Duration
 	// CompactTimeout bounds each compaction pass; 0 means
 	// DefaultCompactTimeout. Compaction needs a store that can also list,
-	// get, stat and delete (a sync.Store); with a mere Putter, parts stay
+	// get, stat and delete (a storage.Store); with a mere Putter, parts stay
 	// as they are.
 	CompactTimeout time.Duration
 	// Clock stamps the records; nil means time.Now.
@@ -157,7 +157,7 @@ type part struct {
 // methods are safe for concurrent use.
 type Recorder struct {
 	store  Putter
-	full   bsync.Store // the store, if it can compact; else nil
+	full   storage.Store // the store, if it can compact; else nil
 	opts   Options
 	prefix string
 	log    *slog.Logger
@@ -231,10 +231,10 @@ func New(store Putter, opts Options) (*Recorder, error) {
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
-	if full, ok := store.(bsync.Store); ok {
+	if full, ok := store.(storage.Store); ok {
 		r.full = full
 	}
-	if err := bsync.CheckKey(compactKey(r.prefix, "10m", 1, 1, time.Time{})); err != nil {
+	if err := storage.CheckKey(compactKey(r.prefix, "10m", 1, 1, time.Time{})); err != nil {
 		return nil, fmt.Errorf("telemetry recorder: %w", err)
 	}
 	r.bg, r.cancel = context.WithCancel(context.Background())
@@ -454,7 +454,7 @@ func (r *Recorder) put(ctx context.Context, p part) error {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.PutTimeout)
 	defer cancel()
 	key := partKey(r.prefix, p.n, p.first)
-	if _, err := r.store.Put(ctx, key, bsync.BytesPayload(p.data), bsync.PutOptions{}); err != nil {
+	if _, err := r.store.Put(ctx, key, storage.BytesPayload(p.data), storage.PutOptions{}); err != nil {
 		return fmt.Errorf("store telemetry part %s: %w", key, err)
 	}
 	return nil

@@ -18,10 +18,10 @@ import (
 
 	"github.com/batonrun/baton/agent/telemetry/host"
 	"github.com/batonrun/baton/internal/s3test"
-	bsync "github.com/batonrun/baton/sync"
 	"github.com/batonrun/baton/sync/faults"
 	"github.com/batonrun/baton/sync/file"
 	"github.com/batonrun/baton/sync/s3aws"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 const (
@@ -41,7 +41,7 @@ func (event) RecordType() string { return "event" }
 
 func ev(i int) event { return event{ID: fmt.Sprintf("%05d", i)} }
 
-func fileStore(t *testing.T) bsync.Store {
+func fileStore(t *testing.T) storage.Store {
 	t.Helper()
 	s, err := file.New(t.TempDir())
 	if err != nil {
@@ -52,10 +52,10 @@ func fileStore(t *testing.T) bsync.Store {
 
 // readSegment reads every part of the segment back, in key order, and
 // returns the keys and the lines.
-func readSegment(t *testing.T, store bsync.Store) ([]string, []Line) {
+func readSegment(t *testing.T, store storage.Store) ([]string, []Line) {
 	t.Helper()
 	var keys []string
-	err := store.List(t.Context(), Prefix(run, seg), func(o bsync.ObjectInfo) error {
+	err := store.List(t.Context(), Prefix(run, seg), func(o storage.ObjectInfo) error {
 		keys = append(keys, o.Key)
 		if p, ok := parseKey(Prefix(run, seg), o); !ok || p.level != "" || p.first != len(keys) {
 			t.Errorf("object %s is not part %d", o.Key, len(keys))
@@ -155,10 +155,10 @@ func tickTwice(tick chan time.Time) {
 func TestRoundTrip(t *testing.T) {
 	stores := []struct {
 		name string
-		open func(t *testing.T) bsync.Store
+		open func(t *testing.T) storage.Store
 	}{
 		{"file", fileStore},
-		{"s3", func(t *testing.T) bsync.Store {
+		{"s3", func(t *testing.T) storage.Store {
 			srv := s3test.Start(t, s3test.Versitygw)
 			s, err := s3aws.New(t.Context(), srv.Config(srv.NewBucket(t), "ckpt"))
 			if err != nil {
@@ -338,7 +338,7 @@ func TestStoreDown(t *testing.T) {
 			t.Fatalf("add %d: %v", i, err)
 		}
 		if i%40 == 0 { // the 3 flushes of the outage
-			if err := r.Flush(t.Context()); !errors.Is(err, bsync.ErrUnreachable) {
+			if err := r.Flush(t.Context()); !errors.Is(err, storage.ErrUnreachable) {
 				t.Fatalf("flush during the outage: %v, want unreachable", err)
 			}
 		}
@@ -389,13 +389,13 @@ type blockingStore struct {
 	entered chan string
 }
 
-func (b *blockingStore) Put(ctx context.Context, key string, _ bsync.Payload, _ bsync.PutOptions) (bsync.ObjectInfo, error) {
+func (b *blockingStore) Put(ctx context.Context, key string, _ storage.Payload, _ storage.PutOptions) (storage.ObjectInfo, error) {
 	select {
 	case b.entered <- key:
 	default:
 	}
 	<-ctx.Done()
-	return bsync.ObjectInfo{}, ctx.Err()
+	return storage.ObjectInfo{}, ctx.Err()
 }
 
 // TestAddNeverBlocks: with an upload hanging in the store, Add goes on
@@ -503,7 +503,7 @@ func TestKeys(t *testing.T) {
 		{p + "000001-2026.jsonl", object{}, false},
 		{p + "x/y.txt", object{}, false},
 	} {
-		got, ok := parseKey(p, bsync.ObjectInfo{Key: tt.key})
+		got, ok := parseKey(p, storage.ObjectInfo{Key: tt.key})
 		got.key, tt.want.key = "", ""
 		if ok != tt.ok || ok && got != tt.want {
 			t.Errorf("parseKey(%s) = %+v, %v; want %+v, %v", tt.key, got, ok, tt.want, tt.ok)

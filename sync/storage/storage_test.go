@@ -1,4 +1,4 @@
-package sync_test
+package storage_test
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	bsync "github.com/batonrun/baton/sync"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 func TestCheckKey(t *testing.T) {
@@ -22,19 +22,19 @@ func TestCheckKey(t *testing.T) {
 		{"a//b", false}, {"dir/", false}, {"nul\x00byte", false}, {"bad\xffutf8", false}, {strings.Repeat("k", 1025), false},
 	}
 	for _, c := range cases {
-		err := bsync.CheckKey(c.key)
+		err := storage.CheckKey(c.key)
 		if (err == nil) != c.ok {
 			t.Errorf("CheckKey(%q) = %v, want ok=%v", c.key, err, c.ok)
 		}
-		if err != nil && !errors.Is(err, bsync.ErrInvalid) {
+		if err != nil && !errors.Is(err, storage.ErrInvalid) {
 			t.Errorf("CheckKey(%q) = %v, not ErrInvalid", c.key, err)
 		}
 	}
 }
 
 func TestErrorWrapsKindAndCause(t *testing.T) {
-	err := fmt.Errorf("pull: %w", &bsync.Error{Op: "get", Key: "a b", Kind: bsync.ErrNotFound, Err: io.ErrUnexpectedEOF})
-	if !errors.Is(err, bsync.ErrNotFound) || !errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, bsync.ErrTransient) {
+	err := fmt.Errorf("pull: %w", &storage.Error{Op: "get", Key: "a b", Kind: storage.ErrNotFound, Err: io.ErrUnexpectedEOF})
+	if !errors.Is(err, storage.ErrNotFound) || !errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, storage.ErrTransient) {
 		t.Fatalf("errors.Is does not see exactly the kind and the cause in %v", err)
 	}
 	if want := `pull: get "a b": not found: unexpected EOF`; err.Error() != want {
@@ -43,9 +43,9 @@ func TestErrorWrapsKindAndCause(t *testing.T) {
 }
 
 func TestRetry(t *testing.T) {
-	transient := &bsync.Error{Op: "get", Kind: bsync.ErrTransient}
-	unreachable := &bsync.Error{Op: "get", Kind: bsync.ErrUnreachable}
-	denied := &bsync.Error{Op: "get", Kind: bsync.ErrPermission}
+	transient := &storage.Error{Op: "get", Kind: storage.ErrTransient}
+	unreachable := &storage.Error{Op: "get", Kind: storage.ErrUnreachable}
+	denied := &storage.Error{Op: "get", Kind: storage.ErrPermission}
 	cases := []struct {
 		name      string
 		errs      []error // what the op returns on each try; nil after the list ends
@@ -54,14 +54,14 @@ func TestRetry(t *testing.T) {
 	}{
 		{"success at once", nil, 1, nil},
 		{"transient then success", []error{transient, transient}, 3, nil},
-		{"permanent stops at once", []error{denied, nil}, 1, bsync.ErrPermission},
-		{"transient until attempts run out", repeat(transient, 20), 5, bsync.ErrTransient},
-		{"unreachable has its own lower cap", repeat(unreachable, 20), 2, bsync.ErrUnreachable},
+		{"permanent stops at once", []error{denied, nil}, 1, storage.ErrPermission},
+		{"transient until attempts run out", repeat(transient, 20), 5, storage.ErrTransient},
+		{"unreachable has its own lower cap", repeat(unreachable, 20), 2, storage.ErrUnreachable},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			var waits []time.Duration
-			r := bsync.Retry{Attempts: 5, UnreachableAttempts: 2, Base: 100 * time.Millisecond, Max: 300 * time.Millisecond,
+			r := storage.Retry{Attempts: 5, UnreachableAttempts: 2, Base: 100 * time.Millisecond, Max: 300 * time.Millisecond,
 				Sleep: func(ctx context.Context, d time.Duration) error { waits = append(waits, d); return nil }}
 			tries := 0
 			err := r.Do(t.Context(), func(context.Context) error {
@@ -93,25 +93,25 @@ func TestRetry(t *testing.T) {
 func TestRetryStopsWhenContextEnds(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	tries := 0
-	err := bsync.DefaultRetry().Do(ctx, func(context.Context) error {
+	err := storage.DefaultRetry().Do(ctx, func(context.Context) error {
 		tries++
 		cancel()
-		return &bsync.Error{Op: "put", Kind: bsync.ErrTransient}
+		return &storage.Error{Op: "put", Kind: storage.ErrTransient}
 	})
-	if tries != 1 || !errors.Is(err, bsync.ErrTransient) {
+	if tries != 1 || !errors.Is(err, storage.ErrTransient) {
 		t.Fatalf("%d tries, error %v; want 1 try once the context ended", tries, err)
 	}
 }
 
 func TestPayloadRereads(t *testing.T) {
-	p := bsync.BytesPayload([]byte("0123456789"))
+	p := storage.BytesPayload([]byte("0123456789"))
 	for range 2 {
 		b, err := io.ReadAll(p.Reader())
 		if err != nil || string(b) != "0123456789" || p.Size() != 10 {
 			t.Fatalf("read %q, %v", b, err)
 		}
 	}
-	w := bsync.NewPayload(strings.NewReader("0123456789"), 3, 4)
+	w := storage.NewPayload(strings.NewReader("0123456789"), 3, 4)
 	if b, _ := io.ReadAll(w.Reader()); string(b) != "3456" {
 		t.Fatalf("window read %q, want 3456", b)
 	}

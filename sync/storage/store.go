@@ -1,11 +1,14 @@
-// Package sync moves bytes between a container and object storage.
+// Package storage is the contract between baton and object storage: the
+// Store interface that every driver implements (drivers live beside it under
+// sync/: sync/file, sync/s3aws, sync/s3minio), the typed errors that callers
+// branch on, valid keys, re-readable payloads for uploads and the one retry
+// policy. The transfer engine that mirrors directories lives in
+// sync/transfer; opening a Store from a URL lives in sync/storeurl. Nothing
+// here knows about checkpoints.
 //
-// It owns the Store interface that every storage driver implements (drivers
-// live in sub-packages: sync/file, sync/s3aws, sync/s3minio), the typed errors
-// that callers branch on, and re-readable payloads for uploads. The transfer
-// engine that mirrors directories lives in sync/transfer; opening a Store from
-// a URL lives in sync/storeurl. Nothing here knows about checkpoints.
-package sync
+// The package sits at sync/storage rather than at sync/ itself so that its
+// name says what it is and does not shadow the standard library's sync.
+package storage
 
 import (
 	"context"
