@@ -27,14 +27,12 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-# -z lazy: the NVML symbols are bound on first use, so baton starts on hosts
-# without the NVIDIA driver, as go-nvml's maintainers advise. The version is
-# stamped into main.version (cmd/baton/version.go); the build context holds
-# no .git (.dockerignore), hence -buildvcs=false.
-RUN CGO_ENABLED=1 CGO_CFLAGS=-Wno-deprecated-declarations \
-    go build -trimpath -buildvcs=false \
-      -ldflags "-s -w -X main.version=${VERSION} -extldflags=-Wl,-z,lazy" \
-      -o /baton ./cmd/baton \
+# scripts/build.sh builds with the settings every build needs
+# (internal/buildflags/flags.env: cgo, NVML's symbols bound on first use, so
+# baton starts on hosts without the NVIDIA driver, as go-nvml's maintainers
+# advise). The version is stamped into main.version (cmd/baton/version.go);
+# the build context holds no .git (.dockerignore), hence -buildvcs=false.
+RUN GOFLAGS="-trimpath -buildvcs=false" scripts/build.sh /baton -s -w -X main.version=${VERSION} \
  && /baton version
 
 # Only the binary: this stage is meant for COPY --from, not to be run.

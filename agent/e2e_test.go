@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/batonrun/baton/checkpoint"
+	"github.com/batonrun/baton/internal/buildflags"
 	"github.com/batonrun/baton/internal/s3test"
 )
 
@@ -25,10 +26,8 @@ import (
 func buildBaton(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "baton")
-	cmd := exec.Command("go", "build", "-ldflags=-extldflags=-Wl,-z,lazy", "-o", bin, "../cmd/baton")
-	cmd.Env = append(os.Environ(), "CGO_CFLAGS=-Wno-deprecated-declarations")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building baton: %v\n%s", err, out)
+	if err := buildflags.Build(bin); err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }

@@ -9,7 +9,7 @@ command -v rclone >/dev/null || { echo "rclone is missing (apt-get install rclon
 work=$(mktemp -d -t baton-bench.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-CGO_CFLAGS=-Wno-deprecated-declarations go build -buildvcs=auto -ldflags=-extldflags=-Wl,-z,lazy -o "$work/baton" ./cmd/baton
+scripts/build.sh "$work/baton"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export AWS_ACCESS_KEY_ID=benchaccess AWS_SECRET_ACCESS_KEY=benchsecret123 AWS_REGION=us-east-1

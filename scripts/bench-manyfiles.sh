@@ -19,7 +19,7 @@ STORES=${STORES:-file versitygw}
 
 work=$(mktemp -d -t baton-manyfiles.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-CGO_CFLAGS=-Wno-deprecated-declarations go build -ldflags=-extldflags=-Wl,-z,lazy -o "$work/baton" ./cmd/baton
+scripts/build.sh "$work/baton"
 
 echo "writing $FILES files of $SIZE bytes..." >&2
 python3 - "$work/src" "$FILES" "$SIZE" <<'PY'

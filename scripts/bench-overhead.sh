@@ -14,7 +14,7 @@ DURATION=${DURATION:-60}
 
 work=$(mktemp -d -t baton-overhead.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-CGO_CFLAGS=-Wno-deprecated-declarations go build -ldflags=-extldflags=-Wl,-z,lazy -o "$work/baton" ./cmd/baton
+scripts/build.sh "$work/baton"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 
 # Scrape /metrics every second while baton runs; count good scrapes.

@@ -66,7 +66,7 @@ trap cleanup EXIT
 trap 'exit 143' TERM INT
 
 echo "crash-loop: building baton..." >&2
-CGO_CFLAGS=-Wno-deprecated-declarations go build -ldflags=-extldflags=-Wl,-z,lazy -o "$work/baton" ./cmd/baton
+scripts/build.sh "$work/baton"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export AWS_ACCESS_KEY_ID=crashaccess AWS_SECRET_ACCESS_KEY=crashsecret123 AWS_REGION=us-east-1

@@ -20,7 +20,7 @@ repo=$PWD
 work=${1:-$(mktemp -d -t baton-demo.XXXXXX)}
 mkdir -p "$work"
 echo "== building baton into $work/baton"
-CGO_CFLAGS="${CGO_CFLAGS:--Wno-deprecated-declarations}" go build -buildvcs=auto -ldflags=-extldflags=-Wl,-z,lazy -o "$work/baton" ./cmd/baton
+scripts/build.sh "$work/baton"
 export PATH="$work:$PATH"
 baton version
 

@@ -6,7 +6,7 @@
 # directory, as on a new host. Everything goes to OUTDIR (summary.txt first).
 #
 # The GPU machine has no Go: build baton here and carry it there, e.g.
-#   CGO_CFLAGS=-Wno-deprecated-declarations go build -ldflags=-extldflags=-Wl,-z,lazy -o .gpu/baton ./cmd/baton
+#   scripts/build.sh .gpu/baton                     # or make build, then carry bin/baton
 #   scripts/gpu-check.sh .gpu/baton "$OUT"          # on the GPU machine, from the repository root
 #
 # Each step records its outcome and the script goes on; it takes 3 to 5

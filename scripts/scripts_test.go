@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/batonrun/baton/internal/buildflags"
 	"github.com/batonrun/baton/internal/imagetest"
 )
 
@@ -108,7 +109,7 @@ func TestInstall(t *testing.T) {
 	imagetest.Need(t, "debootstrap", "unshare", "chroot")
 	repo := imagetest.RepoRoot(t)
 	root := imagetest.Root(t)
-	binary := buildBaton(t, repo)
+	binary := buildBaton(t)
 	sum := sha256.Sum256(binary)
 	sha := hex.EncodeToString(sum[:])
 
@@ -265,18 +266,14 @@ func chroot(t *testing.T, root string, env []string, argv ...string) (string, in
 	return string(out), code
 }
 
-// buildBaton builds baton as the root Dockerfile does (cgo, -z lazy, the
-// version stamped) and returns the binary.
-func buildBaton(t *testing.T, repo string) []byte {
+// buildBaton builds baton with the settings every build needs
+// (internal/buildflags) and the version stamped, and returns the binary.
+func buildBaton(t *testing.T) []byte {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "baton")
 	start := time.Now()
-	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false",
-		"-ldflags", "-X main.version="+installVersion+" -extldflags=-Wl,-z,lazy", "-o", bin, "./cmd/baton")
-	cmd.Dir = repo
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=1", "CGO_CFLAGS=-Wno-deprecated-declarations")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	if err := buildflags.Build(bin, "-X", "main.version="+installVersion); err != nil {
+		t.Fatal(err)
 	}
 	t.Logf("baton built in %s", time.Since(start).Round(time.Second))
 	return mustRead(t, bin)

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, vet, staticcheck, and every Go test with the race
 # detector, against the file store and against real S3 servers (versitygw and
-# MinIO, installed and cached by scripts/install-test-servers.sh).
+# MinIO, installed and cached by scripts/install-test-servers.sh). `make test`
+# runs it.
 #
 # Under CI (CI=true) a test that cannot find its S3 server fails instead of
 # skipping, so a missing server never passes silently.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export CGO_CFLAGS="${CGO_CFLAGS:--Wno-deprecated-declarations}"
+# The settings every build needs (cgo, NVML bound lazily), for vet and test too.
+# shellcheck source=internal/buildflags/flags.env
+. internal/buildflags/flags.env
+export CGO_ENABLED CGO_CFLAGS
 export BATON_TOOLS="${BATON_TOOLS:-$HOME/.cache/baton-tools}"
 if [ "${CI:-}" = true ]; then
   export BATON_REQUIRE_S3=1 BATON_REQUIRE_IMAGES=1
@@ -32,5 +36,4 @@ fi
 go vet ./...
 "$staticcheck" ./...
 # -count=1: the real-server tests depend on binaries the test cache does not see.
-# -z lazy: go-nvml's NVML symbols are bound when first called (see agent/telemetry/gpu).
-go test -race -count=1 -timeout 30m -ldflags=-extldflags=-Wl,-z,lazy "$@" ./...
+go test -race -count=1 -timeout 30m -ldflags="$BATON_LDFLAGS" "$@" ./...

@@ -23,14 +23,17 @@
 // (-Wl,--unresolved-symbols=ignore-in-object-files). A binary bound with
 // BIND_NOW (a toolchain that defaults to -z now, or an explicit -z now) fails at
 // startup with "symbol lookup error: undefined symbol: nvml..." (exit status
-// 127) on every host, with or without a driver. Link with lazy binding, as
-// go-nvml's maintainers advise:
+// 127) on every host, with or without a driver. Link with lazy binding (the
+// external linker's -z lazy), as go-nvml's maintainers advise; a #cgo line
+// may not set it, so it goes into go build's -ldflags. Build with
 //
-//	CGO_CFLAGS=-Wno-deprecated-declarations go build -ldflags=-extldflags=-Wl,-z,lazy ./cmd/baton
+//	make build                # or scripts/build.sh OUTPUT
 //
-// CGO_CFLAGS only quiets the C compiler's warnings about NVML functions that
-// NVML 13 marks deprecated. Setting LD_BIND_NOW=1 in the environment defeats
-// lazy binding and makes the binary fail at startup the same way.
+// which take it, and cgo's flags, from internal/buildflags/flags.env, the one
+// place that holds them (the tests that build baton use package buildflags).
+// Its CGO_CFLAGS only quiets the C compiler's warnings about NVML functions
+// that NVML 13 marks deprecated. Setting LD_BIND_NOW=1 in the environment
+// defeats lazy binding and makes the binary fail at startup the same way.
 package gpu
 
 import "github.com/NVIDIA/go-nvml/pkg/nvml"

@@ -19,6 +19,7 @@ import (
 	"testing"
 
 	"github.com/batonrun/baton/checkpoint"
+	"github.com/batonrun/baton/internal/buildflags"
 )
 
 // maxRSS is the peak resident memory that ls, show and gc may reach on
@@ -35,10 +36,8 @@ func TestManifestMemory(t *testing.T) {
 		t.Skip("writes manifests of 100 MB; skipped with -short")
 	}
 	bin := filepath.Join(t.TempDir(), "baton")
-	build := exec.Command("go", "build", "-ldflags=-extldflags=-Wl,-z,lazy", "-o", bin, "github.com/batonrun/baton/cmd/baton")
-	build.Env = append(os.Environ(), "CGO_CFLAGS=-Wno-deprecated-declarations")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	if err := buildflags.Build(bin); err != nil {
+		t.Fatal(err)
 	}
 	cases := []struct {
 		name string
