@@ -80,14 +80,10 @@ func New(opts ...Option) *Metrics {
 		Help:    "How long each successful checkpoint commit took, from scan to moving latest.json.",
 		Buckets: commitBuckets,
 	})
-	m.uploaded = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "baton_commit_bytes_uploaded_total",
-		Help: "Bytes of checkpoint chunks uploaded by commits (whatever their result).",
-	})
-	m.deduped = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "baton_commit_bytes_deduplicated_total",
-		Help: "Bytes of checkpoint files that commits did not upload because the store already had their chunks.",
-	})
+	m.uploaded = newCounter("baton_commit_bytes_uploaded_total",
+		"Bytes of checkpoint chunks uploaded by commits (whatever their result).")
+	m.deduped = newCounter("baton_commit_bytes_deduplicated_total",
+		"Bytes of checkpoint files that commits did not upload because the store already had their chunks.")
 	m.commits = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "baton_commits_total",
 		Help: "Checkpoint commits by result: ok, dropped (the trainer was still writing; tried again later) or failed.",
@@ -95,26 +91,16 @@ func New(opts ...Option) *Metrics {
 	for _, r := range []string{ResultOK, ResultDropped, ResultFailed} {
 		m.commits.WithLabelValues(r) // present at zero from the start
 	}
-	m.inFlight = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "baton_transfers_in_flight",
-		Help: "Store requests (uploads and downloads) in flight now.",
-	})
-	m.restarts = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "baton_trainer_restarts_total",
-		Help: "Times the trainer was restarted after it failed.",
-	})
-	m.fallbacks = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "baton_restore_fallbacks_total",
-		Help: "Checkpoints that could not be restored because they are damaged in the store, so that an older one was tried.",
-	})
-	m.forks = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "baton_checkpoint_forks_total",
-		Help: "Local checkpoint directories set aside at start because both they and the store had moved on (see docs/run.md).",
-	})
-	m.lease = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "baton_lease_state",
-		Help: "1 while this host holds the run's lease and may commit; 0 before it is taken, once it is lost, or after it is released.",
-	})
+	m.inFlight = newGauge("baton_transfers_in_flight",
+		"Store requests (uploads and downloads) in flight now.")
+	m.restarts = newCounter("baton_trainer_restarts_total",
+		"Times the trainer was restarted after it failed.")
+	m.fallbacks = newCounter("baton_restore_fallbacks_total",
+		"Checkpoints that could not be restored because they are damaged in the store, so that an older one was tried.")
+	m.forks = newCounter("baton_checkpoint_forks_total",
+		"Local checkpoint directories set aside at start because both they and the store had moved on (see docs/run.md).")
+	m.lease = newGauge("baton_lease_state",
+		"1 while this host holds the run's lease and may commit; 0 before it is taken, once it is lost, or after it is released.")
 	m.info = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "baton_info",
 		Help: "Always 1; its labels say which baton runs which run on which platform.",
@@ -122,6 +108,15 @@ func New(opts ...Option) *Metrics {
 	m.reg.MustRegister(m.commitSeconds, m.uploaded, m.deduped, m.commits, m.inFlight, m.restarts, m.fallbacks, m.forks, m.lease, m.info,
 		stateCollector{m})
 	return m
+}
+
+// newCounter and newGauge make a series with no labels.
+func newCounter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+}
+
+func newGauge(name, help string) prometheus.Gauge {
+	return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
 }
 
 // RestoreFellBack counts a checkpoint that could not be restored (damaged
