@@ -17,6 +17,7 @@ import (
 	"github.com/batonrun/baton/checkpoint"
 	"github.com/batonrun/baton/internal/buildflags"
 	"github.com/batonrun/baton/internal/s3test"
+	"github.com/batonrun/baton/internal/testenv"
 )
 
 // The end-to-end tests run the real baton binary on the example trainer
@@ -420,10 +421,7 @@ func killTree(pid int) {
 func TestPID1(t *testing.T) {
 	bin, trainer := buildBaton(t), trainerPath(t)
 	if err := exec.Command("unshare", "--pid", "--fork", "--mount-proc", "true").Run(); err != nil {
-		if os.Getenv("BATON_REQUIRE_S3") == "1" {
-			t.Fatalf("unshare --pid: %v (this test must run in CI)", err)
-		}
-		t.Skipf("unshare --pid not permitted here: %v", err)
+		testenv.Unavailable(t, "unshare --pid not permitted here: %v", err)
 	}
 	dir := t.TempDir()
 	cmd := exec.Command("unshare", "--pid", "--fork", "--mount-proc", "--kill-child", bin, "run",

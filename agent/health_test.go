@@ -114,7 +114,15 @@ func (h *healthRun) start(t *testing.T, script string) {
 	ctx, cancel := context.WithCancel(t.Context())
 	h.cancel = cancel
 	t.Cleanup(cancel)
-	log := slog.New(slog.NewTextHandler(io.MultiWriter(h.logs, testWriter{t}), nil))
+	// The log goes to h.logs only, never to t from the agent's goroutine
+	// (t.Log panics once the test has ended, and the agent may still log);
+	// it is printed from here if the test fails.
+	log := slog.New(slog.NewTextHandler(h.logs, nil))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("baton's log:\n%s", h.logs)
+		}
+	})
 	go func() {
 		h.code <- Run(ctx, h.cfg, []string{"/bin/sh", "-c", script}, Deps{
 			Environ: []string{"PATH=" + os.Getenv("PATH")}, Root: fstest.MapFS{},
@@ -132,13 +140,6 @@ func (h *healthRun) wait(t *testing.T) int {
 		t.Fatalf("the run did not end; baton's log:\n%s", h.logs)
 		return -1
 	}
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }
 
 // xidEvents makes the mock's event set deliver the XIDs sent on the

@@ -17,20 +17,18 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/batonrun/baton/checkpoint"
+	"github.com/batonrun/baton/internal/testenv"
 	"github.com/batonrun/baton/sync/storage"
 )
 
 // mountTmpfs mounts a tmpfs of size bytes on dir, which must exist, and
 // unmounts it when the test ends. It needs root: elsewhere the test is
-// skipped, except in CI (BATON_REQUIRE_S3=1), where that is a failure.
+// skipped, except in CI (BATON_REQUIRE_ALL=1), where that is a failure.
 func mountTmpfs(t *testing.T, dir string, size int64) {
 	t.Helper()
 	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
 		msg := fmt.Sprintf("cannot mount a tmpfs on %s (uid %d): %v", dir, os.Geteuid(), err)
-		if os.Getenv("BATON_REQUIRE_S3") == "1" {
-			t.Fatalf("%s; BATON_REQUIRE_S3=1 (CI) runs as root, where this must work", msg)
-		}
-		t.Skip(msg)
+		testenv.Unavailable(t, "%s", msg) // CI runs as root, where this must work
 	}
 	t.Cleanup(func() {
 		if err := syscall.Unmount(dir, unix.MNT_DETACH); err != nil {

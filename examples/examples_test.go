@@ -15,7 +15,7 @@ import (
 // each keeps the contract's three parts: it reads BATON_CHECKPOINT_DIR, it
 // handles SIGTERM, and it resumes from what it finds there.
 func TestExamplesCompile(t *testing.T) {
-	python := imagetest.LookPath(t, "python3")["python3"] // skips, or fails under BATON_REQUIRE_IMAGES=1
+	python := imagetest.LookPath(t, "python3")["python3"] // skips, or fails under BATON_REQUIRE_ALL=1
 	examples, err := filepath.Glob("*.py")
 	if err != nil {
 		t.Fatal(err)

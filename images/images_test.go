@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/batonrun/baton/internal/imagetest"
+	"github.com/batonrun/baton/internal/testenv"
 )
 
 // testVersion is stamped into the test build of baton, so that the test
@@ -40,9 +41,7 @@ const maxGlibc = "2.34"
 // then images/pytorch and images/slim on top of it, and runs baton inside
 // both: version, doctor --json, and a training run that a second run resumes.
 func TestImages(t *testing.T) {
-	if testing.Short() && !imagetest.Required() {
-		t.Skip("image builds take minutes; skipped with -short")
-	}
+	testenv.SkipShort(t, "image builds take minutes")
 	b := imagetest.NewBuildah(t)
 	repo := imagetest.RepoRoot(t)
 	base := b.Base(t)

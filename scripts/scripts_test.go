@@ -18,6 +18,7 @@ import (
 
 	"github.com/batonrun/baton/internal/buildflags"
 	"github.com/batonrun/baton/internal/imagetest"
+	"github.com/batonrun/baton/internal/testenv"
 )
 
 // shellcheckExcluded lists, per script that is not yet clean, the findings
@@ -27,7 +28,7 @@ import (
 var shellcheckExcluded = map[string][]string{}
 
 // TestShellcheck runs shellcheck on every scripts/*.sh, following the files
-// they source. Without shellcheck it skips, unless BATON_REQUIRE_IMAGES=1.
+// they source. Without shellcheck it skips, unless BATON_REQUIRE_ALL=1.
 func TestShellcheck(t *testing.T) {
 	bin := imagetest.LookPath(t, "shellcheck")["shellcheck"]
 	repo := imagetest.RepoRoot(t)
@@ -55,7 +56,7 @@ func TestShellcheck(t *testing.T) {
 // TestCrashLoopSmoke runs scripts/crash-loop.sh for 3 trials on a 16 MiB
 // checkpoint (a build of baton and a few seconds): it must print its summary
 // line and find every published checkpoint restorable. Without versitygw in
-// $BATON_TOOLS/bin it skips, unless BATON_REQUIRE_S3=1; -short skips it.
+// $BATON_TOOLS/bin it skips, unless BATON_REQUIRE_ALL=1; -short skips it.
 func TestCrashLoopSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds baton and runs versitygw; skipped with -short")
@@ -69,10 +70,7 @@ func TestCrashLoopSmoke(t *testing.T) {
 		tools = filepath.Join(home, ".cache", "baton-tools")
 	}
 	if _, err := os.Stat(filepath.Join(tools, "bin", "versitygw")); err != nil {
-		if os.Getenv("BATON_REQUIRE_S3") == "1" {
-			t.Fatalf("no versitygw: %v (BATON_REQUIRE_S3=1)", err)
-		}
-		t.Skipf("no versitygw (%v); run scripts/install-test-servers.sh versitygw", err)
+		testenv.Unavailable(t, "no versitygw (%v); run scripts/install-test-servers.sh versitygw", err)
 	}
 	repo := imagetest.RepoRoot(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
@@ -103,9 +101,7 @@ const installVersion = "v0.0.0-installtest"
 // installs, does nothing the second time, refuses what it cannot verify or
 // run, and starts `baton run --detach` with the arguments after the source.
 func TestInstall(t *testing.T) {
-	if testing.Short() && !imagetest.Required() {
-		t.Skip("needs a debootstrapped root and a baton build; skipped with -short")
-	}
+	testenv.SkipShort(t, "needs a debootstrapped root and a baton build")
 	imagetest.Need(t, "debootstrap", "unshare", "chroot")
 	repo := imagetest.RepoRoot(t)
 	root := imagetest.Root(t)

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/batonrun/baton/internal/testenv"
 )
 
 // hangGuard only turns a hang into a clear failure; no test asserts on time.
@@ -54,7 +56,7 @@ func realPython(t *testing.T) string {
 	t.Helper()
 	out, err := exec.Command("python3", "-c", "import sys; print(sys.executable)").Output()
 	if err != nil {
-		t.Skipf("python3 is not available: %v", err)
+		testenv.Unavailable(t, "python3 is not available: %v", err)
 	}
 	return strings.TrimSpace(string(out))
 }

@@ -7,8 +7,9 @@
 // The base is made by scripts/build-test-base.sh and cached under BATON_TOOLS
 // (default ~/.cache/baton-tools), as is buildah's storage, so only the first
 // run pays for debootstrap. Tests that need buildah, debootstrap or root are
-// skipped when they are missing, unless BATON_REQUIRE_IMAGES=1 (CI), which
-// turns the skip into a failure so that the image tests never pass silently.
+// skipped when they are missing, unless BATON_REQUIRE_ALL=1 (CI, see
+// internal/testenv), which turns the skip into a failure so that the image
+// tests never pass silently.
 package imagetest
 
 import (
@@ -25,37 +26,22 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/batonrun/baton/internal/testenv"
 )
-
-// RequireEnv names the variable that, set to 1, turns a missing tool into a
-// test failure instead of a skip.
-const RequireEnv = "BATON_REQUIRE_IMAGES"
-
-// Required reports whether BATON_REQUIRE_IMAGES=1.
-func Required() bool { return os.Getenv(RequireEnv) == "1" }
-
-// Unavailable skips t with the reason, or fails it when BATON_REQUIRE_IMAGES=1.
-func Unavailable(t testing.TB, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if Required() {
-		t.Fatalf("%s (%s=1: image tests must run)", msg, RequireEnv)
-	}
-	t.Skipf("%s (set %s=1 to make this a failure)", msg, RequireEnv)
-}
 
 // Need returns the paths of the named commands. When one is missing, or the
 // test does not run as root (debootstrap, chroot and buildah's chroot
-// isolation all need it), it calls Unavailable.
+// isolation all need it), it calls testenv.Unavailable.
 func Need(t testing.TB, names ...string) map[string]string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		Unavailable(t, "image tests need root (debootstrap, chroot, buildah)")
+		testenv.Unavailable(t, "image tests need root (debootstrap, chroot, buildah)")
 	}
 	return LookPath(t, names...)
 }
 
-// LookPath returns the paths of the named commands, or calls Unavailable
+// LookPath returns the paths of the named commands, or calls testenv.Unavailable
 // when one is missing.
 func LookPath(t testing.TB, names ...string) map[string]string {
 	t.Helper()
@@ -70,7 +56,7 @@ func LookPath(t testing.TB, names ...string) map[string]string {
 		paths[n] = p
 	}
 	if len(missing) > 0 {
-		Unavailable(t, "%s not found (scripts/install-test-servers.sh image-tools installs them with apt)", strings.Join(missing, ", "))
+		testenv.Unavailable(t, "%s not found (scripts/install-test-servers.sh image-tools installs them with apt)", strings.Join(missing, ", "))
 	}
 	return paths
 }
@@ -159,7 +145,7 @@ type Buildah struct {
 	bin, root, runroot string
 }
 
-// NewBuildah returns a Buildah, or skips t (see Unavailable) when buildah,
+// NewBuildah returns a Buildah, or skips t (see testenv.Unavailable) when buildah,
 // debootstrap or root is missing.
 func NewBuildah(t testing.TB) *Buildah {
 	t.Helper()

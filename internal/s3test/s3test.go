@@ -4,8 +4,9 @@
 // point is to test the drivers against what they will meet.
 //
 // The binaries come from scripts/install-test-servers.sh. When one is
-// missing the test is skipped, unless BATON_REQUIRE_S3=1 (set in CI), which
-// turns the skip into a failure so a missing server never passes silently.
+// missing the test is skipped, unless BATON_REQUIRE_ALL=1 (set in CI, see
+// internal/testenv), which turns the skip into a failure so a missing server
+// never passes silently.
 package s3test
 
 import (
@@ -38,6 +39,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/batonrun/baton/internal/testenv"
 	"github.com/batonrun/baton/sync/s3config"
 )
 
@@ -94,7 +96,8 @@ func TLS() Option { return func(o *options) { o.tls = true } }
 // Start starts a server of the given kind ("versitygw" or "minio") for the
 // duration of the test, waits until it answers, and stops it (SIGTERM, then
 // SIGKILL) when the test ends. The server's log is printed if the test
-// fails. A missing binary skips the test, or fails it when BATON_REQUIRE_S3=1.
+// fails. A missing binary skips the test, or fails it when BATON_REQUIRE_ALL=1
+// (internal/testenv).
 func Start(t testing.TB, kind string, opts ...Option) *Server {
 	t.Helper()
 	var o options
@@ -103,10 +106,7 @@ func Start(t testing.TB, kind string, opts ...Option) *Server {
 	}
 	bin, err := Binary(kind)
 	if err != nil {
-		if os.Getenv("BATON_REQUIRE_S3") == "1" {
-			t.Fatalf("%v (BATON_REQUIRE_S3=1)", err)
-		}
-		t.Skipf("%v; run scripts/install-test-servers.sh to install it", err)
+		testenv.Unavailable(t, "%v; run scripts/install-test-servers.sh to install it", err)
 	}
 	srv := &Server{Kind: kind, Region: Region, AccessKey: randomHex(t, 10), SecretKey: randomHex(t, 20), bin: bin}
 	dataDir := t.TempDir()
