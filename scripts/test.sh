@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, vet, staticcheck, and every Go test with the race
 # detector, against the file store and against real S3 servers (versitygw and
-# MinIO, installed and cached by scripts/install-test-servers.sh). `make test`
-# runs it.
+# MinIO, installed and cached by scripts/install-test-servers.sh), in both
+# modules: baton's and images/ (the image tests, kept apart so that BuildKit's
+# Dockerfile parser is no dependency of baton). `make test` runs it.
 #
 # Under CI (CI=true) nothing may skip: BATON_REQUIRE_ALL=1 (internal/testenv)
 # turns a test that cannot find its S3 server, root, a PID namespace or a tool
@@ -24,6 +25,7 @@ fi
 # `go mod download` wants every module of go.sum, also those no Linux build
 # needs (gopsutil's purego is for macOS): fill the cache first.
 go mod download
+(cd images && go mod download)
 scripts/install-test-servers.sh versitygw >/dev/null
 scripts/install-test-servers.sh minio >/dev/null
 staticcheck=$(scripts/install-test-servers.sh staticcheck | tail -n1)/staticcheck
@@ -36,5 +38,7 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 "$staticcheck" ./...
+(cd images && go vet ./... && "$staticcheck" ./...)
 # -count=1: the real-server tests depend on binaries the test cache does not see.
 go test -race -count=1 -timeout 30m -ldflags="$BATON_LDFLAGS" "$@" ./...
+(cd images && go test -race -count=1 -timeout 30m "$@" ./...)
