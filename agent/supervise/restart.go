@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/batonrun/baton/internal/backoff"
 )
 
 // Policy says when and how often a failed trainer is restarted.
@@ -32,16 +34,7 @@ func DefaultBackoff(attempt int) time.Duration {
 // ExponentialBackoff returns a backoff that waits base before attempt 1 and
 // doubles for every further attempt, capped at limit. Attempts below 1 wait 0.
 func ExponentialBackoff(base, limit time.Duration) func(attempt int) time.Duration {
-	return func(attempt int) time.Duration {
-		if attempt < 1 {
-			return 0
-		}
-		d := base
-		for i := 1; i < attempt && d < limit; i++ {
-			d *= 2
-		}
-		return min(d, limit)
-	}
+	return func(attempt int) time.Duration { return backoff.Exponential(base, limit, attempt) }
 }
 
 func (p Policy) backoff(attempt int) time.Duration {
@@ -55,14 +48,7 @@ func (p Policy) sleep(ctx context.Context, d time.Duration) error {
 	if p.Sleep != nil {
 		return p.Sleep(ctx, d)
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return backoff.Sleep(ctx, d)
 }
 
 func (p Policy) allows(attempt int) bool {

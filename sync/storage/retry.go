@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
+
+	"github.com/batonrun/baton/internal/backoff"
 )
 
 // Retry is the one retry policy of baton's storage code: exponential backoff
@@ -37,48 +38,37 @@ func DefaultRetry() Retry {
 // Do runs op until it succeeds, fails with an error that is not retryable, the
 // policy's attempts run out, or ctx is done. It returns op's last error,
 // annotated with the number of tries when there was more than one.
+//
+// Most code does not call Do: a Store opened for it is wrapped in WithRetry,
+// which retries every request. Do is for an operation of several requests
+// that must start again as a whole.
 func (r Retry) Do(ctx context.Context, op func(ctx context.Context) error) error {
-	attempts := max(r.Attempts, 1)
 	for try := 1; ; try++ {
 		err := op(ctx)
 		if err == nil || !IsRetryable(err) || ctx.Err() != nil {
 			return err
 		}
-		limit := attempts
-		if errors.Is(err, ErrUnreachable) && r.UnreachableAttempts > 0 {
-			limit = min(limit, r.UnreachableAttempts)
-		}
-		if try >= limit {
-			return fmt.Errorf("gave up after %d tries: %w", try, err)
-		}
-		if err := r.sleep(ctx, r.backoff(try)); err != nil {
+		if err := r.pause(ctx, try, err); err != nil {
 			return err
 		}
 	}
 }
 
-// backoff returns a random wait in [0, min(Max, Base*2^(try-1))].
-func (r Retry) backoff(try int) time.Duration {
-	ceiling := r.Base << min(try-1, 30)
-	if r.Max > 0 && (ceiling > r.Max || ceiling <= 0) {
-		ceiling = r.Max
+// pause is what Do does between try and try+1, which failed with the
+// retryable err: it returns the error to give up with once the policy's
+// tries are spent (fewer for an unreachable endpoint), or ctx's error if it
+// ends first, or nil after the backoff.
+func (r Retry) pause(ctx context.Context, try int, err error) error {
+	limit := max(r.Attempts, 1)
+	if errors.Is(err, ErrUnreachable) && r.UnreachableAttempts > 0 {
+		limit = min(limit, r.UnreachableAttempts)
 	}
-	if ceiling <= 0 {
-		return 0
+	if try >= limit {
+		return fmt.Errorf("gave up after %d tries: %w", try, err)
 	}
-	return rand.N(ceiling + 1)
-}
-
-func (r Retry) sleep(ctx context.Context, d time.Duration) error {
+	d := backoff.Jitter(backoff.Exponential(r.Base, r.Max, try))
 	if r.Sleep != nil {
 		return r.Sleep(ctx, d)
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return backoff.Sleep(ctx, d)
 }
