@@ -97,7 +97,7 @@ func (r *Repo) Commit(ctx context.Context, lease *Lease, dir string, meta map[st
 	}
 	// 2. Hash and upload. What GC was doing is read before the chunks are
 	// listed (see GC).
-	gcBefore, _, err := readGCRecord(ctx, r.store, r.retry)
+	gcBefore, _, err := readGCRecord(ctx, r.store)
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +151,7 @@ func (r *Repo) Commit(ctx context.Context, lease *Lease, dir string, meta map[st
 	// 4b. If a GC ran since the chunks were listed, it may have deleted
 	// some this commit counted on: wait for it to end, then make sure every
 	// chunk is there. A GC that starts from now on sees the manifest.
-	gcAfter, _, err := readGCRecord(ctx, r.store, r.retry)
+	gcAfter, _, err := readGCRecord(ctx, r.store)
 	if err != nil {
 		return nil, err
 	}
@@ -204,10 +204,7 @@ func (r *Repo) nextSeq(ctx context.Context, latest int64) (int64, error) {
 		if seq <= 0 || seq == math.MaxInt64 {
 			return 0, fmt.Errorf("checkpoint: run %s has manifests up to number %d, the last number there is; refusing to commit", r.opts.Run, seq-1)
 		}
-		err := r.retry.Do(ctx, func(ctx context.Context) error {
-			_, err := r.store.Stat(ctx, manifestKey(r.opts.Run, seq))
-			return err
-		})
+		_, err := r.store.Stat(ctx, manifestKey(r.opts.Run, seq))
 		if errors.Is(err, storage.ErrNotFound) {
 			return seq, nil
 		}
@@ -223,27 +220,22 @@ func (r *Repo) nextSeq(ctx context.Context, latest int64) (int64, error) {
 // back, and if it holds exactly body it is this commit's.
 func (r *Repo) writeManifest(ctx context.Context, lease *Lease, seq int64, body []byte) (storage.ObjectInfo, error) {
 	key := manifestKey(r.opts.Run, seq)
-	var info storage.ObjectInfo
-	err := r.retry.Do(ctx, func(ctx context.Context) (err error) {
-		info, err = r.store.Put(ctx, key, storage.BytesPayload(body), storage.PutOptions{IfAbsent: true})
-		return err
-	})
+	info, err := r.store.Put(ctx, key, storage.BytesPayload(body), storage.PutOptions{IfAbsent: true})
 	if errors.Is(err, storage.ErrPreconditionFailed) {
 		var stored []byte
-		rerr := r.retry.Do(ctx, func(ctx context.Context) error {
+		rerr := func() error {
 			rc, got, err := r.store.Get(ctx, key, 0, -1)
 			if err != nil {
 				return err
 			}
 			defer rc.Close()
 			if got.Size != int64(len(body)) {
-				stored = nil
 				return nil
 			}
 			info = got
 			stored, err = io.ReadAll(rc)
 			return err
-		})
+		}()
 		if rerr == nil && bytes.Equal(stored, body) {
 			return info, nil
 		}
@@ -264,11 +256,7 @@ func (r *Repo) recheckAfterGC(ctx context.Context, dir string, m *Manifest, info
 	if err := r.waitForGC(ctx); err != nil {
 		return err
 	}
-	var cur storage.ObjectInfo
-	err := r.retry.Do(ctx, func(ctx context.Context) (err error) {
-		cur, err = r.store.Stat(ctx, manifestKey(r.opts.Run, m.Seq))
-		return err
-	})
+	cur, err := r.store.Stat(ctx, manifestKey(r.opts.Run, m.Seq))
 	if errors.Is(err, storage.ErrNotFound) || err == nil && cur.ETag != info.ETag {
 		return fmt.Errorf("checkpoint: manifest %d was deleted by a gc while the commit ran; try again", m.Seq)
 	}
@@ -302,7 +290,7 @@ const gcPoll = time.Second
 func (r *Repo) waitForGC(ctx context.Context) error {
 	logged := false
 	for {
-		rec, _, err := readGCRecord(ctx, r.store, r.retry)
+		rec, _, err := readGCRecord(ctx, r.store)
 		if err != nil {
 			return err
 		}
@@ -354,11 +342,7 @@ func (r *Repo) missingChunks(ctx context.Context, m *Manifest) (map[string]bool,
 
 // chunkStored reports whether the store holds chunk h with its length n.
 func (r *Repo) chunkStored(ctx context.Context, h string, n int64) (bool, error) {
-	var info storage.ObjectInfo
-	err := r.retry.Do(ctx, func(ctx context.Context) (err error) {
-		info, err = r.store.Stat(ctx, chunkKey(h))
-		return err
-	})
+	info, err := r.store.Stat(ctx, chunkKey(h))
 	if errors.Is(err, storage.ErrNotFound) {
 		return false, nil
 	}
@@ -398,11 +382,7 @@ func (r *Repo) resendFile(ctx context.Context, dir string, f File, chunkSize int
 		if sum := blake3.Sum256(data); hex.EncodeToString(sum[:]) != h {
 			return sent, fmt.Errorf("%w: %s", ErrDirChanged, f.Path)
 		}
-		err := r.retry.Do(ctx, func(ctx context.Context) error {
-			_, err := r.store.Put(ctx, chunkKey(h), storage.BytesPayload(data), storage.PutOptions{})
-			return err
-		})
-		if err != nil {
+		if _, err := r.store.Put(ctx, chunkKey(h), storage.BytesPayload(data), storage.PutOptions{}); err != nil {
 			return sent, fmt.Errorf("uploading a chunk of %s: %w", f.Path, err)
 		}
 		sent++
@@ -634,11 +614,7 @@ func (r *Repo) hashAndUpload(ctx context.Context, dir string, files []scanned, p
 					if ok, err := r.chunkStored(uctx, hash, int64(n)); err != nil || ok {
 						return err
 					}
-					err := r.retry.Do(uctx, func(ctx context.Context) error {
-						_, err := r.store.Put(ctx, chunkKey(hash), storage.BytesPayload((*chunk)[:n]), storage.PutOptions{})
-						return err
-					})
-					if err != nil {
+					if _, err := r.store.Put(uctx, chunkKey(hash), storage.BytesPayload((*chunk)[:n]), storage.PutOptions{}); err != nil {
 						return fmt.Errorf("uploading a chunk of %s: %w", f.rel, err)
 					}
 					uploaded.Add(int64(n))

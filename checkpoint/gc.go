@@ -118,14 +118,12 @@ func summary(h *Manifest, latest Latest, pins map[int64]bool) Summary {
 func (r *Repo) pins(ctx context.Context) (map[int64]bool, error) {
 	pins := map[int64]bool{}
 	prefix := runPrefix(r.opts.Run) + "pins/"
-	err := r.retry.Do(ctx, func(ctx context.Context) error {
-		return r.store.List(ctx, prefix, func(o storage.ObjectInfo) error {
-			var seq int64
-			if _, err := fmt.Sscanf(strings.TrimPrefix(o.Key, prefix), "%d", &seq); err == nil {
-				pins[seq] = true
-			}
-			return nil
-		})
+	err := r.store.List(ctx, prefix, func(o storage.ObjectInfo) error {
+		var seq int64
+		if _, err := fmt.Sscanf(strings.TrimPrefix(o.Key, prefix), "%d", &seq); err == nil {
+			pins[seq] = true
+		}
+		return nil
 	})
 	return pins, err
 }
@@ -135,15 +133,13 @@ func (r *Repo) Pin(ctx context.Context, seq int64) error {
 	if _, err := r.Manifest(ctx, seq); err != nil {
 		return err
 	}
-	return r.retry.Do(ctx, func(ctx context.Context) error {
-		_, err := r.store.Put(ctx, pinKey(r.opts.Run, seq), storage.BytesPayload(nil), storage.PutOptions{})
-		return err
-	})
+	_, err := r.store.Put(ctx, pinKey(r.opts.Run, seq), storage.BytesPayload(nil), storage.PutOptions{})
+	return err
 }
 
 // Unpin lets retention remove checkpoint seq again.
 func (r *Repo) Unpin(ctx context.Context, seq int64) error {
-	return r.retry.Do(ctx, func(ctx context.Context) error { return r.store.Delete(ctx, pinKey(r.opts.Run, seq)) })
+	return r.store.Delete(ctx, pinKey(r.opts.Run, seq))
 }
 
 // Retain deletes the manifests of all but the newest keep published
@@ -212,14 +208,11 @@ type listedManifest struct {
 // listManifests lists the run's manifests, oldest number first.
 func (r *Repo) listManifests(ctx context.Context) ([]listedManifest, error) {
 	var out []listedManifest
-	err := r.retry.Do(ctx, func(ctx context.Context) error {
-		out = out[:0]
-		return r.store.List(ctx, manifestPrefix(r.opts.Run), func(o storage.ObjectInfo) error {
-			if seq, ok := parseManifestKey(r.opts.Run, o.Key); ok {
-				out = append(out, listedManifest{seq, o.LastModified})
-			}
-			return nil
-		})
+	err := r.store.List(ctx, manifestPrefix(r.opts.Run), func(o storage.ObjectInfo) error {
+		if seq, ok := parseManifestKey(r.opts.Run, o.Key); ok {
+			out = append(out, listedManifest{seq, o.LastModified})
+		}
+		return nil
 	})
 	slices.SortFunc(out, func(a, b listedManifest) int { return cmp.Compare(a.seq, b.seq) })
 	return out, err
@@ -249,7 +242,7 @@ func (r *Repo) publishedChain(ctx context.Context, l Latest, limit int) ([]*Mani
 }
 
 func (r *Repo) deleteManifest(ctx context.Context, seq int64) error {
-	return r.retry.Do(ctx, func(ctx context.Context) error { return r.store.Delete(ctx, manifestKey(r.opts.Run, seq)) })
+	return r.store.Delete(ctx, manifestKey(r.opts.Run, seq))
 }
 
 // dropUnpublished deletes unpublished manifests numbered above latest.json's
@@ -303,8 +296,9 @@ type GCOptions struct {
 	Grace time.Duration
 	// Holder names who collects, in gc.json (default "gc").
 	Holder string
-	// Retry is the retry policy of every storage call (default
-	// sync.DefaultRetry()).
+	// Retry is the retry policy of every storage request (default
+	// storage.DefaultRetry()); GC wraps the store in it once
+	// (storage.WithRetry).
 	Retry *storage.Retry
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -341,9 +335,8 @@ func GC(ctx context.Context, store storage.Store, opts GCOptions) (GCStats, erro
 
 // collector is one GC between its start and its finish.
 type collector struct {
-	store storage.Store
+	store storage.Store // retries every request
 	opts  GCOptions
-	retry storage.Retry
 	log   *slog.Logger
 	state *gcState
 	stop  context.CancelCauseFunc
@@ -360,14 +353,11 @@ func startGC(ctx context.Context, store storage.Store, opts GCOptions) (*collect
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	g := &collector{store: store, opts: opts, retry: storage.DefaultRetry(), log: opts.Logger}
-	if opts.Retry != nil {
-		g.retry = *opts.Retry
-	}
+	g := &collector{store: retrying(store, opts.Retry), opts: opts, log: opts.Logger}
 	if g.log == nil {
 		g.log = slog.Default()
 	}
-	st, err := beginGC(ctx, store, g.retry, opts.Holder, opts.Now)
+	st, err := beginGC(ctx, g.store, opts.Holder, opts.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -399,24 +389,21 @@ func (g *collector) run(ctx context.Context) (GCStats, error) {
 		stats.Unpublished = append(stats.Unpublished, dropped...)
 	}
 	var doomed []storage.ObjectInfo
-	err = g.retry.Do(ctx, func(ctx context.Context) error {
-		doomed, stats.Chunks, stats.KeptYoung, stats.ReferencedNow = doomed[:0], 0, 0, 0
-		return g.store.List(ctx, "chunks/", func(o storage.ObjectInfo) error {
-			hash, ok := parseChunkKey(o.Key)
-			if !ok {
-				return nil // not ours: leave it alone
-			}
-			stats.Chunks++
-			switch {
-			case marked.has(hash):
-				stats.ReferencedNow++
-			case o.LastModified.After(cutoff):
-				stats.KeptYoung++
-			default:
-				doomed = append(doomed, o)
-			}
-			return nil
-		})
+	err = g.store.List(ctx, "chunks/", func(o storage.ObjectInfo) error {
+		hash, ok := parseChunkKey(o.Key)
+		if !ok {
+			return nil // not ours: leave it alone
+		}
+		stats.Chunks++
+		switch {
+		case marked.has(hash):
+			stats.ReferencedNow++
+		case o.LastModified.After(cutoff):
+			stats.KeptYoung++
+		default:
+			doomed = append(doomed, o)
+		}
+		return nil
 	})
 	if err != nil {
 		return stats, err
@@ -425,7 +412,7 @@ func (g *collector) run(ctx context.Context) (GCStats, error) {
 		if err := g.state.check(ctx); err != nil {
 			return stats, err
 		}
-		if err := g.retry.Do(ctx, func(ctx context.Context) error { return g.store.Delete(ctx, o.Key) }); err != nil {
+		if err := g.store.Delete(ctx, o.Key); err != nil {
 			return stats, err
 		}
 		stats.Deleted++
@@ -436,21 +423,18 @@ func (g *collector) run(ctx context.Context) (GCStats, error) {
 
 // manifestsByRun lists every run's manifests.
 func (g *collector) manifestsByRun(ctx context.Context) (map[string][]listedManifest, error) {
-	var runs map[string][]listedManifest
-	err := g.retry.Do(ctx, func(ctx context.Context) error {
-		runs = map[string][]listedManifest{}
-		return g.store.List(ctx, "runs/", func(o storage.ObjectInfo) error {
-			if !strings.Contains(o.Key, "/manifests/") || !strings.HasSuffix(o.Key, ".json") {
-				return nil
-			}
-			run, _, _ := strings.Cut(strings.TrimPrefix(o.Key, "runs/"), "/")
-			seq, ok := parseManifestKey(run, o.Key)
-			if CheckRunID(run) != nil || !ok {
-				return fmt.Errorf("gc: unexpected manifest key %q; deleting nothing", o.Key)
-			}
-			runs[run] = append(runs[run], listedManifest{seq, o.LastModified})
+	runs := map[string][]listedManifest{}
+	err := g.store.List(ctx, "runs/", func(o storage.ObjectInfo) error {
+		if !strings.Contains(o.Key, "/manifests/") || !strings.HasSuffix(o.Key, ".json") {
 			return nil
-		})
+		}
+		run, _, _ := strings.Cut(strings.TrimPrefix(o.Key, "runs/"), "/")
+		seq, ok := parseManifestKey(run, o.Key)
+		if CheckRunID(run) != nil || !ok {
+			return fmt.Errorf("gc: unexpected manifest key %q; deleting nothing", o.Key)
+		}
+		runs[run] = append(runs[run], listedManifest{seq, o.LastModified})
+		return nil
 	})
 	return runs, err
 }
@@ -459,7 +443,7 @@ func (g *collector) manifestsByRun(ctx context.Context) (map[string][]listedMani
 // marks the chunks of the others. It returns what it deleted and how many
 // manifests it marked.
 func (g *collector) markRun(ctx context.Context, run string, listed []listedManifest, cutoff time.Time, marked chunkMarks) ([]string, int, error) {
-	r := &Repo{store: g.store, opts: Options{Run: run, Now: g.opts.Now}, retry: g.retry, log: g.log}
+	r := &Repo{store: g.store, opts: Options{Run: run, Now: g.opts.Now}, log: g.log}
 	latest, latestETag, err := r.readPointer(ctx)
 	if err != nil {
 		return nil, 0, err

@@ -36,8 +36,8 @@ func (r GCRecord) active(now time.Time) bool { return r.Running && now.Before(r.
 
 // readGCRecord returns gc.json and its ETag; a store that never had a GC has
 // the zero record and an empty ETag.
-func readGCRecord(ctx context.Context, store storage.Store, retry storage.Retry) (GCRecord, string, error) {
-	r := &Repo{store: store, retry: retry}
+func readGCRecord(ctx context.Context, store storage.Store) (GCRecord, string, error) {
+	r := &Repo{store: store}
 	var rec GCRecord
 	etag, err := r.getJSON(ctx, gcKey, 64<<10, &rec)
 	if errors.Is(err, storage.ErrNotFound) {
@@ -51,7 +51,7 @@ func readGCRecord(ctx context.Context, store storage.Store, retry storage.Retry)
 
 // gcState is gc.json as held by the running GC.
 type gcState struct {
-	repo *Repo // store, retry and clock, for getJSON and putJSON
+	repo *Repo // store and clock, for getJSON and putJSON
 	key  string
 	rec  GCRecord
 	etag string
@@ -62,10 +62,10 @@ type gcState struct {
 }
 
 // beginGC claims gc.json for a new generation, or fails with ErrGCRunning.
-func beginGC(ctx context.Context, store storage.Store, retry storage.Retry, holder string, now func() time.Time) (*gcState, error) {
-	r := &Repo{store: store, retry: retry, opts: Options{Now: now}}
+func beginGC(ctx context.Context, store storage.Store, holder string, now func() time.Time) (*gcState, error) {
+	r := &Repo{store: store, opts: Options{Now: now}}
 	for try := 0; try < 10; try++ {
-		cur, etag, err := readGCRecord(ctx, store, retry)
+		cur, etag, err := readGCRecord(ctx, store)
 		if err != nil {
 			return nil, err
 		}
@@ -79,7 +79,9 @@ func beginGC(ctx context.Context, store storage.Store, retry storage.Retry, hold
 		}
 		info, err := r.putJSON(ctx, gcKey, next, opts)
 		if errors.Is(err, storage.ErrPreconditionFailed) || errors.Is(err, storage.ErrNotFound) {
-			continue
+			if info, err = ownWrite(ctx, store, next); err != nil {
+				continue // another GC claimed it first: look again
+			}
 		}
 		if err != nil {
 			return nil, fmt.Errorf("writing %s: %w", gcKey, err)
@@ -108,15 +110,26 @@ func (s *gcState) check(ctx context.Context) error {
 // failed renewal stops the GC through stop.
 func (s *gcState) keepAlive(ctx context.Context, done chan<- struct{}, stop context.CancelCauseFunc) {
 	defer close(done)
-	tick := time.NewTicker(gcLease / 4)
+	every(ctx, gcLease/4, func() bool {
+		if err := s.write(ctx, s.now().Add(gcLease).UTC(), true); err != nil {
+			stop(fmt.Errorf("gc: renewing its claim in %s: %w", gcKey, err))
+			return false
+		}
+		return true
+	})
+}
+
+// every calls renew every interval until ctx ends or renew returns false:
+// the loop of the renewals of gc.json and of a lease (Lease.KeepAlive).
+func every(ctx context.Context, interval time.Duration, renew func() bool) {
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			if err := s.write(ctx, s.now().Add(gcLease).UTC(), true); err != nil {
-				stop(fmt.Errorf("gc: renewing its claim in %s: %w", gcKey, err))
+			if !renew() {
 				return
 			}
 		}
@@ -132,10 +145,28 @@ func (s *gcState) write(ctx context.Context, until time.Time, running bool) erro
 	next := s.rec
 	next.Until, next.Running = until, running
 	info, err := s.repo.putJSON(ctx, s.key, next, storage.PutOptions{IfMatch: s.etag})
+	if errors.Is(err, storage.ErrPreconditionFailed) || errors.Is(err, storage.ErrNotFound) {
+		info, err = ownWrite(ctx, s.repo.store, next)
+	}
 	if err != nil {
 		return err
 	}
 	s.rec, s.etag = next, info.ETag
 	s.until.Store(until.UnixNano())
 	return nil
+}
+
+// ownWrite tells, after a conditional write of rec to gc.json lost its
+// condition, whether the write that won was this one, landed with its
+// response lost (the store retried it): it returns gc.json's ETag if
+// gc.json holds rec, and an error otherwise.
+func ownWrite(ctx context.Context, store storage.Store, rec GCRecord) (storage.ObjectInfo, error) {
+	cur, etag, err := readGCRecord(ctx, store)
+	if err != nil {
+		return storage.ObjectInfo{}, err
+	}
+	if cur.Generation != rec.Generation || cur.Running != rec.Running || cur.Holder != rec.Holder || !cur.Until.Equal(rec.Until) {
+		return storage.ObjectInfo{}, fmt.Errorf("writing %s: %w: another GC wrote it (generation %d, %s)", gcKey, storage.ErrPreconditionFailed, cur.Generation, cur.Holder)
+	}
+	return storage.ObjectInfo{Key: gcKey, ETag: etag}, nil
 }

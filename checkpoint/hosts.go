@@ -53,24 +53,19 @@ func (r *Repo) RecordBadHost(ctx context.Context, h BadHost) error {
 	if err != nil {
 		return err
 	}
-	return r.retry.Do(ctx, func(ctx context.Context) error {
-		_, err := r.store.Put(ctx, hostsPrefix(r.opts.Run)+h.ID+".json", storage.BytesPayload(b), storage.PutOptions{})
-		return err
-	})
+	_, err = r.store.Put(ctx, hostsPrefix(r.opts.Run)+h.ID+".json", storage.BytesPayload(b), storage.PutOptions{})
+	return err
 }
 
 // BadHosts lists the run's recorded bad hosts, oldest first. A record that
 // cannot be read is skipped with a warning: it must not stop a run.
 func (r *Repo) BadHosts(ctx context.Context) ([]BadHost, error) {
 	var keys []string
-	err := r.retry.Do(ctx, func(ctx context.Context) error {
-		keys = keys[:0]
-		return r.store.List(ctx, hostsPrefix(r.opts.Run), func(o storage.ObjectInfo) error {
-			if strings.HasSuffix(o.Key, ".json") {
-				keys = append(keys, o.Key)
-			}
-			return nil
-		})
+	err := r.store.List(ctx, hostsPrefix(r.opts.Run), func(o storage.ObjectInfo) error {
+		if strings.HasSuffix(o.Key, ".json") {
+			keys = append(keys, o.Key)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listing the run's bad hosts: %w", err)
@@ -102,9 +97,7 @@ func (r *Repo) ForgetBadHost(ctx context.Context, id string) error {
 		if len(id) != 16 || !isLowerHex(id) {
 			return fmt.Errorf("bad host id %q: want the 16 hex digits baton checkpoint hosts shows", id)
 		}
-		return r.retry.Do(ctx, func(ctx context.Context) error {
-			return r.store.Delete(ctx, hostsPrefix(r.opts.Run)+id+".json")
-		})
+		return r.store.Delete(ctx, hostsPrefix(r.opts.Run)+id+".json")
 	}
 	hosts, err := r.BadHosts(ctx)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -463,4 +464,139 @@ func TestListReadsTheIndex(t *testing.T) {
 			t.Fatalf("List without the index read %d manifests, want every one's header", got)
 		}
 	})
+}
+
+// nthCall returns a faults.Rule.Key that picks the nth call (1: the first)
+// on each key (a listing's prefix) of the rule's operation, counting what
+// it picked in picked.
+func nthCall(n int, picked *int) func(key string) bool {
+	calls := map[string]int{}
+	return func(key string) bool {
+		calls[key]++
+		if calls[key] == n {
+			*picked++
+			return true
+		}
+		return false
+	}
+}
+
+// TestEveryCallSiteRetries runs every operation of the package (commit,
+// ls, show, restore, verify, pin, retention, GC, bad hosts, logs, lease
+// renewal and release) against a store that fails the first call of each
+// kind on each key with a transient error, loses the response of the
+// second write of each key after it landed, and cuts the second read and
+// listing of each key short. All of it must succeed: a call site that does
+// not go through the retrying store fails here.
+func TestEveryCallSiteRetries(t *testing.T) {
+	var failed, lost, cut = map[string]*int{}, new(int), map[string]*int{}
+	var rules []faults.Rule
+	for _, op := range []string{"put", "get", "stat", "list", "delete"} {
+		failed[op] = new(int)
+		rules = append(rules, faults.Rule{Op: op, Err: faults.Transient, Key: nthCall(1, failed[op])})
+	}
+	rules = append(rules, faults.Rule{Op: "put", Err: faults.Transient, LoseResponse: true, Key: nthCall(2, lost)})
+	for _, op := range []string{"get", "list"} {
+		cut[op] = new(int)
+		rules = append(rules, faults.Rule{Op: op, ShortRead: 10, Key: nthCall(2, cut[op])})
+	}
+	inner := newStore(t)
+	s := faults.Wrap(inner, rules...)
+	clk := newSyncClock()
+	r := openOn(t, s, "h1", clk.now)
+	ctx := t.Context()
+
+	lease, err := r.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "model.bin"), content(300<<10, 1))
+	writeFile(t, filepath.Join(dir, "opt/state.bin"), content(100<<10, 2))
+	for seq := int64(1); seq <= 3; seq++ {
+		if seq > 1 {
+			writeFile(t, filepath.Join(dir, "opt/state.bin"), content(100<<10, 2, uint64(seq)))
+			clk.advance(time.Minute)
+		}
+		m, err := r.Commit(ctx, lease, dir, nil)
+		if err != nil || m.Seq != seq {
+			t.Fatalf("commit %d: %v", seq, err)
+		}
+	}
+	if err := lease.Renew(ctx); err != nil {
+		t.Fatalf("renew: %v", err)
+	}
+	if err := r.Pin(ctx, 1); err != nil {
+		t.Fatalf("pin: %v", err)
+	}
+	list, err := r.List(ctx)
+	if err != nil || len(list) != 3 || !list[0].Pinned {
+		t.Fatalf("ls: %+v, %v", list, err)
+	}
+	if _, err := r.Manifest(ctx, 2); err != nil {
+		t.Fatalf("show: %v", err)
+	}
+	var walked []string
+	if _, err := r.Walk(ctx, 0, func(f checkpoint.File) error { walked = append(walked, f.Path); return nil }); err != nil ||
+		!slices.Equal(walked, []string{"model.bin", "opt/state.bin"}) {
+		t.Fatalf("walk: %v, %v", walked, err)
+	}
+	dst := filepath.Join(t.TempDir(), "restored")
+	if _, err := r.Restore(ctx, 0, dst); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	sameTree(t, readTree(t, dst), readTree(t, dir))
+	rep, err := r.Verify(ctx, nil, true)
+	if err != nil || len(rep.Damaged) != 0 {
+		t.Fatalf("verify: %+v, %v", rep, err)
+	}
+	if err := r.RecordBadHost(ctx, checkpoint.BadHost{Machine: "m1", Platform: "test", At: clk.now()}); err != nil {
+		t.Fatalf("record a bad host: %v", err)
+	}
+	if hosts, err := r.BadHosts(ctx); err != nil || len(hosts) != 1 {
+		t.Fatalf("bad hosts: %+v, %v", hosts, err)
+	}
+	if err := r.ForgetBadHost(ctx, ""); err != nil {
+		t.Fatalf("forget bad hosts: %v", err)
+	}
+	if err := r.PutLog(ctx, "host-1", storage.BytesPayload([]byte("log\n"))); err != nil {
+		t.Fatalf("put a log: %v", err)
+	}
+	if err := r.Unpin(ctx, 1); err != nil {
+		t.Fatalf("unpin: %v", err)
+	}
+	if gone, err := r.Retain(ctx, 1, time.Hour); err != nil || !slices.Equal(gone, []int64{1, 2}) {
+		t.Fatalf("retain: %v, %v; want 1 and 2 deleted", gone, err)
+	}
+	st, err := checkpoint.GC(ctx, s, checkpoint.GCOptions{Now: func() time.Time { return time.Now().Add(24 * time.Hour) }, Retry: fastRetry(), Logger: quiet})
+	if err != nil || st.Deleted != 4 {
+		t.Fatalf("gc: %+v, %v; want the 4 chunks only checkpoints 1 and 2 held deleted", st, err)
+	}
+	if err := lease.Release(ctx); err != nil {
+		t.Fatalf("release: %v", err)
+	}
+	if rec, _ := readLease(t, inner); !rec.ExpiresAt.IsZero() {
+		t.Fatalf("lease.json after release expires at %v", rec.ExpiresAt)
+	}
+
+	// The checkpoint that retention and GC kept restores from the bare store.
+	dst2 := filepath.Join(t.TempDir(), "again")
+	if _, err := openOn(t, inner, "", clk.now).Restore(ctx, 0, dst2); err != nil {
+		t.Fatal(err)
+	}
+	sameTree(t, readTree(t, dst2), readTree(t, dir))
+
+	for op, n := range failed {
+		if *n == 0 {
+			t.Errorf("no first %s failed: the test proves nothing there", op)
+		}
+	}
+	for op, n := range cut {
+		if *n == 0 {
+			t.Errorf("no %s was cut short", op)
+		}
+	}
+	if *lost == 0 {
+		t.Error("no write lost its response")
+	}
 }

@@ -72,8 +72,10 @@ type Options struct {
 	Workers int
 	// LeaseDuration is how long a lease lasts unless renewed (default 2m).
 	LeaseDuration time.Duration
-	// Retry is the retry policy of every storage call (default
-	// sync.DefaultRetry()).
+	// Retry is the retry policy of every storage request (default
+	// storage.DefaultRetry()). Open wraps the store in it once
+	// (storage.WithRetry); a store that is already so wrapped gets this
+	// policy instead of its own.
 	Retry *storage.Retry
 	// Now is the clock (default time.Now); tests inject their own.
 	Now func() time.Time
@@ -83,13 +85,13 @@ type Options struct {
 
 // Repo is one run's checkpoints in a store.
 type Repo struct {
-	store storage.Store
+	store storage.Store // retries every request (see Options.Retry)
 	opts  Options
-	retry storage.Retry
 	log   *slog.Logger
 }
 
 // Open returns the repository of opts.Run in store. It sends no request.
+// Every request it sends later is retried under opts.Retry.
 func Open(store storage.Store, opts Options) (*Repo, error) {
 	if err := CheckRunID(opts.Run); err != nil {
 		return nil, err
@@ -114,16 +116,19 @@ func Open(store storage.Store, opts Options) (*Repo, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	r := &Repo{store: store, opts: opts, log: opts.Logger}
+	r := &Repo{store: retrying(store, opts.Retry), opts: opts, log: opts.Logger}
 	if r.log == nil {
 		r.log = slog.Default()
 	}
-	if opts.Retry != nil {
-		r.retry = *opts.Retry
-	} else {
-		r.retry = storage.DefaultRetry()
-	}
 	return r, nil
+}
+
+// retrying wraps store in the retry policy p (nil: the default).
+func retrying(store storage.Store, p *storage.Retry) storage.Store {
+	if p == nil {
+		return storage.WithRetry(store, storage.DefaultRetry())
+	}
+	return storage.WithRetry(store, *p)
 }
 
 // Run is the run id.
@@ -136,7 +141,7 @@ func (r *Repo) getJSON(ctx context.Context, key string, limit int64, v any) (str
 		b    []byte
 		etag string
 	)
-	err := r.retry.Do(ctx, func(ctx context.Context) error {
+	err := readAgainIfChanged(func() error {
 		rc, info, err := r.store.Get(ctx, key, 0, -1)
 		if err != nil {
 			return err
@@ -158,8 +163,23 @@ func (r *Repo) getJSON(ctx context.Context, key string, limit int64, v any) (str
 	return etag, nil
 }
 
-// putJSON writes v under key with the given condition, retrying transient
-// errors. A conditional write whose response was lost is retried too; the
+// readAgainIfChanged runs read, a whole read of one object, again (twice at
+// most) when it failed with storage.ErrChanged: the store resumes a read
+// cut mid-stream, but not across a replacement of the object (latest.json,
+// lease.json, gc.json move; a torn chunk is sent again), and then only a
+// read from the start gets one whole version. Every other retry is the
+// store's own (storage.WithRetry).
+func readAgainIfChanged(read func() error) error {
+	for try := 1; ; try++ {
+		err := read()
+		if try == 3 || !errors.Is(err, storage.ErrChanged) {
+			return err
+		}
+	}
+}
+
+// putJSON writes v under key with the given condition. The store retries
+// transient errors, a conditional write whose response was lost too; the
 // retry then fails its condition, which callers treat as losing the race
 // (they re-read and find their own write).
 func (r *Repo) putJSON(ctx context.Context, key string, v any, opts storage.PutOptions) (storage.ObjectInfo, error) {
@@ -168,12 +188,7 @@ func (r *Repo) putJSON(ctx context.Context, key string, v any, opts storage.PutO
 		return storage.ObjectInfo{}, err
 	}
 	b = append(b, '\n')
-	var info storage.ObjectInfo
-	err = r.retry.Do(ctx, func(ctx context.Context) (err error) {
-		info, err = r.store.Put(ctx, key, storage.BytesPayload(b), opts)
-		return err
-	})
-	return info, err
+	return r.store.Put(ctx, key, storage.BytesPayload(b), opts)
 }
 
 // readPointer returns latest.json and its ETag. A missing pointer is the
@@ -283,7 +298,6 @@ func (r *Repo) Walk(ctx context.Context, seq int64, fn func(File) error) (*Manif
 
 // walkManifest is Walk on manifests/<seq>.json, published or not.
 func (r *Repo) walkManifest(ctx context.Context, seq int64, fn func(File) error) (*Manifest, error) {
-	var m *Manifest
 	next := 0 // a read that starts again skips the files fn has seen
 	visit := func(i int, f File) error {
 		if i < next {
@@ -296,10 +310,11 @@ func (r *Repo) walkManifest(ctx context.Context, seq int64, fn func(File) error)
 		rc, _, err := r.store.Get(ctx, manifestKey(r.opts.Run, seq), 0, -1)
 		return rc, err
 	}
-	err := r.retry.Do(ctx, func(ctx context.Context) (err error) {
-		m, err = decodeManifest(open, r.opts.Run, seq, readMode{visit: visit})
-		return err
-	})
+	// A manifest is never replaced, so a read cut mid-stream resumes
+	// (storage.WithRetry); fn still sees each file once if the decoder
+	// reads the manifest again (a header after the files, an entry too big
+	// for the fast decoder).
+	m, err := decodeManifest(open, r.opts.Run, seq, readMode{visit: visit})
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, fmt.Errorf("run %s has no checkpoint %d: %w", r.opts.Run, seq, err)
 	}
@@ -314,29 +329,24 @@ const headerProbe = 64 << 10
 // storage.ErrNotFound.
 func (r *Repo) fetchManifest(ctx context.Context, seq int64, headerOnly bool) (*Manifest, error) {
 	key := manifestKey(r.opts.Run, seq)
-	var m *Manifest
-	err := r.retry.Do(ctx, func(ctx context.Context) error {
-		length := int64(-1)
-		if headerOnly {
-			length = headerProbe // the header of what this baton writes is a few hundred bytes
+	length := int64(-1)
+	if headerOnly {
+		length = headerProbe // the header of what this baton writes is a few hundred bytes
+	}
+	var size int64
+	open := func(length int64) func() (io.ReadCloser, error) {
+		return func() (io.ReadCloser, error) {
+			rc, info, err := r.store.Get(ctx, key, 0, length)
+			size = info.Size
+			return rc, err
 		}
-		var size int64
-		open := func(length int64) func() (io.ReadCloser, error) {
-			return func() (io.ReadCloser, error) {
-				rc, info, err := r.store.Get(ctx, key, 0, length)
-				size = info.Size
-				return rc, err
-			}
-		}
-		var err error
-		m, err = decodeManifest(open(length), r.opts.Run, seq, readMode{headerOnly: headerOnly})
-		if err != nil && headerOnly && size > headerProbe && !errors.Is(err, errBodyRead) && !errors.Is(err, storage.ErrNotFound) {
-			// The header did not fit in the probe (files before the
-			// counts): read the whole manifest, keeping no entries.
-			m, err = decodeManifest(open(-1), r.opts.Run, seq, readMode{headerOnly: true})
-		}
-		return err
-	})
+	}
+	m, err := decodeManifest(open(length), r.opts.Run, seq, readMode{headerOnly: headerOnly})
+	if err != nil && headerOnly && size > headerProbe && !errors.Is(err, errBodyRead) && !errors.Is(err, storage.ErrNotFound) {
+		// The header did not fit in the probe (files before the
+		// counts): read the whole manifest, keeping no entries.
+		m, err = decodeManifest(open(-1), r.opts.Run, seq, readMode{headerOnly: true})
+	}
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, fmt.Errorf("run %s has no checkpoint %d: %w", r.opts.Run, seq, err)
 	}
@@ -350,8 +360,6 @@ func (r *Repo) PutLog(ctx context.Context, name string, p storage.Payload) error
 	if err := CheckRunID(name); err != nil {
 		return fmt.Errorf("log segment name: %w", err)
 	}
-	return r.retry.Do(ctx, func(ctx context.Context) error {
-		_, err := r.store.Put(ctx, runPrefix(r.opts.Run)+"logs/"+name, p, storage.PutOptions{})
-		return err
-	})
+	_, err := r.store.Put(ctx, runPrefix(r.opts.Run)+"logs/"+name, p, storage.PutOptions{})
+	return err
 }

@@ -308,7 +308,7 @@ func allocate(fh *os.File, size int64) error {
 // *DamagedChunkError and is not retried: the store lost or tore it.
 func (r *Repo) fetchChunk(ctx context.Context, hash string, data []byte) error {
 	n := int64(len(data))
-	err := r.retry.Do(ctx, func(ctx context.Context) error {
+	err := readAgainIfChanged(func() error {
 		rc, info, err := r.store.Get(ctx, chunkKey(hash), 0, -1)
 		if errors.Is(err, storage.ErrNotFound) {
 			return damagedChunk(hash, ChunkMissing, 0, n)
@@ -320,10 +320,7 @@ func (r *Repo) fetchChunk(ctx context.Context, hash string, data []byte) error {
 		if info.Size != n {
 			return damagedChunk(hash, ChunkWrongSize, info.Size, n)
 		}
-		if _, err := io.ReadFull(rc, data); err != nil {
-			return &storage.Error{Op: "get", Key: chunkKey(hash), Kind: storage.ErrTransient, Err: err}
-		}
-		return nil
+		return readChunkBody(rc, chunkKey(hash), data)
 	})
 	if err != nil {
 		return err
@@ -332,6 +329,17 @@ func (r *Repo) fetchChunk(ctx context.Context, hash string, data []byte) error {
 		return damagedChunk(hash, ChunkWrongContent, n, n)
 	}
 	return nil
+}
+
+// readChunkBody reads the body of the chunk object under key into data,
+// which has the chunk's length. The store resumes a body cut mid-stream
+// (storage.WithRetry); an error is what it gave up with.
+func readChunkBody(rc io.Reader, key string, data []byte) error {
+	_, err := io.ReadFull(rc, data)
+	if _, ok := errors.AsType[*storage.Error](err); err != nil && !ok {
+		return &storage.Error{Op: "get", Key: key, Kind: storage.ErrTransient, Err: err}
+	}
+	return err
 }
 
 // finishFile gives a fully written and verified file its mode and mtime and

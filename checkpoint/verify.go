@@ -185,15 +185,12 @@ func (r *Repo) Verify(ctx context.Context, seqs []int64, deep bool) (*VerifyRepo
 
 // listChunkSizes lists chunks/ once: the length of every chunk object.
 func (r *Repo) listChunkSizes(ctx context.Context) (map[string]int64, error) {
-	var sizes map[string]int64
-	err := r.retry.Do(ctx, func(ctx context.Context) error {
-		sizes = map[string]int64{}
-		return r.store.List(ctx, "chunks/", func(o storage.ObjectInfo) error {
-			if hash, ok := parseChunkKey(o.Key); ok {
-				sizes[hash] = o.Size
-			}
-			return nil
-		})
+	sizes := map[string]int64{}
+	err := r.store.List(ctx, "chunks/", func(o storage.ObjectInfo) error {
+		if hash, ok := parseChunkKey(o.Key); ok {
+			sizes[hash] = o.Size
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listing chunks: %w", err)
@@ -240,7 +237,7 @@ func (r *Repo) hashChunks(ctx context.Context, hashes []string, want map[string]
 func (r *Repo) checkChunk(ctx context.Context, hash string, data []byte) (*DamagedChunkError, error) {
 	n := int64(len(data))
 	var d *DamagedChunkError
-	err := r.retry.Do(ctx, func(ctx context.Context) error {
+	err := readAgainIfChanged(func() error {
 		d = nil
 		rc, info, err := r.store.Get(ctx, chunkKey(hash), 0, -1)
 		if errors.Is(err, storage.ErrNotFound) {
@@ -255,10 +252,7 @@ func (r *Repo) checkChunk(ctx context.Context, hash string, data []byte) (*Damag
 			d = damagedChunk(hash, ChunkWrongSize, info.Size, n)
 			return nil
 		}
-		if _, err := io.ReadFull(rc, data); err != nil {
-			return &storage.Error{Op: "get", Key: chunkKey(hash), Kind: storage.ErrTransient, Err: err}
-		}
-		return nil
+		return readChunkBody(rc, chunkKey(hash), data)
 	})
 	if err != nil || d != nil {
 		return d, err
@@ -366,11 +360,7 @@ func (r *Repo) Repair(ctx context.Context, report *VerifyReport, dir string) (re
 			if !ok {
 				continue
 			}
-			err = r.retry.Do(ctx, func(ctx context.Context) error {
-				_, err := r.store.Put(ctx, chunkKey(hash), storage.BytesPayload(data), storage.PutOptions{})
-				return err
-			})
-			if err != nil {
+			if _, err := r.store.Put(ctx, chunkKey(hash), storage.BytesPayload(data), storage.PutOptions{}); err != nil {
 				return repaired, unrepaired, fmt.Errorf("uploading chunk %s from %s: %w", hash, f.Path, err)
 			}
 			r.log.Info("repaired a chunk", "chunk", hash, "from", f.Path, "offset", off)

@@ -119,6 +119,7 @@ func (rt *roundTrip) run(ctx context.Context, o Options, url string) *StoreStep 
 	}); failed != nil {
 		return failed
 	}
+	store = storage.WithRetry(store, rt.retry)
 	key := rt.facts.Key
 	body := []byte(fmt.Sprintf("baton doctor probe from %s at %s\n", orUnknownHost(o.Host), o.Now().UTC().Format(time.RFC3339Nano)))
 	var first *StoreStep
@@ -128,7 +129,7 @@ func (rt *roundTrip) run(ctx context.Context, o Options, url string) *StoreStep 
 		}
 	}
 
-	failed := rt.retried(ctx, StepPut, func(ctx context.Context) error {
+	failed := rt.step(ctx, StepPut, func(ctx context.Context) error {
 		_, err := store.Put(ctx, key, storage.BytesPayload(body), storage.PutOptions{IfAbsent: true})
 		if errors.Is(err, storage.ErrPreconditionFailed) && ours(ctx, store, key, body) {
 			return nil // a retry found the object a lost response had written
@@ -142,7 +143,7 @@ func (rt *roundTrip) run(ctx context.Context, o Options, url string) *StoreStep 
 		return failed
 	}
 
-	keep(rt.retried(ctx, StepPutAgain, func(ctx context.Context) error {
+	keep(rt.step(ctx, StepPutAgain, func(ctx context.Context) error {
 		_, err := store.Put(ctx, key, storage.BytesPayload([]byte("second writer\n")), storage.PutOptions{IfAbsent: true})
 		switch {
 		case err == nil:
@@ -152,7 +153,7 @@ func (rt *roundTrip) run(ctx context.Context, o Options, url string) *StoreStep 
 		}
 		return err
 	}))
-	keep(rt.retried(ctx, StepGet, func(ctx context.Context) error {
+	keep(rt.step(ctx, StepGet, func(ctx context.Context) error {
 		rc, _, err := store.Get(ctx, key, 0, -1)
 		if err != nil {
 			return err
@@ -167,7 +168,7 @@ func (rt *roundTrip) run(ctx context.Context, o Options, url string) *StoreStep 
 		}
 		return nil
 	}))
-	keep(rt.retried(ctx, StepList, func(ctx context.Context) error {
+	keep(rt.step(ctx, StepList, func(ctx context.Context) error {
 		found := false
 		err := store.List(ctx, key, func(info storage.ObjectInfo) error {
 			if info.Key == key {
@@ -184,7 +185,7 @@ func (rt *roundTrip) run(ctx context.Context, o Options, url string) *StoreStep 
 		}
 		return nil
 	}))
-	keep(rt.retried(ctx, StepDelete, func(ctx context.Context) error { return store.Delete(ctx, key) }))
+	keep(rt.step(ctx, StepDelete, func(ctx context.Context) error { return store.Delete(ctx, key) }))
 	return first
 }
 
@@ -211,11 +212,6 @@ func (rt *roundTrip) step(ctx context.Context, op string, f func(context.Context
 		return &s
 	}
 	return nil
-}
-
-// retried is step with the retry policy around op.
-func (rt *roundTrip) retried(ctx context.Context, op string, f func(context.Context) error) *StoreStep {
-	return rt.step(ctx, op, func(ctx context.Context) error { return rt.retry.Do(ctx, f) })
 }
 
 // cleanup deletes the probe object after a failed write that may have

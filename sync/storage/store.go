@@ -51,8 +51,8 @@ type PutOptions struct {
 // package (ErrNotFound, ErrPreconditionFailed, ErrTransient, ErrUnreachable,
 // ErrAuth, ErrPermission, ErrNoBucket, ErrInvalid, ErrIO) or context.Canceled /
 // context.DeadlineExceeded, so that callers and the retry layer decide from
-// the kind alone. Drivers do not retry: retries belong to the caller (see
-// Retry), which can resume a transfer where it stopped.
+// the kind alone. Drivers do not retry: retries are a wrapper around any
+// Store (WithRetry), put on once by the code that takes the store.
 //
 // A Store is safe for concurrent use.
 type Store interface {

@@ -26,13 +26,11 @@ import (
 // under a final name; running Pull again finishes the job. Keys that would
 // land outside dir are refused before anything is written.
 func (e *Engine) Pull(ctx context.Context, s storage.Store, dir string) (Stats, error) {
+	s = storage.WithRetry(s, e.retry)
 	var objects []storage.ObjectInfo
-	err := e.retry.Do(ctx, func(ctx context.Context) error {
-		objects = objects[:0]
-		return s.List(ctx, "", func(o storage.ObjectInfo) error {
-			objects = append(objects, o)
-			return nil
-		})
+	err := s.List(ctx, "", func(o storage.ObjectInfo) error {
+		objects = append(objects, o)
+		return nil
 	})
 	if err != nil {
 		return Stats{}, err
@@ -148,31 +146,30 @@ func (e *Engine) download(p *pool, s storage.Store, o storage.ObjectInfo, path s
 	}, task)
 }
 
-// getRange writes the span sp of object o into f at the same offset. A retry
-// resumes after the bytes already written.
+// getRange writes the span sp of object o into f at the same offset. The
+// store (storage.WithRetry) resumes a body cut mid-stream after the bytes
+// already written, and fails it if the object changed meanwhile.
 func (e *Engine) getRange(ctx context.Context, s storage.Store, o storage.ObjectInfo, f *os.File, sp span) error {
+	if sp.n == 0 {
+		return nil
+	}
 	bufp := e.buffers.Get().(*[]byte)
 	defer e.buffers.Put(bufp)
-	var done int64
-	return e.retry.Do(ctx, func(ctx context.Context) error {
-		if sp.n == 0 {
-			return nil
-		}
-		rc, info, err := s.Get(ctx, o.Key, sp.off+done, sp.n-done)
-		if err != nil {
-			return err
-		}
-		defer rc.Close()
-		if info.ETag != o.ETag || info.Size != o.Size {
-			return fmt.Errorf("object changed while it was being pulled (ETag %s, was %s): pull again", info.ETag, o.ETag)
-		}
-		w := &progressWriter{w: io.NewOffsetWriter(f, sp.off+done), p: e.progress, n: &done}
-		_, err = io.CopyBuffer(w, io.LimitReader(rc, sp.n-done), *bufp)
-		if err == nil && done != sp.n {
-			err = &storage.Error{Op: "get", Key: o.Key, Kind: storage.ErrTransient, Err: io.ErrUnexpectedEOF}
-		}
+	rc, info, err := s.Get(ctx, o.Key, sp.off, sp.n)
+	if err != nil {
 		return err
-	})
+	}
+	defer rc.Close()
+	if info.ETag != o.ETag || info.Size != o.Size {
+		return fmt.Errorf("object changed while it was being pulled (ETag %s, was %s): pull again", info.ETag, o.ETag)
+	}
+	var done int64
+	w := &progressWriter{w: io.NewOffsetWriter(f, sp.off), p: e.progress, n: &done}
+	_, err = io.CopyBuffer(w, io.LimitReader(rc, sp.n), *bufp)
+	if err == nil && done != sp.n {
+		err = &storage.Error{Op: "get", Key: o.Key, Kind: storage.ErrTransient, Err: io.ErrUnexpectedEOF}
+	}
+	return err
 }
 
 // seal makes the finished temporary file durable, gives it the object's

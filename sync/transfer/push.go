@@ -27,13 +27,11 @@ func (e *Engine) Push(ctx context.Context, dir string, s storage.Store) (Stats, 
 	if err != nil {
 		return Stats{}, err
 	}
+	s = storage.WithRetry(s, e.retry)
 	remote := make(map[string]storage.ObjectInfo, len(files))
-	err = e.retry.Do(ctx, func(ctx context.Context) error {
-		clear(remote)
-		return s.List(ctx, "", func(o storage.ObjectInfo) error {
-			remote[o.Key] = o
-			return nil
-		})
+	err = s.List(ctx, "", func(o storage.ObjectInfo) error {
+		remote[o.Key] = o
+		return nil
 	})
 	if err != nil {
 		return Stats{}, err
@@ -136,10 +134,7 @@ func (e *Engine) upload(p *pool, s storage.Store, f localFile, done func()) bool
 				return fail(err)
 			}
 			defer fh.Close()
-			err = e.retry.Do(ctx, func(ctx context.Context) error {
-				_, err := s.Put(ctx, f.key, storage.NewPayload(fh, 0, f.size), storage.PutOptions{})
-				return err
-			})
+			_, err = s.Put(ctx, f.key, storage.NewPayload(fh, 0, f.size), storage.PutOptions{})
 			if err == nil {
 				err = unchanged(fh, f)
 			}
@@ -157,10 +152,7 @@ func (e *Engine) upload(p *pool, s storage.Store, f localFile, done func()) bool
 	var startOnce sync.Once
 	start := func(ctx context.Context) (storage.Upload, error) {
 		startOnce.Do(func() {
-			startErr = e.retry.Do(ctx, func(ctx context.Context) (err error) {
-				up, err = s.NewUpload(ctx, f.key)
-				return err
-			})
+			up, startErr = s.NewUpload(ctx, f.key)
 		})
 		return up, startErr
 	}
@@ -175,10 +167,7 @@ func (e *Engine) upload(p *pool, s storage.Store, f localFile, done func()) bool
 			err = unchanged(file, f)
 		}
 		if ok && err == nil {
-			err = e.retry.Do(ctx, func(ctx context.Context) error {
-				_, err := up.Complete(ctx, parts)
-				return err
-			})
+			_, err = up.Complete(ctx, parts)
 		}
 		if ok && err == nil {
 			done()
@@ -207,10 +196,7 @@ func (e *Engine) upload(p *pool, s storage.Store, f localFile, done func()) bool
 		if err != nil {
 			return fail(err)
 		}
-		err = e.retry.Do(ctx, func(ctx context.Context) (err error) {
-			parts[sp.num-1], err = up.Part(ctx, sp.num, sp.off, storage.NewPayload(fh, sp.off, sp.n))
-			return err
-		})
+		parts[sp.num-1], err = up.Part(ctx, sp.num, sp.off, storage.NewPayload(fh, sp.off, sp.n))
 		if err != nil {
 			return fail(err)
 		}

@@ -1,8 +1,9 @@
 // Package transfer moves files between a local directory and a Store: one
 // bounded pool of workers carries whole small files and the parts (uploads) or
-// ranges (downloads) of big ones alike, each unit retried on its own with the
-// storage.Retry policy, so memory stays bounded by workers × buffer size whatever
-// the file sizes, and a cut connection costs one part, not a whole file.
+// ranges (downloads) of big ones alike, each request retried on its own with
+// the storage.Retry policy (Pull and Push wrap the store in storage.WithRetry),
+// so memory stays bounded by workers × buffer size whatever the file sizes,
+// and a cut connection costs one part, not a whole file.
 //
 // Pull and Push copy; they never delete on the other side.
 package transfer
@@ -27,8 +28,10 @@ type Options struct {
 	// PartSize is the size of one range of a download or one part of an
 	// upload; files up to this size move in one request (default 16 MiB).
 	PartSize int64
-	// Retry is the retry policy of each unit of work (default
-	// sync.DefaultRetry()).
+	// Retry is the retry policy of each request (default
+	// storage.DefaultRetry()). Pull and Push wrap the store in it
+	// (storage.WithRetry); a store that is already so wrapped gets this
+	// policy instead of its own.
 	Retry *storage.Retry
 	// Progress, if set, is told about every byte moved.
 	Progress *Progress

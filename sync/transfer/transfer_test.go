@@ -172,6 +172,16 @@ func TestTransientFaultsStillFinishByteIdentical(t *testing.T) {
 		faults.Rule{Op: "get", ShortRead: 4000, Prob: 0.2, Seed: 3},
 		faults.Rule{Op: "list", Err: faults.Transient, Times: 2},
 	)
+	pushPull(t, store, src, dst, want)
+	if store.Injected() < 10 {
+		t.Fatalf("only %d faults fired; the test proves nothing", store.Injected())
+	}
+}
+
+// pushPull pushes src into store with 4 workers, pulls the store into dst
+// and checks that dst then holds want.
+func pushPull(t *testing.T, store storage.Store, src, dst string, want map[string][]byte) {
+	t.Helper()
 	ctx := t.Context()
 	if _, err := engine(4).Push(ctx, src, store); err != nil {
 		t.Fatal(err)
@@ -180,9 +190,6 @@ func TestTransientFaultsStillFinishByteIdentical(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameTree(t, readTree(t, dst), want)
-	if store.Injected() < 10 {
-		t.Fatalf("only %d faults fired; the test proves nothing", store.Injected())
-	}
 }
 
 func TestPermanentErrorStopsAtOnce(t *testing.T) {
@@ -309,5 +316,34 @@ func TestPullRefusesEscapingKeys(t *testing.T) {
 				t.Fatalf("a refused pull wrote %d entries", len(entries))
 			}
 		})
+	}
+}
+
+// TestEveryRequestRetries fails the first request of each kind on each key
+// (a listing's prefix, an upload's parts all on their file's key) with a
+// transient error and cuts the second read of each object short: push and
+// pull still finish, byte for byte. A request that does not go through the
+// retrying store fails here.
+func TestEveryRequestRetries(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	want := makeTree(t, src, 5)
+	first := func(op string) faults.Rule {
+		seen := map[string]bool{}
+		return faults.Rule{Op: op, Err: faults.Transient, Key: func(key string) bool {
+			fire := !seen[key]
+			seen[key] = true
+			return fire
+		}}
+	}
+	second := map[string]int{}
+	store := faults.Wrap(newFileStore(t),
+		first("list"), first("put"), first("get"), first("upload"), first("upload.part"), first("upload.complete"),
+		faults.Rule{Op: "get", ShortRead: 1000, Key: func(key string) bool { second[key]++; return second[key] == 2 }},
+	)
+	pushPull(t, store, src, dst, want)
+	// A failure for each of the 2 listings, 40 small files' puts and gets,
+	// and 2 big files' start, parts and completion.
+	if n := store.Injected(); n < 2+2*40+2*3 {
+		t.Fatalf("only %d faults fired", n)
 	}
 }
