@@ -424,24 +424,13 @@ func holderID(d platform.Description) string {
 	return d.Platform + ":" + id + "/" + hex.EncodeToString(nonce[:])
 }
 
-// renew keeps the lease alive; a lost lease stops the trainer.
+// renew keeps the lease alive until ctx ends (checkpoint's KeepAlive); a
+// lost lease stops the trainer.
 func (a *agent) renew(ctx context.Context) {
-	t := time.NewTicker(a.cfg.LeaseDuration / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			err := a.lease.Renew(ctx)
-			if errors.Is(err, checkpoint.ErrLeaseLost) {
-				a.markLost(err)
-				return
-			}
-			if err != nil {
-				a.log.Warn("lease renewal failed; trying again", "err", err)
-			}
-		}
+	lctx, stop := a.lease.KeepAlive(ctx, a.cfg.LeaseDuration/3)
+	<-lctx.Done()
+	if err := stop(); err != nil {
+		a.markLost(err)
 	}
 }
 

@@ -6,10 +6,12 @@ package checkpoint_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"hash/fnv"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -414,4 +416,111 @@ func seqOf(m *checkpoint.Manifest) int64 {
 		return 0
 	}
 	return m.Seq
+}
+
+// blockingStore holds the writes of one key, once armed, until release is
+// closed or the write's context ends; entered is closed when the first one
+// arrives. It counts the writes of the key in flight at once.
+type blockingStore struct {
+	storage.Store
+	key      string
+	armed    atomic.Bool
+	once     sync.Once
+	entered  chan struct{}
+	release  chan struct{}
+	inFlight atomic.Int32
+	most     atomic.Int32
+}
+
+func newBlockingStore(s storage.Store, key string) *blockingStore {
+	return &blockingStore{Store: s, key: key, entered: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (b *blockingStore) Put(ctx context.Context, key string, p storage.Payload, opts storage.PutOptions) (storage.ObjectInfo, error) {
+	if key == b.key && b.armed.Load() {
+		n := b.inFlight.Add(1)
+		defer b.inFlight.Add(-1)
+		for m := b.most.Load(); n > m && !b.most.CompareAndSwap(m, n); m = b.most.Load() {
+		}
+		b.once.Do(func() { close(b.entered) })
+		select {
+		case <-b.release:
+		case <-ctx.Done():
+			return storage.ObjectInfo{}, ctx.Err()
+		}
+	}
+	return b.Store.Put(ctx, key, p, opts)
+}
+
+// TestKeepAliveLostLease: a renewal that finds the lease taken over ends
+// KeepAlive's context with ErrLeaseLost, and stop returns it.
+func TestKeepAliveLostLease(t *testing.T) {
+	s := newStore(t)
+	clk := newSyncClock()
+	old, err := openOn(t, s, "old", clk.now).Acquire(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(2 * time.Minute) // the one-minute lease expired
+	if _, err := openOn(t, s, "new", clk.now).Acquire(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := old.KeepAlive(t.Context(), time.Millisecond)
+	<-ctx.Done()
+	if cause := context.Cause(ctx); !errors.Is(cause, checkpoint.ErrLeaseLost) {
+		t.Fatalf("KeepAlive's context ended with %v, want ErrLeaseLost", cause)
+	}
+	if err := stop(); !errors.Is(err, checkpoint.ErrLeaseLost) || !old.Lost() {
+		t.Fatalf("stop: %v, lost %v; want ErrLeaseLost", err, old.Lost())
+	}
+	if err := stop(); !errors.Is(err, checkpoint.ErrLeaseLost) {
+		t.Fatalf("stop again: %v", err)
+	}
+}
+
+// TestKeepAliveStuckRenewal holds a renewal inside its write: Epoch, Lost
+// and Record answer meanwhile; Release waits for the renewal instead of
+// writing beside it; once released the lease is renewed no more, and stop
+// ends a stuck renewal.
+func TestKeepAliveStuckRenewal(t *testing.T) {
+	s := newBlockingStore(newStore(t), leaseKey())
+	clk := newSyncClock()
+	lease, err := openOn(t, s, "h1", clk.now).Acquire(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.armed.Store(true)
+	ctx, stop := lease.KeepAlive(t.Context(), time.Millisecond)
+	<-s.entered // a renewal is inside its write, holding it
+	if lease.Epoch() != 1 || lease.Lost() || lease.Record().Holder != "h1" {
+		t.Fatalf("epoch %d, lost %v, record %+v while a renewal is stuck", lease.Epoch(), lease.Lost(), lease.Record())
+	}
+	released := make(chan error)
+	go func() { released <- lease.Release(context.WithoutCancel(ctx)) }()
+	close(s.release)
+	if err := <-released; err != nil {
+		t.Fatalf("release: %v", err)
+	}
+	if n := s.most.Load(); n != 1 {
+		t.Fatalf("%d writes of lease.json at once, want 1", n)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if rec, _ := readLease(t, s.Store); !rec.ExpiresAt.IsZero() || !lease.Record().ExpiresAt.IsZero() {
+		t.Fatalf("lease.json expires at %v after release (the lease says %v): a renewal came after it", rec.ExpiresAt, lease.Record().ExpiresAt)
+	}
+
+	// stop cancels a renewal stuck in its write.
+	s2 := newBlockingStore(newStore(t), leaseKey())
+	lease2, err := openOn(t, s2, "h2", clk.now).Acquire(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2.armed.Store(true)
+	_, stop2 := lease2.KeepAlive(t.Context(), time.Millisecond)
+	<-s2.entered
+	if err := stop2(); err != nil || lease2.Lost() {
+		t.Fatalf("stop during a stuck renewal: %v, lost %v", err, lease2.Lost())
+	}
 }

@@ -279,35 +279,14 @@ func (c *checkpointCmd) commit(ctx context.Context, args []string) error {
 	return nil
 }
 
-// commitRenewing commits dir while a goroutine renews the lease every third
-// of its duration. If a renewal finds the lease lost, the commit is
-// cancelled and fails with ErrLeaseLost.
+// commitRenewing commits dir while the lease's KeepAlive renews it. If a
+// renewal finds the lease lost, the commit is cancelled and fails with
+// ErrLeaseLost.
 func commitRenewing(ctx context.Context, repo *checkpoint.Repo, lease *checkpoint.Lease, dir string, meta map[string]string) (*checkpoint.Manifest, error) {
-	cctx, cancel := context.WithCancelCause(ctx)
-	renewerDone := make(chan struct{})
-	go func() {
-		defer close(renewerDone)
-		tick := time.NewTicker(leaseDuration / 3)
-		defer tick.Stop()
-		for {
-			select {
-			case <-cctx.Done():
-				return
-			case <-tick.C:
-				if err := lease.Renew(cctx); errors.Is(err, checkpoint.ErrLeaseLost) {
-					cancel(err)
-					return
-				}
-			}
-		}
-	}()
-	m, err := repo.Commit(cctx, lease, dir, meta)
-	cancel(nil)
-	<-renewerDone
-	if err != nil && ctx.Err() == nil {
-		if cause := context.Cause(cctx); errors.Is(cause, checkpoint.ErrLeaseLost) {
-			return nil, cause
-		}
+	kctx, stop := lease.KeepAlive(ctx, leaseDuration/3)
+	m, err := repo.Commit(kctx, lease, dir, meta)
+	if lost := stop(); err != nil && lost != nil && ctx.Err() == nil {
+		return nil, lost
 	}
 	return m, err
 }
