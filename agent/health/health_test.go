@@ -20,6 +20,7 @@ func reading(util uint32, power, limit float64) gpu.Reading {
 }
 
 func TestClassify(t *testing.T) {
+	t.Parallel()
 	noUtil := gpu.Reading{}
 	cases := []struct {
 		name string
@@ -49,6 +50,7 @@ func TestClassify(t *testing.T) {
 }
 
 func TestHang(t *testing.T) {
+	t.Parallel()
 	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
 	type step struct {
@@ -116,6 +118,7 @@ func TestHang(t *testing.T) {
 }
 
 func TestVerdictString(t *testing.T) {
+	t.Parallel()
 	v := Verdict{Quiet: 30 * time.Minute, GPUs: GPUStuck}
 	if got, want := v.String(), "no output and no checkpoint for 30m0s (its GPUs pinned at 100% at low power)"; got != want {
 		t.Errorf("String = %q, want %q", got, want)

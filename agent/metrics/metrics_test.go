@@ -34,6 +34,7 @@ func families(t *testing.T, m *Metrics) map[string]*dto.MetricFamily {
 // at zero, and the series that would lie (checkpoint age, info, host) are
 // absent.
 func TestFreshMetrics(t *testing.T) {
+	t.Parallel()
 	m := New(WithClock(newClock().Now))
 	fs := families(t, m)
 	wantTypes := map[string]dto.MetricType{
@@ -70,6 +71,7 @@ func TestFreshMetrics(t *testing.T) {
 
 // TestEvents records events and compares the whole of baton's own series.
 func TestEvents(t *testing.T) {
+	t.Parallel()
 	clock := newClock()
 	m := New(WithClock(clock.Now))
 	m.SetInfo("v0.1.0", "vast", "old-run")
@@ -157,6 +159,7 @@ baton_transfers_in_flight 3
 // the work at risk counts from the trainer's start, so that an alert fires
 // for a run that never commits; a restart does not reset it, a commit does.
 func TestAgeCountsFromTheTrainersStart(t *testing.T) {
+	t.Parallel()
 	clock := newClock()
 	m := New(WithClock(clock.Now))
 	m.TrainerStarted(clock.Now())
@@ -184,6 +187,7 @@ func age(t *testing.T, m *Metrics) float64 {
 // TestHostSeries feeds a reading and compares the host series; a part or
 // disk that could not be read is left out rather than reported as zero.
 func TestHostSeries(t *testing.T) {
+	t.Parallel()
 	m := New(WithClock(newClock().Now))
 	r := host.Reading{
 		CPUPercent: 37.5,
@@ -265,6 +269,7 @@ func (c gpuCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func TestRegister(t *testing.T) {
+	t.Parallel()
 	m := New()
 	c := gpuCollector{prometheus.NewDesc("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", []string{"gpu", "UUID"}, nil)}
 	if err := m.Register(c); err != nil {

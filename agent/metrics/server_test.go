@@ -13,6 +13,7 @@ import (
 )
 
 func TestCheckAddr(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		addr, token string
 		ok          bool
@@ -52,6 +53,7 @@ func TestCheckAddr(t *testing.T) {
 // TestAuth: with a token every path needs it; without one, the endpoint is
 // open (it listens on loopback only).
 func TestAuth(t *testing.T) {
+	t.Parallel()
 	const token = "tok-0123456789abcdef"
 	m := New()
 	tests := []struct {
@@ -106,6 +108,7 @@ func TestAuth(t *testing.T) {
 // TestListenRefusesPublicWithoutToken: the server never binds a public
 // address without a token.
 func TestListenRefusesPublicWithoutToken(t *testing.T) {
+	t.Parallel()
 	for _, addr := range []string{"0.0.0.0:0", ":0"} {
 		s, err := New().Listen(addr, "", nil)
 		if err == nil {
@@ -126,6 +129,7 @@ func TestListenRefusesPublicWithoutToken(t *testing.T) {
 // the context: Serve returns nil and the port no longer answers. The token
 // appears in no log line.
 func TestServeAndShutdown(t *testing.T) {
+	t.Parallel()
 	const token = "tok-SECRET-42"
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

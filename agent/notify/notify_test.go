@@ -106,6 +106,7 @@ func keys(m map[string]any) []string {
 // TestShapes: the fields of every payload, and the text field each chat
 // webhook's host gets.
 func TestShapes(t *testing.T) {
+	t.Parallel()
 	base := []string{"event", "host", "instance", "message", "platform", "run", "seq", "time"}
 	cases := []struct {
 		name, url string
@@ -172,6 +173,7 @@ func TestShapes(t *testing.T) {
 
 // TestStatusAbsent: an event without a status has no status field.
 func TestStatusAbsent(t *testing.T) {
+	t.Parallel()
 	h := newHook(t, nil)
 	n := New([]string{h.srv.URL}, Options{})
 	n.Send(sample(RunStarted))
@@ -183,6 +185,7 @@ func TestStatusAbsent(t *testing.T) {
 
 // TestDiscordContentLimit: Discord's content stays within 2000 characters.
 func TestDiscordContentLimit(t *testing.T) {
+	t.Parallel()
 	ev := sample(RunFinished)
 	ev.Message = strings.Repeat("é", 3000)
 	b, err := payload(shapeDiscord, ev)
@@ -221,6 +224,7 @@ func (w *waits) list() []time.Duration {
 // TestRetries: what is retried (5xx, 429, 408, network errors), with which
 // waits, and what is not (other 4xx, a redirect).
 func TestRetries(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name     string
 		answers  []int  // the statuses of the attempts; 200 after the list
@@ -288,6 +292,7 @@ func TestRetries(t *testing.T) {
 // TestNetworkErrorRetried: a connection that fails is tried again until
 // the attempts run out.
 func TestNetworkErrorRetried(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	dials := 0
 	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -307,6 +312,7 @@ func TestNetworkErrorRetried(t *testing.T) {
 
 // TestParseRetryAfter: seconds and HTTP dates.
 func TestParseRetryAfter(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	for h, want := range map[string]time.Duration{
 		"":                              0,
@@ -326,6 +332,7 @@ func TestParseRetryAfter(t *testing.T) {
 // TestTimeout: a request the server never answers is abandoned after the
 // timeout and tried again.
 func TestTimeout(t *testing.T) {
+	t.Parallel()
 	h := newHook(t, func(n int, w http.ResponseWriter, r *http.Request, body io.Writer) int {
 		if n == 1 {
 			<-r.Context().Done() // hangs until the client gives up
@@ -344,6 +351,7 @@ func TestTimeout(t *testing.T) {
 // TestCommitRateLimit: checkpoint_committed at most once a minute by the
 // injected clock; other events are never held back.
 func TestCommitRateLimit(t *testing.T) {
+	t.Parallel()
 	h := newHook(t, nil)
 	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	var now time.Time
@@ -389,6 +397,7 @@ func TestCommitRateLimit(t *testing.T) {
 // once every time; the queue keeps the newest events, and Close with no
 // time left drops them all, counted.
 func TestSendNeverBlocks(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	h := newHook(t, func(n int, w http.ResponseWriter, r *http.Request, body io.Writer) int {
 		select {
@@ -431,6 +440,7 @@ func TestSendNeverBlocks(t *testing.T) {
 // webhook URL's token never reach a payload or the log, whatever the
 // server answers.
 func TestNoSecrets(t *testing.T) {
+	t.Parallel()
 	const awsSecret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 	const token = "T0KEN-b1a2c3d4e5f6"
 	h := newHook(t, func(n int, w http.ResponseWriter, r *http.Request, body io.Writer) int {
@@ -487,6 +497,7 @@ func TestNoSecrets(t *testing.T) {
 
 // TestCheckURLAndRedact: what a notify URL may be, and how it is logged.
 func TestCheckURLAndRedact(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		url, problem, logged string
 	}{
@@ -522,6 +533,7 @@ func TestCheckURLAndRedact(t *testing.T) {
 
 // TestNilAndEmpty: a nil Notifier and one without URLs do nothing.
 func TestNilAndEmpty(t *testing.T) {
+	t.Parallel()
 	var nilN *Notifier
 	nilN.Send(sample(RunStarted))
 	nilN.Close(context.Background())

@@ -9,6 +9,7 @@ import (
 )
 
 func TestParseAction(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in      string
 		want    Action
@@ -59,6 +60,7 @@ func (f *fakeController) Terminate(context.Context) error {
 }
 
 func TestActionDo(t *testing.T) {
+	t.Parallel()
 	boom := errors.New("boom")
 	tests := []struct {
 		name      string

@@ -147,6 +147,7 @@ const (
 // platforms' documentation (cited in controller.go), how each answer is reported, and
 // when RunPod's GraphQL fallback is used.
 func TestControllerRequests(t *testing.T) {
+	t.Parallel()
 	runpod := Description{Platform: RunPod, InstanceID: "riixlu8oclhp"}
 	vast := Description{Platform: Vast, InstanceID: "4242"}
 	tests := []struct {
@@ -377,6 +378,7 @@ func TestControllerRequests(t *testing.T) {
 
 // TestControllerUnreachable: nobody listens at the address.
 func TestControllerUnreachable(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewServer(http.NotFoundHandler())
 	addr := srv.URL
 	srv.Close()
@@ -416,6 +418,7 @@ func TestControllerUnreachable(t *testing.T) {
 // TestControllerHangingServer: a server that never answers is cut off by the call timeout.
 // The handler blocks until the test ends; the test asserts only that an error comes back.
 func TestControllerHangingServer(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -459,6 +462,7 @@ func TestControllerHangingServer(t *testing.T) {
 
 // TestControllerNoFallbackAfterCancel: once the caller gives up, GraphQL is not tried.
 func TestControllerNoFallbackAfterCancel(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(t.Context())
 	var mu sync.Mutex
 	var paths []string
@@ -486,6 +490,7 @@ func TestControllerNoFallbackAfterCancel(t *testing.T) {
 }
 
 func TestNewControllerErrors(t *testing.T) {
+	t.Parallel()
 	noEnv := func(string) string { return "" }
 	tests := []struct {
 		name    string
@@ -553,6 +558,7 @@ func withEnv(getenv func(string) string, key, value string) func(string) string 
 // BATON_VAST_API_URL replace them (a trailing slash dropped), and a replaced RunPod v2 URL
 // leaves no GraphQL fallback unless one is given.
 func TestControllerURLs(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name              string
 		d                 Description
@@ -608,6 +614,7 @@ func TestControllerURLs(t *testing.T) {
 // naming a local server, the calls go there; a v2 answer that would otherwise lead to
 // GraphQL does not, and the error says why.
 func TestControllerStandInFromVariable(t *testing.T) {
+	t.Parallel()
 	f := newFakePlatform(t, map[string]reply{
 		"PUT /api/v0/instances/4242/": {status: 200, body: `{"success":true}`},
 	})
@@ -645,6 +652,7 @@ func TestControllerStandInFromVariable(t *testing.T) {
 }
 
 func TestCheckAPIURL(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		raw, want string // want: a substring of the error; "" for none
 	}{
@@ -682,6 +690,7 @@ func TestCheckAPIURL(t *testing.T) {
 }
 
 func TestParseProblem(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, contentType, body string
 		want                    *Problem

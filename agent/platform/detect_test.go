@@ -18,6 +18,7 @@ func text(s string) *fstest.MapFile {
 }
 
 func TestDetect(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		environ []string
@@ -178,6 +179,7 @@ func TestDetect(t *testing.T) {
 }
 
 func TestDetectNilFS(t *testing.T) {
+	t.Parallel()
 	got := Detect([]string{"HOSTNAME=h"}, nil)
 	if want := (Description{Platform: Local, Host: "h"}); !reflect.DeepEqual(got, want) {
 		t.Errorf("Detect(nil fs) = %+v, want %+v", got, want)
@@ -185,6 +187,7 @@ func TestDetectNilFS(t *testing.T) {
 }
 
 func TestDescribeAs(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		as      string
@@ -225,6 +228,7 @@ func TestDescribeAs(t *testing.T) {
 }
 
 func TestLogAttrsCarryNoSecret(t *testing.T) {
+	t.Parallel()
 	environ := []string{
 		"RUNPOD_POD_ID=p1", "RUNPOD_API_KEY=rp-very-secret", "RUNPOD_GPU_COUNT=8",
 		"RUNPOD_TCP_PORT_22=10022", "RUNPOD_TCP_PORT_8888=10888", "RUNPOD_PUBLIC_IP=203.0.113.7",
@@ -260,6 +264,7 @@ func TestLogAttrsCarryNoSecret(t *testing.T) {
 // read it: absent in the entrypoint mode, mentioning jupyter (in any case) in the
 // Jupyter mode.
 func TestVastLaunchMode(t *testing.T) {
+	t.Parallel()
 	environ := []string{"VAST_CONTAINERLABEL=C.4242", "CONTAINER_ID=4242", "CONTAINER_API_KEY=k"}
 	tests := []struct {
 		name  string
@@ -297,6 +302,7 @@ func TestVastLaunchMode(t *testing.T) {
 }
 
 func TestDescriptionJSON(t *testing.T) {
+	t.Parallel()
 	d := Description{Platform: Vast, InstanceID: "4242", Ports: map[int]int{22: 40022}, PersistentDir: "/", LaunchMode: VastSSH}
 	b, err := json.Marshal(d)
 	if err != nil {

@@ -75,6 +75,7 @@ func envOf(kv map[string]string) func(string) string {
 }
 
 func TestSetupSSHInstallsKeysAndStartsSSHD(t *testing.T) {
+	t.Parallel()
 	m := newFakeMachine(t, true, true)
 	getenv := envOf(map[string]string{
 		"HOME":       "/root",
@@ -116,6 +117,7 @@ func TestSetupSSHInstallsKeysAndStartsSSHD(t *testing.T) {
 // TestSetupSSHIdempotent: running again (onstart runs on every start) adds nothing, even
 // when a key comes back under another comment, and keeps what was in the file.
 func TestSetupSSHIdempotent(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		existing string // authorized_keys before the first run; "" means absent
@@ -180,6 +182,7 @@ func TestSetupSSHIdempotent(t *testing.T) {
 }
 
 func TestSetupSSHSkipsAndSSHDState(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name        string
 		platform    string
@@ -263,6 +266,7 @@ func TestSetupSSHSkipsAndSSHDState(t *testing.T) {
 }
 
 func TestSetupSSHErrors(t *testing.T) {
+	t.Parallel()
 	boom := errors.New("exit status 255")
 	tests := []struct {
 		name    string
@@ -286,6 +290,7 @@ func TestSetupSSHErrors(t *testing.T) {
 }
 
 func TestSetupSSHStartFailure(t *testing.T) {
+	t.Parallel()
 	m := newFakeMachine(t, true, true)
 	for _, typ := range []string{"rsa", "ecdsa", "ed25519"} {
 		m.write(t, "etc/ssh/ssh_host_"+typ+"_key", "k", 0o600)
@@ -312,6 +317,7 @@ func assertMode(t *testing.T, path string, want os.FileMode) {
 }
 
 func TestRunCommand(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		script  string

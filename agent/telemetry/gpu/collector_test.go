@@ -36,6 +36,7 @@ func exposition(host string, fams [][5]string) string {
 }
 
 func TestCollector(t *testing.T) {
+	t.Parallel()
 	srv := newH100(2)
 	dev(srv, 1).GetTemperatureFunc = func(nvml.TemperatureSensors) (uint32, nvml.Return) { return 0, nvml.ERROR_NOT_SUPPORTED }
 	h := open(t, srv, Options{})
@@ -95,6 +96,7 @@ func TestCollector(t *testing.T) {
 }
 
 func TestCollectorRemapFlags(t *testing.T) {
+	t.Parallel()
 	srv := newH100(1)
 	dev(srv, 0).GetRemappedRowsFunc = func() (int, int, bool, bool, nvml.Return) { return 0, 2, true, true, nvml.SUCCESS }
 	h := open(t, srv, Options{})

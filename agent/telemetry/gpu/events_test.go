@@ -16,6 +16,7 @@ func withEvents(srv *server.Server) *eventQueue {
 }
 
 func TestEvents(t *testing.T) {
+	t.Parallel()
 	srv := newH100(2)
 	q := withEvents(srv)
 	h := open(t, srv, Options{})
@@ -94,6 +95,7 @@ func TestEvents(t *testing.T) {
 }
 
 func TestEventsDroppedWhenFull(t *testing.T) {
+	t.Parallel()
 	srv := newH100(1)
 	q := withEvents(srv)
 	h := open(t, srv, Options{EventBuffer: 1})
@@ -125,6 +127,7 @@ func TestEventsDroppedWhenFull(t *testing.T) {
 // TestEventsUnavailable: without events Run goes on sampling, says why once,
 // and still stops cleanly.
 func TestEventsUnavailable(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		setup   func(srv *server.Server, q *eventQueue)

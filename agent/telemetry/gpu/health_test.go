@@ -8,6 +8,7 @@ import (
 )
 
 func TestCriticalXID(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		code uint64
 		want bool
@@ -28,6 +29,7 @@ func TestCriticalXID(t *testing.T) {
 }
 
 func TestClockEventNames(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		mask uint64
 		want []string
@@ -47,6 +49,7 @@ func TestClockEventNames(t *testing.T) {
 }
 
 func TestCheck(t *testing.T) {
+	t.Parallel()
 	healthy := func() Reading {
 		return Reading{
 			Index: 2, UUID: "GPU-2",
@@ -93,6 +96,7 @@ func TestCheck(t *testing.T) {
 }
 
 func TestCheckEvent(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		e    Event

@@ -15,6 +15,7 @@ import (
 )
 
 func TestOpenInfo(t *testing.T) {
+	t.Parallel()
 	h := open(t, newH100(2), Options{})
 	got := h.s.Info()
 	want := Info{
@@ -32,6 +33,7 @@ func TestOpenInfo(t *testing.T) {
 }
 
 func TestCUDAVersion(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in   int
 		want string
@@ -43,6 +45,7 @@ func TestCUDAVersion(t *testing.T) {
 }
 
 func TestOpenErrors(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name         string
 		init         nvml.Return
@@ -82,6 +85,7 @@ func TestOpenErrors(t *testing.T) {
 // TestOpenRealLibrary opens the host's NVML. Without a driver (the usual test
 // machine) that is ErrNoDriver; with one, a full round must answer for every GPU.
 func TestOpenRealLibrary(t *testing.T) {
+	t.Parallel()
 	s, err := Open(New(), Options{})
 	if err != nil {
 		if !errors.Is(err, ErrNoDriver) {
@@ -112,6 +116,7 @@ func TestOpenRealLibrary(t *testing.T) {
 }
 
 func TestSampleOnceReadsEveryQuery(t *testing.T) {
+	t.Parallel()
 	h := open(t, newH100(2), Options{})
 	rs := h.s.SampleOnce(context.Background())
 	if len(rs) != 2 {
@@ -150,6 +155,7 @@ func TestSampleOnceReadsEveryQuery(t *testing.T) {
 }
 
 func TestReadingCopiesAreIndependent(t *testing.T) {
+	t.Parallel()
 	h := open(t, newH100(1), Options{})
 	a := h.s.SampleOnce(context.Background())
 	*a[0].UtilGPU = 0
@@ -161,6 +167,7 @@ func TestReadingCopiesAreIndependent(t *testing.T) {
 }
 
 func TestReadingJSONOmitsUnsupported(t *testing.T) {
+	t.Parallel()
 	b, err := json.Marshal(Reading{Index: 3, UUID: "GPU-x", TempC: ptr[uint32](40)})
 	if err != nil {
 		t.Fatal(err)
@@ -296,6 +303,7 @@ func allSetBut(r Reading, except string) []string {
 // nil on that GPU only, is not an error, and is logged once per GPU however
 // many rounds run.
 func TestUnsupportedQuery(t *testing.T) {
+	t.Parallel()
 	for _, ret := range []nvml.Return{nvml.ERROR_NOT_SUPPORTED, nvml.ERROR_FUNCTION_NOT_FOUND} {
 		for _, q := range queryCases() {
 			t.Run(q.query+"/"+ret.Error(), func(t *testing.T) {
@@ -333,6 +341,7 @@ func TestUnsupportedQuery(t *testing.T) {
 // recorded in Reading.Errors, does not stop the rest of the round, and is
 // logged once.
 func TestQueryErrorMidRound(t *testing.T) {
+	t.Parallel()
 	for _, q := range queryCases() {
 		t.Run(q.query, func(t *testing.T) {
 			srv := newH100(2)
@@ -366,6 +375,7 @@ func TestQueryErrorMidRound(t *testing.T) {
 }
 
 func TestGPULost(t *testing.T) {
+	t.Parallel()
 	srv := newH100(2)
 	queryCases()[0].fail(dev(srv, 1), nvml.ERROR_GPU_IS_LOST)
 	h := open(t, srv, Options{})
@@ -380,6 +390,7 @@ func TestGPULost(t *testing.T) {
 }
 
 func TestFallbacks(t *testing.T) {
+	t.Parallel()
 	t.Run("memory v1 when v2 is missing", func(t *testing.T) {
 		srv := newH100(1)
 		dev(srv, 0).GetMemoryInfo_v2Func = func() (nvml.Memory_v2, nvml.Return) { return nvml.Memory_v2{}, nvml.ERROR_FUNCTION_NOT_FOUND }
@@ -419,6 +430,7 @@ func TestFallbacks(t *testing.T) {
 }
 
 func TestSlowQueriesEverySlowEvery(t *testing.T) {
+	t.Parallel()
 	srv := newH100(2)
 	var tx atomic.Uint32
 	for i := range 2 {
@@ -479,6 +491,7 @@ func TestSlowQueriesEverySlowEvery(t *testing.T) {
 // TestLatestDoesNotWaitForNVML holds a round inside an NVML call and checks
 // that Latest and a scrape answer with the previous round meanwhile.
 func TestLatestDoesNotWaitForNVML(t *testing.T) {
+	t.Parallel()
 	srv := newH100(2)
 	var (
 		block   atomic.Bool
@@ -535,6 +548,7 @@ func TestLatestDoesNotWaitForNVML(t *testing.T) {
 }
 
 func TestRunLifecycle(t *testing.T) {
+	t.Parallel()
 	h := open(t, newH100(1), Options{})
 	run := h.run()
 	h.tick <- time.Time{} // round 0 is done once Run takes a tick
@@ -561,6 +575,7 @@ func TestRunLifecycle(t *testing.T) {
 }
 
 func TestCloseReportsShutdownError(t *testing.T) {
+	t.Parallel()
 	srv := newH100(1)
 	srv.ShutdownFunc = func() nvml.Return { return nvml.ERROR_UNKNOWN }
 	h := open(t, srv, Options{})
@@ -570,6 +585,7 @@ func TestCloseReportsShutdownError(t *testing.T) {
 }
 
 func TestOpenSkipsGPUWithoutHandle(t *testing.T) {
+	t.Parallel()
 	srv := newH100(3)
 	srv.DeviceGetHandleByIndexFunc = func(i int) (nvml.Device, nvml.Return) {
 		if i == 1 {
@@ -593,6 +609,7 @@ func TestOpenSkipsGPUWithoutHandle(t *testing.T) {
 // TestCloseDoesNotWaitForAStuckCall: Close returns while a round is inside
 // NVML, and NVML is shut down only once that call has returned.
 func TestCloseDoesNotWaitForAStuckCall(t *testing.T) {
+	t.Parallel()
 	srv := newH100(1)
 	entered, release, shut := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	dev(srv, 0).GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) {

@@ -16,6 +16,7 @@ import (
 // TestRealReading samples this machine and checks what must hold of any
 // real host.
 func TestRealReading(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	s, err := New(t.Context(), Options{Disks: map[string]string{"checkpoint": dir, "workspace": "/"}})
 	if err != nil {
@@ -58,6 +59,7 @@ func TestRealReading(t *testing.T) {
 // TestProcessCPUGrows burns CPU until the kernel's accounting (10 ms ticks)
 // shows it: the process's CPU seconds only go up.
 func TestProcessCPUGrows(t *testing.T) {
+	t.Parallel()
 	s, err := New(t.Context(), Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -87,6 +89,7 @@ func TestProcessCPUGrows(t *testing.T) {
 
 // TestMissingDisk: a disk path that does not exist fails that disk only.
 func TestMissingDisk(t *testing.T) {
+	t.Parallel()
 	missing := filepath.Join(t.TempDir(), "not-mounted")
 	s, err := New(t.Context(), Options{Disks: map[string]string{"checkpoint": missing, "workspace": t.TempDir()}})
 	if err != nil {
@@ -115,6 +118,7 @@ func TestMissingDisk(t *testing.T) {
 }
 
 func TestBadOptions(t *testing.T) {
+	t.Parallel()
 	for _, disks := range []map[string]string{{"": "/"}, {"checkpoint": ""}} {
 		if _, err := New(t.Context(), Options{Disks: disks}); err == nil {
 			t.Errorf("New with disks %v: no error", disks)
@@ -164,6 +168,7 @@ func (c *fakeClock) Advance(d time.Duration) { c.now = c.now.Add(d) }
 // TestRates checks the rates and the CPU percentage against an injected
 // clock and counters, step by step.
 func TestRates(t *testing.T) {
+	t.Parallel()
 	clock := &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	src := &fakeSource{
 		cpuT: cpuTimes{busy: 100, total: 1000},
@@ -243,6 +248,7 @@ func TestRates(t *testing.T) {
 }
 
 func TestCPUPercent(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		a, b cpuTimes
 		want float64
@@ -261,6 +267,7 @@ func TestCPUPercent(t *testing.T) {
 }
 
 func TestCheckDisks(t *testing.T) {
+	t.Parallel()
 	const gib = 1 << 30
 	r := Reading{Disks: []Disk{
 		{Role: "checkpoint", Path: "/ckpt", TotalBytes: 100 * gib, FreeBytes: 2 * gib, InodesTotal: 10, InodesFree: 5},
@@ -304,6 +311,7 @@ func TestCheckDisks(t *testing.T) {
 
 // TestJSON pins the snake_case field names that telemetry records carry.
 func TestJSON(t *testing.T) {
+	t.Parallel()
 	r := Reading{Disks: []Disk{{Role: "checkpoint", Path: "/c"}}}
 	b, err := json.Marshal(r)
 	if err != nil {

@@ -87,6 +87,7 @@ func checkAll(t *testing.T, store ReadStore, n int) {
 // is read back once in order, and reading the newest hour takes one listing
 // and at most 16 GETs, none of a day's object.
 func TestThirtyDays(t *testing.T) {
+	t.Parallel()
 	clk := fakeclock.New(t0)
 	store := counting(newMemStore(clk.Now))
 	s := newSim(t, store, clk, 1)
@@ -151,6 +152,7 @@ func isCompacted(key string) bool {
 // line once; and a later Compact of the finished segment cleans up to one
 // object.
 func TestCompactionFaults(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		s3   bool
@@ -168,6 +170,7 @@ func TestCompactionFaults(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			var inner storage.Store
 			minutes := 3 * 60
 			if tt.s3 {
@@ -208,6 +211,7 @@ func TestCompactionFaults(t *testing.T) {
 // for its finished windows, compacts it whole once it is idle, and runs
 // safely beside a live Recorder.
 func TestCompactLeftSegment(t *testing.T) {
+	t.Parallel()
 	clk := fakeclock.New(t0)
 	mem := newMemStore(clk.Now)
 	// A Recorder with no compaction of its own: a mere Putter.
@@ -259,6 +263,7 @@ func (p putterOnly) Put(ctx context.Context, key string, pl storage.Payload, o s
 
 // TestReadRange reads windows of a compacted segment.
 func TestReadRange(t *testing.T) {
+	t.Parallel()
 	clk := fakeclock.New(t0)
 	mem := newMemStore(clk.Now)
 	s := newSim(t, mem, clk, 2)

@@ -153,6 +153,7 @@ func tickTwice(tick chan time.Time) {
 // TestRoundTrip writes mixed records on a tick and at Close into the file
 // store and a real S3 server, and reads them back line by line, in order.
 func TestRoundTrip(t *testing.T) {
+	t.Parallel()
 	stores := []struct {
 		name string
 		open func(t *testing.T) storage.Store
@@ -244,6 +245,7 @@ func TestRoundTrip(t *testing.T) {
 // TestPartSizeCap: parts are cut at the size cap without waiting for a
 // tick, hold whole lines, and keep the order across parts.
 func TestPartSizeCap(t *testing.T) {
+	t.Parallel()
 	store := fileStore(t)
 	line, err := marshalLine("event", t0, ev(0))
 	if err != nil {
@@ -318,6 +320,7 @@ func (c *logCounter) count(prefix string) int {
 // store answers again, everything kept arrives in order, followed by a
 // "dropped" line that accounts for every lost record.
 func TestStoreDown(t *testing.T) {
+	t.Parallel()
 	inner := fileStore(t)
 	const outage = 3
 	store := faults.Wrap(inner, faults.Rule{Op: faults.OpPut, Err: faults.Unreachable, Times: outage})
@@ -402,6 +405,7 @@ func (b *blockingStore) Put(ctx context.Context, key string, _ storage.Payload, 
 // returning at once, within the memory cap; Close gives up when its context
 // ends and says what was not stored.
 func TestAddNeverBlocks(t *testing.T) {
+	t.Parallel()
 	store := &blockingStore{entered: make(chan string, 1)}
 	tick := make(chan time.Time)
 	r, err := New(store, Options{Run: run, Segment: seg, Tick: tick, MaxBuffered: 4096})
@@ -437,6 +441,7 @@ func TestAddNeverBlocks(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
+	t.Parallel()
 	store := fileStore(t)
 	for _, o := range []Options{
 		{Run: "", Segment: seg},
@@ -483,6 +488,7 @@ func TestErrors(t *testing.T) {
 }
 
 func TestKeys(t *testing.T) {
+	t.Parallel()
 	if got, want := PartKey("r1", "s-1", 7, t0.Add(90*time.Second)), "runs/r1/telemetry/s-1/000007-20260501T120130Z.jsonl"; got != want {
 		t.Errorf("PartKey = %s, want %s", got, want)
 	}
