@@ -9,6 +9,7 @@ import (
 
 	"github.com/batonrun/baton/agent/notify"
 	"github.com/batonrun/baton/checkpoint"
+	"github.com/batonrun/baton/internal/units"
 )
 
 // The run's events go to the webhooks of --notify through a.notifier (nil
@@ -76,7 +77,7 @@ func (a *agent) notifyStarted(resumeFrom int64) {
 // minute goes out).
 func (a *agent) notifyCommitted(m *checkpoint.Manifest, reason string) {
 	a.notify(notify.CheckpointCommitted, m.Seq, nil, fmt.Sprintf("checkpoint %d committed (%s): %d files, %s, %s new",
-		m.Seq, reason, len(m.Files), byteCount(m.Size), byteCount(m.NewBytes)))
+		m.Seq, reason, len(m.Files), units.Bytes(m.Size), units.Bytes(m.NewBytes)))
 }
 
 // notifyGaveUp: the host was given up (bad GPU health, a hang), with the
@@ -134,18 +135,4 @@ func exitMeaning(code int) string {
 		return fmt.Sprintf("stopped by signal %d", code-128)
 	}
 	return "the trainer failed"
-}
-
-// byteCount writes n bytes with a binary unit: 1.5 GiB.
-func byteCount(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -18,10 +18,10 @@ package config
 //go:generate go test -run=^TestReferenceIsUpToDate$ . -update
 
 import (
-	"errors"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/batonrun/baton/internal/units"
 )
 
 // Config is every setting of "baton run". Each field's tags give its flag
@@ -222,38 +222,12 @@ type origin struct {
 type ByteSize int64
 
 // String writes b with the largest binary unit that divides it, so that
-// ParseByteSize reads it back.
-func (b ByteSize) String() string {
-	n := int64(b)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
-		if n != 0 && n%u.mult == 0 {
-			return strconv.FormatInt(n/u.mult, 10) + u.suffix
-		}
-	}
-	return strconv.FormatInt(n, 10)
-}
+// ParseByteSize reads it back (units.ExactBytes).
+func (b ByteSize) String() string { return units.ExactBytes(int64(b)) }
 
 // ParseByteSize reads a size written as ByteSize.String writes it, or with
-// the short units K, M, G or B.
+// the short units K, M, G or B (units.ParseBytes).
 func ParseByteSize(s string) (ByteSize, error) {
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"B", 1}}
-	s = strings.TrimSpace(s)
-	mult := int64(1)
-	for _, u := range units {
-		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
-			s, mult = rest, u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-	if err != nil || n < 0 || n > (1<<63-1)/mult {
-		return 0, errors.New("not a size (want e.g. 16MiB, 512KiB, 1GiB or a number of bytes)")
-	}
-	return ByteSize(n * mult), nil
+	n, err := units.ParseBytes(s)
+	return ByteSize(n), err
 }

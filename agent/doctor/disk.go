@@ -10,7 +10,7 @@ import (
 
 	"github.com/batonrun/baton/agent/config"
 	"github.com/batonrun/baton/agent/platform"
-	"github.com/batonrun/baton/sync/transfer"
+	"github.com/batonrun/baton/internal/units"
 )
 
 // DiskSpace is the size of one file system, in bytes and inodes.
@@ -107,7 +107,7 @@ func checkDisk(ctx context.Context, meter DiskMeter, role, dir string, minFree u
 		c.Hint = "check that the directory is reachable; baton warns about a full disk only when it can measure it"
 		return c, f
 	}
-	c.Reason = fmt.Sprintf("%s: %s free of %s", label, transfer.Bytes(int64(f.FreeBytes)), transfer.Bytes(int64(f.TotalBytes)))
+	c.Reason = fmt.Sprintf("%s: %s free of %s", label, units.Bytes(int64(f.FreeBytes)), units.Bytes(int64(f.TotalBytes)))
 	if f.FreeBytes < minFree {
 		c.Status = Warn
 		c.Reason += fmt.Sprintf(", below --min-free-disk (%s)", config.ByteSize(minFree))

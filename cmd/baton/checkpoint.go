@@ -20,6 +20,7 @@ import (
 
 	"github.com/batonrun/baton/agent/telemetry/record"
 	"github.com/batonrun/baton/checkpoint"
+	"github.com/batonrun/baton/internal/units"
 	"github.com/batonrun/baton/sync/storage"
 	"github.com/batonrun/baton/sync/transfer"
 )
@@ -275,7 +276,7 @@ func (c *checkpointCmd) commit(ctx context.Context, args []string) error {
 		return fmt.Errorf("run %s: %w", f.run, err)
 	}
 	fmt.Fprintf(c.env.stdout, "committed checkpoint %d of run %s: %d files, %s, %s new, in %s\n",
-		m.Seq, m.Run, len(m.Files), transfer.Bytes(m.Size), transfer.Bytes(m.NewBytes), time.Since(start).Round(time.Millisecond))
+		m.Seq, m.Run, len(m.Files), units.Bytes(m.Size), units.Bytes(m.NewBytes), time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -336,7 +337,7 @@ func (c *checkpointCmd) ls(ctx context.Context, args []string) error {
 			marks = append(marks, "pinned")
 		}
 		rows = append(rows, []string{strconv.FormatInt(s.Seq, 10), s.CreatedAt.UTC().Format(time.DateTime), orDash(termSafe(s.Host)),
-			orDash(termSafe(s.Platform)), strconv.Itoa(s.Files), transfer.Bytes(s.Size), transfer.Bytes(s.NewBytes), strings.Join(marks, ",")})
+			orDash(termSafe(s.Platform)), strconv.Itoa(s.Files), units.Bytes(s.Size), units.Bytes(s.NewBytes), strings.Join(marks, ",")})
 	}
 	return writeTable(c.env.stdout, rows)
 }
@@ -428,8 +429,8 @@ func (c *checkpointCmd) show(ctx context.Context, args []string) error {
 		{"created", m.CreatedAt.UTC().Format(time.DateTime) + " UTC"},
 		{"host", orDash(termSafe(m.Host))},
 		{"platform", orDash(termSafe(m.Platform))},
-		{"chunks", transfer.Bytes(m.ChunkSize) + ", " + termSafe(m.Hash)},
-		{"size", fmt.Sprintf("%s in %d files, %s new", transfer.Bytes(m.Size), m.FileCount, transfer.Bytes(m.NewBytes))},
+		{"chunks", units.Bytes(m.ChunkSize) + ", " + termSafe(m.Hash)},
+		{"size", fmt.Sprintf("%s in %d files, %s new", units.Bytes(m.Size), m.FileCount, units.Bytes(m.NewBytes))},
 	}
 	if len(m.Meta) > 0 {
 		head = append(head, []string{"meta", termSafeMeta(m.Meta)})
@@ -454,7 +455,7 @@ func (c *checkpointCmd) show(ctx context.Context, args []string) error {
 
 // fileColumns are the SIZE, CHUNKS and MODE columns of f in show.
 func fileColumns(f checkpoint.File) [3]string {
-	return [3]string{transfer.Bytes(f.Size), strconv.Itoa(len(f.Chunks)), f.Mode.String()}
+	return [3]string{units.Bytes(f.Size), strconv.Itoa(len(f.Chunks)), f.Mode.String()}
 }
 
 // showJSON prints the manifest m heads as JSON, its files streamed in from
@@ -525,7 +526,7 @@ func (c *checkpointCmd) restore(ctx context.Context, args []string) error {
 		return noCheckpoint(f.run, err)
 	}
 	fmt.Fprintf(c.env.stdout, "restored checkpoint %d of run %s into %s: %d files, %s, in %s\n",
-		m.Seq, m.Run, dir, len(m.Files), transfer.Bytes(m.Size), time.Since(start).Round(time.Millisecond))
+		m.Seq, m.Run, dir, len(m.Files), units.Bytes(m.Size), time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -580,7 +581,7 @@ func (c *checkpointCmd) gc(ctx context.Context, args []string) error {
 		fmt.Fprintf(c.env.stdout, "deleted unpublished manifests older than %s: %s\n", *grace, strings.Join(stats.Unpublished, ", "))
 	}
 	fmt.Fprintf(c.env.stdout, "chunks: %d in the store, %d referenced by %d manifests; deleted %d (%s); kept %d unreferenced younger than %s\n",
-		stats.Chunks, stats.ReferencedNow, stats.Manifests, stats.Deleted, transfer.Bytes(stats.DeletedBytes), stats.KeptYoung, *grace)
+		stats.Chunks, stats.ReferencedNow, stats.Manifests, stats.Deleted, units.Bytes(stats.DeletedBytes), stats.KeptYoung, *grace)
 	return nil
 }
 

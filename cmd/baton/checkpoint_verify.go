@@ -12,7 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/batonrun/baton/checkpoint"
-	"github.com/batonrun/baton/sync/transfer"
+	"github.com/batonrun/baton/internal/units"
 )
 
 // verify is "baton checkpoint verify": are the chunks of a checkpoint (or of
@@ -98,7 +98,7 @@ func writeVerifyReport(w io.Writer, r *checkpoint.VerifyReport) error {
 		what = "intact (downloaded and hashed)"
 	}
 	if len(r.Damaged) == 0 {
-		_, err := fmt.Fprintf(w, "%s: all %d chunks (%s) %s\n", seqList(r.Seqs), r.Chunks, transfer.Bytes(r.Bytes), what)
+		_, err := fmt.Fprintf(w, "%s: all %d chunks (%s) %s\n", seqList(r.Seqs), r.Chunks, units.Bytes(r.Bytes), what)
 		return err
 	}
 	rows := [][]string{{"CHUNK", "DAMAGE", "CHECKPOINTS", "FILES"}}

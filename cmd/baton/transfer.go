@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/batonrun/baton/internal/units"
 	"github.com/batonrun/baton/sync/storage"
 	"github.com/batonrun/baton/sync/storeurl"
 	"github.com/batonrun/baton/sync/transfer"
@@ -106,9 +107,9 @@ func (f *transferFlags) do(ctx context.Context, e env, verb string, op func(cont
 	}
 	elapsed := time.Since(start)
 	fmt.Fprintf(e.stdout, "%s %d files (%s) in %s, %s/s; %d files (%s) already up to date\n",
-		verb, stats.Files, transfer.Bytes(stats.Bytes), elapsed.Round(time.Millisecond),
-		transfer.Bytes(int64(float64(stats.Bytes)/max(elapsed.Seconds(), 1e-3))),
-		stats.SkippedFiles, transfer.Bytes(stats.SkippedBytes))
+		verb, stats.Files, units.Bytes(stats.Bytes), elapsed.Round(time.Millisecond),
+		units.Bytes(int64(float64(stats.Bytes)/max(elapsed.Seconds(), 1e-3))),
+		stats.SkippedFiles, units.Bytes(stats.SkippedBytes))
 	return nil
 }
 

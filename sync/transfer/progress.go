@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/batonrun/baton/internal/units"
 )
 
 // Progress counts the bytes of a transfer as they move. It is safe for
@@ -47,7 +49,7 @@ func (p *Progress) Report(ctx context.Context, w io.Writer, terminal bool, log *
 			if final {
 				end = "\n"
 			}
-			fmt.Fprintf(w, "\r%s %s / %s  %s/s  ETA %s  %s", bar(done, total, 30), Bytes(done), Bytes(total), Bytes(int64(rate)), eta, end)
+			fmt.Fprintf(w, "\r%s %s / %s  %s/s  ETA %s  %s", bar(done, total, 30), units.Bytes(done), units.Bytes(total), units.Bytes(int64(rate)), eta, end)
 			return
 		}
 		log.Info("transfer progress", "bytes", done, "total_bytes", total, "rate_bytes_per_s", int64(rate), "eta", eta.String())
@@ -70,18 +72,4 @@ func bar(done, total int64, width int) string {
 	}
 	full := int(frac * float64(width))
 	return fmt.Sprintf("[%s%s] %3.0f%%", strings.Repeat("=", full), strings.Repeat(" ", width-full), frac*100)
-}
-
-// Bytes formats n in binary units: 0 B, 1.5 KiB, 3.2 GiB.
-func Bytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

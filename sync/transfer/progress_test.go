@@ -9,21 +9,6 @@ import (
 	"time"
 )
 
-func TestBytes(t *testing.T) {
-	cases := []struct {
-		n    int64
-		want string
-	}{
-		{0, "0 B"}, {1023, "1023 B"}, {1024, "1.0 KiB"}, {1536, "1.5 KiB"},
-		{16 << 20, "16.0 MiB"}, {3 << 30, "3.0 GiB"}, {5 << 40, "5.0 TiB"},
-	}
-	for _, c := range cases {
-		if got := Bytes(c.n); got != c.want {
-			t.Errorf("Bytes(%d) = %q, want %q", c.n, got, c.want)
-		}
-	}
-}
-
 func TestReportDrawsTheFinalStateWhenDone(t *testing.T) {
 	cases := []struct {
 		name     string
