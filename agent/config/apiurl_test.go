@@ -57,7 +57,7 @@ func TestAPIURLs(t *testing.T) {
 			want:   `--runpod-api-url=api.runpod.io/v2: want https:// (or http:// to a loopback address)`,
 			source: SourceFlag, key: "--runpod-api-url"},
 		{name: "vast with a query in the file", args: requiredArgs(), yaml: "vast_api_url: https://console.vast.ai/api/v0?api_key=x\n",
-			want:   `c.yaml:1: vast_api_url: "https://console.vast.ai/api/v0?api_key=x": no query (?...): request paths are appended to the URL`,
+			want:   `c.yaml:1: vast_api_url: "https://console.vast.ai/api/v0?api_key=[REDACTED]": no query (?...): request paths are appended to the URL`,
 			source: SourceFile, key: "vast_api_url"},
 		{name: "vast credentials are not printed", args: append(requiredArgs(), "--vast-api-url=https://me:hunter2@proxy.example.com/api/v0"),
 			want:   `--vast-api-url=https://[REDACTED]@proxy.example.com/api/v0: credentials do not belong in the URL`,

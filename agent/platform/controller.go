@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/batonrun/baton/internal/redact"
 )
 
 // Controller stops or terminates the instance baton runs on, through its platform's API.
@@ -342,7 +344,7 @@ func (e *APIError) Error() string {
 	if e.Hint != "" {
 		fmt.Fprintf(&b, " (%s)", e.Hint)
 	}
-	return redact(b.String(), e.key)
+	return redact.Values(b.String(), e.key)
 }
 
 // Unwrap returns the transport error, if any.
@@ -631,12 +633,4 @@ func excerpt(b []byte) string {
 		s = s[:200] + "..."
 	}
 	return s
-}
-
-// redact removes every occurrence of key from s.
-func redact(s, key string) string {
-	if key == "" {
-		return s
-	}
-	return strings.ReplaceAll(s, key, "[REDACTED]")
 }
