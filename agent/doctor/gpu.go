@@ -31,8 +31,11 @@ type GPUFacts struct {
 	Devices []GPUDevice `json:"devices"`
 }
 
-// GPUDevice is one GPU and what one sample of it showed. A reading the GPU
-// does not support is absent.
+// GPUDevice is one GPU as NVML found it, with the one sample of it and
+// what gpu.Check judged of that sample. The sample is the telemetry's own
+// gpu.Reading: in JSON its fields stand beside the GPU's identity, and a
+// reading the GPU does not support is absent, as is the whole sample when
+// none came in time.
 type GPUDevice struct {
 	// Index is the GPU's NVML index, as in the check's name gpu.N.
 	Index int `json:"index"`
@@ -42,35 +45,15 @@ type GPUDevice struct {
 	PCIBusID string `json:"pci_bus_id"`
 	// MemTotalBytes is the GPU's memory.
 	MemTotalBytes uint64 `json:"mem_total_bytes"`
-	// MemUsedBytes, UtilGPUPercent, TempC and PowerW are the memory in
-	// use, the percent of time a kernel ran, the temperature and the power
-	// draw.
-	MemUsedBytes   *uint64  `json:"mem_used_bytes,omitempty"`
-	UtilGPUPercent *uint32  `json:"util_gpu_pct,omitempty"`
-	TempC          *uint32  `json:"temp_c,omitempty"`
-	PowerW         *float64 `json:"power_w,omitempty"`
-	// ECCUncorrected counts uncorrectable ECC errors since the driver
-	// loaded; RowRemapPending and RowRemapFailed are the row remapper's
-	// state.
-	ECCUncorrected  *uint64 `json:"ecc_volatile_uncorrected,omitempty"`
-	RowRemapPending *bool   `json:"row_remap_pending,omitempty"`
-	RowRemapFailed  *bool   `json:"row_remap_failed,omitempty"`
+	// Reading is the sample (memory in use, utilisation, temperature,
+	// power, ECC errors, the row remapper's state...); nil when none came.
+	*gpu.Reading
 	// Problems are what gpu.Check found; empty when healthy.
-	Problems []GPUProblem `json:"problems"`
+	Problems []gpu.Problem `json:"problems"`
 	// SampleErrors are the queries of the sample that failed, as
-	// "query: error".
+	// "query: error" (the sample's Errors, under the name schema 1 gave
+	// them).
 	SampleErrors []string `json:"sample_errors,omitempty"`
-}
-
-// GPUProblem is something wrong with a GPU, as gpu.Check judges it.
-type GPUProblem struct {
-	// Kind is gpu_lost, ecc_uncorrectable, row_remap_pending,
-	// row_remap_failure, xid or clock_slowdown.
-	Kind string `json:"kind"`
-	// Detail says what NVML reported.
-	Detail string `json:"detail"`
-	// Fatal means the GPU cannot be trusted until it is reset.
-	Fatal bool `json:"fatal"`
 }
 
 // checkGPUs opens NVML, samples every GPU once and judges each. The first
@@ -192,7 +175,7 @@ func openGPUs(ctx context.Context, open func(context.Context) (GPUs, error)) (GP
 
 // checkDevice judges one GPU from its reading.
 func checkDevice(o Options, d gpu.Device, r gpu.Reading, sampled bool) (Check, GPUDevice) {
-	dev := GPUDevice{Index: d.Index, UUID: d.UUID, Name: d.Name, PCIBusID: d.PCIBusID, MemTotalBytes: d.MemTotal, Problems: []GPUProblem{}}
+	dev := GPUDevice{Index: d.Index, UUID: d.UUID, Name: d.Name, PCIBusID: d.PCIBusID, MemTotalBytes: d.MemTotal, Problems: []gpu.Problem{}}
 	c := Check{Name: fmt.Sprintf("gpu.%d", d.Index), Status: OK, Required: o.RequireGPU || o.Config.GPUCheck}
 	name := d.Name
 	if name == "" {
@@ -203,12 +186,10 @@ func checkDevice(o Options, d gpu.Device, r gpu.Reading, sampled bool) (Check, G
 		c.Hint = "NVML did not answer for this GPU in time: check nvidia-smi"
 		return c, dev
 	}
-	dev.MemUsedBytes, dev.UtilGPUPercent, dev.TempC, dev.PowerW = r.MemUsed, r.UtilGPU, r.TempC, r.PowerW
-	dev.ECCUncorrected, dev.RowRemapPending, dev.RowRemapFailed = r.ECCVolatileUncorrected, r.RemapPending, r.RemapFailed
-	dev.SampleErrors = r.Errors
+	dev.Reading, dev.SampleErrors = &r, r.Errors
 	var fatal, other []string
 	for _, p := range gpu.Check(r) {
-		dev.Problems = append(dev.Problems, GPUProblem{Kind: p.Kind, Detail: p.Detail, Fatal: p.Fatal})
+		dev.Problems = append(dev.Problems, p)
 		if p.Fatal {
 			fatal = append(fatal, p.Detail)
 		} else {

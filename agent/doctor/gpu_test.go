@@ -147,7 +147,7 @@ func TestGPUFacts(t *testing.T) {
 		t.Fatalf("GPU facts %+v", g)
 	}
 	d := g.Devices[1]
-	if d.Index != 1 || d.Name != "NVIDIA H100 80GB HBM3" || d.MemTotalBytes != gputest.H100Total || d.ECCUncorrected == nil || *d.ECCUncorrected != 2 ||
+	if d.Index != 1 || d.Name != "NVIDIA H100 80GB HBM3" || d.MemTotalBytes != gputest.H100Total || d.Reading == nil || d.ECCVolatileUncorrected == nil || *d.ECCVolatileUncorrected != 2 ||
 		len(d.Problems) != 1 || d.Problems[0].Kind != "ecc_uncorrectable" || !d.Problems[0].Fatal {
 		t.Fatalf("device 1 %+v", d)
 	}
