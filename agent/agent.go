@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +37,7 @@ import (
 	"github.com/batonrun/baton/agent/telemetry/gpu"
 	"github.com/batonrun/baton/agent/telemetry/record"
 	"github.com/batonrun/baton/checkpoint"
+	"github.com/batonrun/baton/internal/redact"
 	"github.com/batonrun/baton/sync/storage"
 	"github.com/batonrun/baton/sync/storeurl"
 	"github.com/batonrun/baton/sync/transfer"
@@ -90,6 +92,10 @@ func Run(ctx context.Context, cfg config.Config, command []string, d Deps) int {
 	if a.log == nil {
 		a.log = slog.Default()
 	}
+	// One redaction point for baton's own log: every message and string
+	// logged below (errors of the store, of --code and --data) loses its
+	// secrets here.
+	a.log = slog.New(redact.Handler(a.log.Handler(), d.Environ))
 	a.openNotifier()
 	code, err := a.run(ctx, command)
 	if err != nil {
@@ -112,6 +118,8 @@ type agent struct {
 
 	logFile    *os.File // the trainer's output on this host, uploaded as a log segment
 	logSegment string
+	segOut     *redact.Writer // the trainer's stdout and stderr into logFile, secrets removed
+	segErr     *redact.Writer
 
 	hostLock *hostLock       // this machine's claim on the checkpoint directory
 	renewCtx context.Context // the lease's renewals run until it ends
@@ -642,10 +650,14 @@ func (a *agent) supervise(ctx context.Context, command []string, resumeFrom int6
 	if a.cfg.Code != "" {
 		dir = a.cfg.CodeDir
 	}
+	base, withheld := trainerEnv(a.deps.Environ, a.cfg.PassEnv)
+	if len(withheld) > 0 {
+		a.log.Info("kept from the trainer's environment (--pass-env passes one on)", "vars", strings.Join(withheld, ","))
+	}
 	exit, err := sup.RunWithRestarts(ctx, policy, func(ctx context.Context, attempt int) (supervise.Spec, error) {
 		a.attemptStart.Store(time.Now().UnixNano())
 		a.metrics.TrainerStarted(time.Now())
-		env := append(append([]string(nil), a.deps.Environ...),
+		env := append(slices.Clip(base),
 			"BATON_RUN_ID="+a.cfg.RunID,
 			"BATON_CHECKPOINT_DIR="+a.dir,
 			"BATON_RESUME="+boolString(a.hasFiles()),
@@ -655,7 +667,7 @@ func (a *agent) supervise(ctx context.Context, command []string, resumeFrom int6
 			"BATON_AGENT_SOCKET="+sock,
 		)
 		return supervise.Spec{Path: path, Args: command[1:], Env: env, Dir: dir,
-			Stdout: a.tee(a.deps.Stdout), Stderr: a.tee(a.deps.Stderr), Grace: a.cfg.StopBudget(a.desc.Platform).Grace}, nil
+			Stdout: a.tee(a.deps.Stdout, a.segOut), Stderr: a.tee(a.deps.Stderr, a.segErr), Grace: a.cfg.StopBudget(a.desc.Platform).Grace}, nil
 	})
 	stopLoop()
 	<-loopDone
@@ -702,12 +714,14 @@ func (a *agent) openLog() {
 		return
 	}
 	a.logFile, a.logSegment = f, seg
+	a.segOut, a.segErr = redact.NewWriter(f, a.deps.Environ), redact.NewWriter(f, a.deps.Environ)
 }
 
-// tee copies w's writes into the log segment as well.
-func (a *agent) tee(w io.Writer) io.Writer {
-	if a.logFile != nil {
-		w = io.MultiWriter(w, a.logFile)
+// tee copies w's writes into the log segment as well, through seg, which
+// removes secrets line by line (the terminal gets them unchanged).
+func (a *agent) tee(w io.Writer, seg *redact.Writer) io.Writer {
+	if seg != nil {
+		w = io.MultiWriter(w, seg)
 	}
 	return progressWriter{w: w, last: &a.lastOutput}
 }
@@ -734,6 +748,8 @@ func (a *agent) closeLog() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	a.segOut.Flush() // a last line without its newline
+	a.segErr.Flush()
 	a.uploadLog(ctx)
 	a.logFile.Close()
 	os.Remove(a.logFile.Name())

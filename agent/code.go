@@ -14,6 +14,7 @@ import (
 
 	"github.com/batonrun/baton/agent/config"
 	"github.com/batonrun/baton/agent/platform"
+	"github.com/batonrun/baton/internal/redact"
 	"github.com/batonrun/baton/sync/storeurl"
 	"github.com/batonrun/baton/sync/transfer"
 )
@@ -74,10 +75,13 @@ func (a *agent) fetchCode(ctx context.Context) error {
 }
 
 // git runs git, which must be in the image; its output goes to baton's
-// stderr. (It runs before the reaper starts, so waiting for it is safe.)
+// stderr, with the secrets of URLs removed. (It runs before the reaper
+// starts, so waiting for it is safe.)
 func (a *agent) git(ctx context.Context, args ...string) error {
 	cmd := exec.CommandContext(ctx, "git", args...)
-	cmd.Stdout, cmd.Stderr = a.deps.Stderr, a.deps.Stderr
+	out := redact.NewWriter(a.deps.Stderr, a.deps.Environ)
+	defer out.Flush()
+	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = append(append([]string(nil), a.deps.Environ...), "GIT_TERMINAL_PROMPT=0")
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("code: git %s: %w", args[0], err)

@@ -116,6 +116,9 @@ type Config struct {
 	// Notify are the webhook URLs that receive the run's events; see
 	// package notify.
 	Notify []string `flag:"notify" env:"BATON_NOTIFY" yaml:"notify" type:"URL list" default:"" help:"webhook URLs (http or https) that receive one JSON object per event of the run: run_started, checkpoint_committed (at most one a minute), host_given_up, lease_lost, final_commit_failed, run_finished; a Slack (hooks.slack.com) or Discord (discord.com/api/webhooks) URL also gets the message in the field it shows; several are separated by commas, or given as repeated --notify flags or a YAML list; delivered in the background with retries, never holding the run up; the URL is a secret (Slack's and Discord's hold a token): baton's log and errors show its host only; see docs/notifications.md"`
+	// PassEnv names the variables of baton's environment that the trainer
+	// gets although baton withholds them by default (WithheldEnv).
+	PassEnv []string `flag:"pass-env" env:"BATON_PASS_ENV" yaml:"pass_env" type:"name list" default:"" help:"names of variables baton keeps from the trainer's environment by default that it passes on anyway: BATON_METRICS_TOKEN, RUNPOD_API_KEY and CONTAINER_API_KEY (the platforms' API keys, which can stop or delete the machine) are withheld unless named here; several are separated by commas, or given as repeated --pass-env flags or a YAML list; see docs/run.md"`
 	// LogFormat is the format of baton's own log lines.
 	LogFormat string `flag:"log-format" env:"BATON_LOG_FORMAT" yaml:"log_format" enum:"auto,json,text" default:"auto" help:"format of baton's own log lines; auto: text on a terminal, JSON otherwise, which the platforms' log collectors parse"`
 	// Detach starts baton in the background.

@@ -42,7 +42,7 @@ func TestDefaults(t *testing.T) {
 		S3Driver: "aws", MetricsAddr: "127.0.0.1:9400", LogFormat: "auto",
 		TelemetryInterval: 5 * time.Second, TelemetryUpload: time.Minute, GPUCheck: true,
 		OnUnhealthy: "give-up", HangTimeout: 30 * time.Minute, OnHang: "restart", MinFreeDisk: 2 << 30,
-		PIDFile: "/tmp/baton.pid", LogFile: "/tmp/baton.log", Notify: []string{},
+		PIDFile: "/tmp/baton.pid", LogFile: "/tmp/baton.log", Notify: []string{}, PassEnv: []string{},
 		RunPodAPIURL: "https://api.runpod.io/v2", VastAPIURL: "https://console.vast.ai/api/v0",
 	}
 	got := c

@@ -109,6 +109,8 @@ func (c Config) check(s Setting, v reflect.Value) error {
 				return c.failItem(s, i, err.Error())
 			}
 		}
+	case "pass-env":
+		return c.checkPassEnv(s)
 	case "runpod-api-url", "vast-api-url":
 		if p := apiURLProblem(v.String()); p != "" {
 			return fail("%s", p)
@@ -206,6 +208,21 @@ func (c Config) checkData(s Setting) error {
 			return c.failItem(s, i, fmt.Sprintf("DST %s is also the DST of %s", m.Dst, c.itemKey(s, j)))
 		}
 		seen[dst] = i
+	}
+	return nil
+}
+
+// checkPassEnv checks every --pass-env name: a variable's name, letters,
+// digits and underscores, not starting with a digit.
+func (c Config) checkPassEnv(s Setting) error {
+	for i, n := range c.PassEnv {
+		bad := n == "" || n[0] >= '0' && n[0] <= '9'
+		for _, r := range n {
+			bad = bad || r != '_' && (r < '0' || r > '9') && (r < 'A' || r > 'Z') && (r < 'a' || r > 'z')
+		}
+		if bad {
+			return c.failItem(s, i, "not a variable name (want letters, digits and _, not starting with a digit)")
+		}
 	}
 	return nil
 }

@@ -4,15 +4,17 @@ import (
 	"io"
 	"log/slog"
 	"os"
+
+	"github.com/batonrun/baton/internal/redact"
 )
 
-// newLogHandler logs text on a terminal and JSON lines otherwise; opts may
-// be nil.
+// newLogHandler logs text on a terminal and JSON lines otherwise, with the
+// credentials of URLs removed (redact.Handler); opts may be nil.
 func newLogHandler(w io.Writer, opts *slog.HandlerOptions) slog.Handler {
 	if isTerminal(w) {
-		return slog.NewTextHandler(w, opts)
+		return redact.Handler(slog.NewTextHandler(w, opts), nil)
 	}
-	return slog.NewJSONHandler(w, opts)
+	return redact.Handler(slog.NewJSONHandler(w, opts), nil)
 }
 
 // isTerminal reports whether w is a character device such as a terminal.
