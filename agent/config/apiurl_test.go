@@ -37,15 +37,7 @@ func TestAPIURLDefaultsMatchPlatform(t *testing.T) {
 // TestAPIURLs: a stand-in (https anywhere, http on loopback) is accepted
 // from a flag, a variable or the file; anything else exits 2 naming the key.
 func TestAPIURLs(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		args   []string
-		env    map[string]string
-		yaml   string
-		want   string // the error; "" for none
-		source Source
-		key    string
-	}{
+	runErrorCases(t, []errorCase{
 		{name: "https proxy from a flag", args: append(requiredArgs(), "--runpod-api-url=https://proxy.example.com/runpod/v2")},
 		{name: "loopback test server from the environment", args: requiredArgs(),
 			env: map[string]string{"BATON_RUNPOD_API_URL": "http://127.0.0.1:8080/v2", "BATON_VAST_API_URL": "http://localhost:5002/api/v0"}},
@@ -62,29 +54,5 @@ func TestAPIURLs(t *testing.T) {
 		{name: "vast credentials are not printed", args: append(requiredArgs(), "--vast-api-url=https://me:hunter2@proxy.example.com/api/v0"),
 			want:   `--vast-api-url=https://[REDACTED]@proxy.example.com/api/v0: credentials do not belong in the URL`,
 			source: SourceFlag, key: "--vast-api-url"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			env := map[string]string{}
-			for k, v := range tc.env {
-				env[k] = v
-			}
-			files := map[string]string{}
-			if tc.yaml != "" {
-				files["c.yaml"] = tc.yaml
-				env["BATON_CONFIG"] = "c.yaml"
-			}
-			c, _, err := load(tc.args, env, files)
-			if err != nil {
-				t.Fatalf("Load: %v", err)
-			}
-			err = c.Validate()
-			if tc.want == "" {
-				if err != nil {
-					t.Fatalf("Validate: %v", err)
-				}
-				return
-			}
-			checkError(t, err, tc.want, tc.source, tc.key)
-		})
-	}
+	}, true)
 }

@@ -1,18 +1,20 @@
-// Package config is the configuration of "baton run": every setting, where it
-// came from, and whether it makes sense.
+// Package config is the configuration of every baton command: every
+// setting, where it came from, and whether it makes sense.
 //
 // A setting is read, in this order of precedence, from a command-line flag
 // (--checkpoint-interval), a BATON_* environment variable
 // (BATON_CHECKPOINT_INTERVAL), the YAML file named by --config or
 // BATON_CONFIG (checkpoint_interval), and finally its default. All four names
-// and the default sit in the struct tags of Config, the one place they are
-// written down: Load reads them, Validate names the key as the user wrote it,
-// and Reference renders the table of docs/config.md from them.
+// and the default sit in struct tags, the one place they are written down:
+// Config holds baton run's, and the structs of commands.go the other
+// commands', which take the settings they share with baton run by name
+// (setting:"store"). LoadInto reads any of them, Validate names the key as
+// the user wrote it, and Reference renders docs/config.md from them.
 //
-// Load parses (a value that is not a duration, an unknown flag or YAML key);
-// Validate judges (a duration that is negative, an exit action that does not
-// exist). Both return a *Error, which a command maps to exit status 2 before
-// anything is pulled.
+// LoadInto parses (a value that is not a duration, an unknown flag or YAML
+// key); Validate judges (a duration that is negative, an exit action that
+// does not exist). Both report every problem at once, as Problems of *Error,
+// which a command maps to exit status 2 before anything is pulled.
 package config
 
 //go:generate go test -run=^TestReferenceIsUpToDate$ . -update
@@ -33,9 +35,9 @@ type Config struct {
 	// or environment variables.
 	ConfigFile string `flag:"config" env:"BATON_CONFIG" yaml:"-" default:"" help:"YAML file of settings, keyed as in docs/config.md; flags and BATON_* variables win over it, it wins over the defaults"`
 	// Store is the URL of the store that holds the run.
-	Store string `flag:"store" env:"BATON_STORE" yaml:"store" default:"" help:"required: the store that holds checkpoints, logs and telemetry: s3://bucket/prefix (AWS or any S3-compatible server; credentials come from the AWS_* variables, never the URL), file:///path or a path (a network volume); see docs/storage.md"`
+	Store string `flag:"store" env:"BATON_STORE" yaml:"store" default:"" required:"true" help:"required: the store that holds checkpoints, logs and telemetry: s3://bucket/prefix (AWS or any S3-compatible server; credentials come from the AWS_* variables, never the URL), file:///path or a path (a network volume); see docs/storage.md"`
 	// RunID names the run; the same ID on another host resumes it.
-	RunID string `flag:"run" env:"BATON_RUN_ID" yaml:"run_id" default:"" help:"required: the run's name, 1 to 128 of [A-Za-z0-9._-]; the same name on another host resumes the run; the trainer sees it as BATON_RUN_ID"`
+	RunID string `flag:"run" env:"BATON_RUN_ID" yaml:"run_id" default:"" required:"true" help:"required: the run's name, 1 to 128 of [A-Za-z0-9._-]; the same name on another host resumes the run; the trainer sees it as BATON_RUN_ID"`
 	// CheckpointDir is the directory the trainer saves into.
 	CheckpointDir string `flag:"checkpoint-dir" env:"BATON_CHECKPOINT_DIR" yaml:"checkpoint_dir" default:"./checkpoints" help:"the directory the trainer saves its checkpoints into: restored before it starts, committed from while it runs; a relative path is taken from the working directory and the trainer sees it absolute as BATON_CHECKPOINT_DIR; local disk is fine, since the store, not the disk, carries the run to its next host"`
 	// CheckpointInterval is the period of timed commits; 0 turns them off.
@@ -128,8 +130,8 @@ type Config struct {
 	// LogFile is where a detached baton writes its output.
 	LogFile string `flag:"log-file" env:"BATON_LOG_FILE" yaml:"log_file" default:"/tmp/baton.log" help:"with --detach: the file that receives baton's and the trainer's output"`
 
-	// origins records where each setting came from, by flag name.
-	origins map[string]origin
+	// Origins records where each setting came from.
+	Origins
 }
 
 // DataMapping is one dataset to pull: the store prefix Src into the local
@@ -159,18 +161,6 @@ func (c Config) FailureAction() string {
 		return c.OnFailure
 	}
 	return c.OnExit
-}
-
-// Origin says where the value of the setting with the given flag name came
-// from. A platform-aware default (the checkpoint directory under RunPod's
-// /workspace, say) may replace a value whose Source is SourceDefault. The
-// Origin of an unknown name, or of a Config not made by Load, is
-// SourceDefault.
-func (c Config) Origin(flagName string) Origin {
-	if o, ok := c.origins[flagName]; ok {
-		return o.Origin
-	}
-	return Origin{Source: SourceDefault, Key: "--" + flagName}
 }
 
 // Source is where a value came from.

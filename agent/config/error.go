@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -68,6 +69,49 @@ func (e *Error) Error() string {
 
 // Unwrap returns the underlying error.
 func (e *Error) Unwrap() error { return e.Err }
+
+// Problems are every problem that LoadInto or Validate found, in the order
+// of the settings. errors.As finds the first *Error.
+type Problems []*Error
+
+// Error returns each problem's line, joined on one line by "; ".
+func (p Problems) Error() string {
+	lines := make([]string, len(p))
+	for i, e := range p {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "; ")
+}
+
+// Unwrap returns the problems, for errors.Is and errors.As.
+func (p Problems) Unwrap() []error {
+	out := make([]error, len(p))
+	for i, e := range p {
+		out[i] = e
+	}
+	return out
+}
+
+// add appends err, if any; an error that is not a *Error (none of this
+// package's functions return one) becomes one with no key.
+func (p *Problems) add(err error) {
+	if err == nil {
+		return
+	}
+	var ce *Error
+	if !errors.As(err, &ce) {
+		ce = &Error{Source: SourceFlag, Problem: err.Error(), Err: err}
+	}
+	*p = append(*p, ce)
+}
+
+// err is p as an error: nil when there is no problem.
+func (p Problems) err() error {
+	if len(p) == 0 {
+		return nil
+	}
+	return p
+}
 
 // quoteIfNeeded quotes s if it is empty or holds anything but printable,
 // non-space characters other than quotes and backslashes.

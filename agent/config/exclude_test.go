@@ -1,8 +1,6 @@
 package config
 
 import (
-	"errors"
-	"slices"
 	"testing"
 )
 
@@ -11,14 +9,7 @@ import (
 // file (a list or one string), and an empty list that leaves nothing out.
 func TestExclude(t *testing.T) {
 	defaults := []string{"*.tmp", "*.partial", "tmp-checkpoint-*"}
-	for _, tc := range []struct {
-		name string
-		args []string
-		env  map[string]string
-		yaml string
-		want []string
-		key  string // the key of element 0, as errors name it
-	}{
+	cases := []listCase{
 		{name: "default", want: defaults, key: "--exclude[0]"},
 		{name: "flags add up and replace the defaults", args: []string{"--exclude=*.lock", "--exclude=*.swp,scratch"},
 			want: []string{"*.lock", "*.swp", "scratch"}, key: "--exclude[0]"},
@@ -32,36 +23,9 @@ func TestExclude(t *testing.T) {
 		{name: "variable over YAML", yaml: "exclude: ['*.a']\n", env: map[string]string{"BATON_EXCLUDE": "*.b"}, want: []string{"*.b"}, key: "BATON_EXCLUDE[0]"},
 		{name: "empty flag leaves nothing out", args: []string{"--exclude="}, want: []string{}},
 		{name: "empty YAML list leaves nothing out", yaml: "exclude: []\n", want: []string{}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			env := map[string]string{}
-			for k, v := range tc.env {
-				env[k] = v
-			}
-			files := map[string]string{}
-			if tc.yaml != "" {
-				files["c.yaml"] = tc.yaml
-				env["BATON_CONFIG"] = "c.yaml"
-			}
-			c, _, err := load(append(requiredArgs(), tc.args...), env, files)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := c.Validate(); err != nil {
-				t.Fatal(err)
-			}
-			if !slices.Equal(c.Exclude, tc.want) {
-				t.Errorf("Exclude = %q, want %q", c.Exclude, tc.want)
-			}
-			if len(tc.want) > 0 {
-				c.Exclude[0] = "[" // malformed: the error names element 0 where it came from
-				var ce *Error
-				if err := c.Validate(); err == nil || !errors.As(err, &ce) || ce.Key != tc.key {
-					t.Errorf("a bad element 0: %v, want an error naming %s", err, tc.key)
-				}
-			}
-		})
 	}
+	// A malformed glob: the error names element 0 where it came from.
+	runListCases(t, cases, func(c *Config) []string { return c.Exclude }, "[", func(t *testing.T, err error) {})
 }
 
 // TestExcludeYAMLMapping checks that exclude has no mapping form (data

@@ -2,9 +2,7 @@ package config
 
 import (
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"os"
 	"reflect"
 	"strconv"
@@ -12,173 +10,139 @@ import (
 	"time"
 )
 
-// Setting describes one field of Config, as its struct tags write it.
-type Setting struct {
-	// Field is the name of the Config field.
-	Field string
-	// Flag, Env and YAML are its three names; YAML is "-" where the file
-	// cannot set it.
-	Flag, Env, YAML string
-	// Default is the default as it would be written on the command line.
-	Default string
-	// Values are the values an enumerated setting may take, else nil.
-	Values []string
-	// Type names the kind of value: string, integer, boolean, duration,
-	// size, SRC=DST list, glob list or URL list (a []string field whose
-	// type tag says so).
-	Type string
-	// Help is the one-line meaning.
-	Help string
-
-	index int // of the field in Config
-}
-
-// Settings returns every setting of Config, in the order of its fields. It
-// panics if a field has a type Load cannot set, a programming error that the
-// package's tests catch.
-func Settings() []Setting {
-	t := reflect.TypeFor[Config]()
-	zero := reflect.ValueOf(Config{})
-	out := make([]Setting, 0, t.NumField())
-	for i := range t.NumField() {
-		f := t.Field(i)
-		if !f.IsExported() {
-			continue
-		}
-		s := Setting{
-			Field:   f.Name,
-			Flag:    f.Tag.Get("flag"),
-			Env:     f.Tag.Get("env"),
-			YAML:    f.Tag.Get("yaml"),
-			Default: f.Tag.Get("default"),
-			Help:    f.Tag.Get("help"),
-			index:   i,
-		}
-		if enum := f.Tag.Get("enum"); enum != "" {
-			s.Values = strings.Split(enum, ",")
-		}
-		switch zero.Field(i).Interface().(type) {
-		case string:
-			s.Type = "string"
-		case int:
-			s.Type = "integer"
-		case bool:
-			s.Type = "boolean"
-		case time.Duration:
-			s.Type = "duration"
-		case ByteSize:
-			s.Type = "size"
-		case []DataMapping:
-			s.Type = "SRC=DST list"
-		case []string:
-			s.Type = "glob list"
-			if typ := f.Tag.Get("type"); typ != "" {
-				s.Type = typ
-			}
-		default:
-			panic(fmt.Sprintf("config: field %s has type %s, which Load cannot set", f.Name, f.Type))
-		}
-		out = append(out, s)
-	}
-	return out
-}
-
-// isList reports whether s takes a list of values.
-func (s Setting) isList() bool { return strings.HasSuffix(s.Type, " list") }
-
-// itemName is what one element of list setting s is called in messages:
-// SRC=DST, a glob or a URL.
-func (s Setting) itemName() string {
-	switch s.Type {
-	case "glob list":
-		return "a glob"
-	case "URL list":
-		return "a URL"
-	}
-	return "SRC=DST"
-}
+// ErrHelp is what LoadInto returns for -h or --help: the caller prints the
+// command's usage.
+var ErrHelp = errors.New("help requested")
 
 // Load reads the configuration of "baton run" from its arguments (without
 // the command name), the environment (getenv; nil: none) and the YAML file
 // named by --config or BATON_CONFIG (read with readFile; nil: os.ReadFile).
-// Each setting takes the value of the first of its flag, its BATON_*
-// variable, its YAML key and its default that is set; an empty variable
-// counts as unset. A list setting (data, exclude) takes all its elements
-// from that one place: repeated --data flags add up, and replace BATON_DATA
-// entirely.
-//
-// It returns the remaining arguments, the trainer's command, exactly as
-// given: everything after the first "--", or from the first argument that
-// is not a flag. -h or --help returns flag.ErrHelp; every other problem is a
-// *Error. Load does not call Validate.
+// It is LoadInto for a Config.
 func Load(args []string, getenv func(string) string, readFile func(string) ([]byte, error)) (Config, []string, error) {
+	var c Config
+	rest, err := LoadInto(&c, args, getenv, readFile)
+	return c, rest, err
+}
+
+// LoadInto fills the settings struct that dst points to (Config, or a
+// command's struct of commands.go) from args, the environment (getenv; nil:
+// none) and the YAML file named by --config or BATON_CONFIG (read with
+// readFile; nil: os.ReadFile), for the settings that have one. Each setting
+// takes the value of the first of its flag, its BATON_* variable, its YAML
+// key and its default that is set and reads; an empty variable counts as
+// unset. A list setting (data, exclude) takes all its elements from that one
+// place: repeated --data flags add up, and replace BATON_DATA entirely. The
+// file may hold the keys of any command: those of baton run that this
+// command has no use for are left alone, so one baton.yaml serves them all.
+//
+// It returns the remaining arguments exactly as given: everything after the
+// first "--", or from the first argument that is not a flag. -h or --help
+// returns ErrHelp, and a flag that does not exist or lacks its value a
+// *Error, at once. A value that does not read (a variable that is not a
+// duration, a file that is not YAML) is a problem, and that setting falls to
+// its next source: LoadInto reads everything it can and returns every
+// problem at once, as Problems, with dst as complete as the problems allow.
+// LoadInto does not call Validate.
+func LoadInto(dst any, args []string, getenv func(string) string, readFile func(string) ([]byte, error)) ([]string, error) {
+	h, ok := dst.(holder)
+	if !ok {
+		panic(fmt.Sprintf("config: %T does not embed config.Origins", dst))
+	}
 	if getenv == nil {
 		getenv = func(string) string { return "" }
 	}
 	if readFile == nil {
 		readFile = os.ReadFile
 	}
-	settings := Settings()
+	settings := SettingsOf(dst)
 
-	flags, rest, err := parseFlags(settings, args)
+	flags, rest, err := parseArgs(settings, args)
 	if err != nil {
-		return Config{}, nil, err
+		return nil, err
 	}
+	var problems Problems
 	env := map[string]origin{}
 	for _, s := range settings {
-		if v := getenv(s.Env); v != "" {
+		if v := getenv(s.Env); s.Env != "-" && v != "" {
 			env[s.Flag] = newOrigin(s, Origin{Source: SourceEnv, Key: s.Env}, v)
 		}
 	}
-	var file map[string]origin
-	pathOrigin, ok := flags["config"]
-	if !ok {
-		pathOrigin, ok = env["config"]
-	}
-	if ok && pathOrigin.raw != "" {
-		path := pathOrigin.raw
-		data, err := readFile(path)
-		if err != nil {
-			return Config{}, nil, &Error{Source: pathOrigin.Source, Key: pathOrigin.Key, Value: path,
-				Problem: fmt.Sprintf("cannot read the config file: %v", err), Err: err}
-		}
-		if file, err = parseYAML(settings, path, data); err != nil {
-			return Config{}, nil, err
-		}
-	}
+	file, err := readConfigFile(settings, flags, env, readFile)
+	problems.add(err)
 
-	c := Config{origins: make(map[string]origin, len(settings))}
-	v := reflect.ValueOf(&c).Elem()
+	byFlag := make(map[string]origin, len(settings))
+	v := reflect.ValueOf(dst).Elem()
 	for _, s := range settings {
-		o, ok := flags[s.Flag]
-		if !ok {
-			o, ok = env[s.Flag]
-		}
-		if !ok {
-			o, ok = file[s.Flag]
-		}
-		if !ok {
-			o = newOrigin(s, Origin{Source: SourceDefault, Key: "--" + s.Flag}, s.Default)
-		}
-		if err := set(s, v.Field(s.index), o); err != nil {
+		for _, o := range sources(s, flags, env, file) {
+			err := set(s, v.FieldByIndex(s.index), o)
+			if err == nil {
+				byFlag[s.Flag] = o
+				break
+			}
 			if o.Source == SourceDefault {
 				panic(fmt.Sprintf("config: the default of %s does not parse: %v", s.Field, err))
 			}
-			return Config{}, nil, err
+			problems.add(err)
 		}
-		c.origins[s.Flag] = o
 	}
-	return c, rest, nil
+	h.origins().byFlag = byFlag
+	return rest, problems.err()
+}
+
+// sources are the values given for setting s, highest precedence first,
+// ending with its default.
+func sources(s Setting, flags, env, file map[string]origin) []origin {
+	var out []origin
+	if o, ok := flags[s.Flag]; ok {
+		out = append(out, o)
+	}
+	if o, ok := env[s.Flag]; ok {
+		out = append(out, o)
+	}
+	if o, ok := file[s.YAML]; ok && s.YAML != "-" {
+		out = append(out, o)
+	}
+	return append(out, newOrigin(s, Origin{Source: SourceDefault, Key: "--" + s.Flag}, s.Default))
+}
+
+// readConfigFile reads the YAML file named by the config setting, if the
+// command has one and it is set, by YAML key. Its keys are checked against
+// every setting of baton run as well as the command's own, so that a file
+// written for baton run serves every command.
+func readConfigFile(settings []Setting, flags, env map[string]origin, readFile func(string) ([]byte, error)) (map[string]origin, error) {
+	at, ok := flags["config"]
+	if !ok {
+		at, ok = env["config"]
+	}
+	if !ok || at.raw == "" {
+		return nil, nil
+	}
+	path := at.raw
+	data, err := readFile(path)
+	if err != nil {
+		return nil, &Error{Source: at.Source, Key: at.Key, Value: path,
+			Problem: fmt.Sprintf("cannot read the config file: %v", err), Err: err}
+	}
+	known := Settings()
+	for _, s := range settings {
+		if s.YAML != "-" && !s.Shared {
+			known = append(known, s)
+		}
+	}
+	return parseYAML(known, path, data)
 }
 
 // newOrigin records the text raw of setting s from the place at; a list's
 // text is split into its elements.
 func newOrigin(s Setting, at Origin, raw string) origin {
 	o := origin{Origin: at, raw: raw}
-	if s.isList() {
+	switch {
+	case s.isList() && s.splits():
 		for _, item := range splitList(raw) {
 			o.addItem(item, at.Line)
 		}
+	case s.isList() && raw != "":
+		o.addItem(raw, at.Line)
 	}
 	return o
 }
@@ -268,69 +232,73 @@ func parseDataMapping(raw string) (DataMapping, bool) {
 	return m, m.Src != "" && m.Dst != ""
 }
 
-// flagValue records the text of one flag; parsing waits until the flag is
-// known to win over the other sources.
-type flagValue struct {
-	setting Setting
-	got     map[string]origin
+// parseArgs reads the flags at the start of args, by flag name, and returns
+// the arguments after them: from the first that is not a flag, or after the
+// first "--". A flag is -name or --name, its value after "=" or in the next
+// argument; a boolean takes no next argument (--detach, --detach=false). A
+// flag given twice keeps its last value, or for a list adds to it.
+func parseArgs(settings []Setting, args []string) (map[string]origin, []string, error) {
+	byFlag := make(map[string]Setting, len(settings))
+	for _, s := range settings {
+		byFlag[s.Flag] = s
+	}
+	got := map[string]origin{}
+	for i := 0; i < len(args); i++ {
+		arg := args[i]
+		if arg == "--" {
+			return got, nonEmpty(args[i+1:]), nil
+		}
+		if len(arg) < 2 || arg[0] != '-' {
+			return got, nonEmpty(args[i:]), nil
+		}
+		name, value, hasValue := strings.Cut(strings.TrimPrefix(arg[1:], "-"), "=")
+		if name == "h" || name == "help" {
+			return nil, nil, ErrHelp
+		}
+		s, known := byFlag[name]
+		if !known || name == "" || strings.HasPrefix(name, "-") {
+			return nil, nil, &Error{Source: SourceFlag, Key: "--" + strings.TrimLeft(name, "-"), Problem: "unknown flag"}
+		}
+		if !hasValue && s.Type == "boolean" {
+			value, hasValue = "true", true
+		}
+		if !hasValue {
+			if i+1 == len(args) {
+				return nil, nil, &Error{Source: SourceFlag, Key: "--" + name, Problem: "needs a value"}
+			}
+			i++
+			value = args[i]
+		}
+		got[name] = addFlag(s, got[name], value)
+	}
+	return got, nil, nil
 }
 
-func (f *flagValue) String() string { return "" }
-
-func (f *flagValue) IsBoolFlag() bool { return f.setting.Type == "boolean" }
-
-func (f *flagValue) Set(v string) error {
-	s := f.setting
-	o, seen := f.got[s.Flag]
-	if !s.isList() || !seen {
+// addFlag returns the origin of flag s given the value v, after the values
+// o it had so far.
+func addFlag(s Setting, o origin, v string) origin {
+	if !s.isList() || o.Key == "" {
 		o = origin{Origin: Origin{Source: SourceFlag, Key: "--" + s.Flag}}
 	}
-	if s.isList() {
-		o.raw = strings.TrimPrefix(o.raw+","+v, ",")
-		for _, item := range splitList(v) {
-			o.addItem(item, 0)
-		}
-	} else {
-		o.raw = v // the last one wins, as with package flag
+	if !s.isList() {
+		o.raw = v // the last one wins
+		return o
 	}
-	f.got[s.Flag] = o
-	return nil
+	o.raw = strings.TrimPrefix(o.raw+","+v, ",")
+	if !s.splits() {
+		o.addItem(v, 0)
+		return o
+	}
+	for _, item := range splitList(v) {
+		o.addItem(item, 0)
+	}
+	return o
 }
 
-// parseFlags returns the flags given in args, by flag name, and the
-// arguments after them.
-func parseFlags(settings []Setting, args []string) (map[string]origin, []string, error) {
-	fs := flag.NewFlagSet("baton run", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	got := map[string]origin{}
-	for _, s := range settings {
-		fs.Var(&flagValue{setting: s, got: got}, s.Flag, s.Help)
+// nonEmpty is args, or nil when it is empty.
+func nonEmpty(args []string) []string {
+	if len(args) == 0 {
+		return nil
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, nil, err
-		}
-		return nil, nil, flagError(err)
-	}
-	rest := fs.Args()
-	if len(rest) == 0 {
-		rest = nil
-	}
-	return got, rest, nil
-}
-
-// flagError turns an error of package flag into a *Error that names the
-// flag; package flag writes the name with one dash.
-func flagError(err error) error {
-	msg := err.Error()
-	for _, p := range []struct{ prefix, problem string }{
-		{"flag provided but not defined: ", "unknown flag"},
-		{"flag needs an argument: ", "needs a value"},
-	} {
-		if name, ok := strings.CutPrefix(msg, p.prefix); ok {
-			return &Error{Source: SourceFlag, Key: "--" + strings.TrimLeft(name, "-"), Problem: p.problem, Err: err}
-		}
-	}
-	return &Error{Source: SourceFlag, Key: "flags", Problem: msg, Err: err}
+	return args
 }

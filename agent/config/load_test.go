@@ -2,9 +2,10 @@ package config
 
 import (
 	"errors"
-	"flag"
 	"io/fs"
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +24,22 @@ func load(args []string, env, files map[string]string) (Config, []string, error)
 		}
 		return []byte(data), nil
 	})
+}
+
+// loadWith loads args with the variables env and, unless yaml is empty, the
+// config file c.yaml that holds it, named by BATON_CONFIG.
+func loadWith(args []string, env map[string]string, yaml string) (Config, error) {
+	vars := maps.Clone(env)
+	if vars == nil {
+		vars = map[string]string{}
+	}
+	files := map[string]string{}
+	if yaml != "" {
+		files["c.yaml"] = yaml
+		vars["BATON_CONFIG"] = "c.yaml"
+	}
+	c, _, err := load(args, vars, files)
+	return c, err
 }
 
 func TestDefaults(t *testing.T) {
@@ -46,7 +63,7 @@ func TestDefaults(t *testing.T) {
 		RunPodAPIURL: "https://api.runpod.io/v2", VastAPIURL: "https://console.vast.ai/api/v0",
 	}
 	got := c
-	got.origins = nil
+	got.Origins = Origins{}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)
 	}
@@ -193,8 +210,8 @@ func TestTrainerArgs(t *testing.T) {
 
 func TestHelp(t *testing.T) {
 	for _, arg := range []string{"-h", "--help"} {
-		if _, _, err := load([]string{arg}, nil, nil); !errors.Is(err, flag.ErrHelp) {
-			t.Errorf("%s: err = %v, want flag.ErrHelp", arg, err)
+		if _, _, err := load([]string{arg}, nil, nil); !errors.Is(err, ErrHelp) {
+			t.Errorf("%s: err = %v, want ErrHelp", arg, err)
 		}
 	}
 }
@@ -248,7 +265,7 @@ func TestDataMappings(t *testing.T) {
 				t.Errorf("data = %q, want %q", c.Data, tc.want)
 			}
 			var keys []string
-			for _, it := range c.origins["data"].items {
+			for _, it := range c.byFlag["data"].items {
 				keys = append(keys, it.Key)
 			}
 			if !reflect.DeepEqual(keys, tc.wantK) {
@@ -264,15 +281,7 @@ func TestDataMappings(t *testing.T) {
 // TestLoadErrors checks that every error of Load is a *Error whose one-line
 // message names the key where the user wrote it.
 func TestLoadErrors(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		args   []string
-		env    map[string]string
-		yaml   string // as c.yaml, named by BATON_CONFIG
-		want   string
-		source Source
-		key    string
-	}{
+	runErrorCases(t, []errorCase{
 		{name: "env duration", env: map[string]string{"BATON_CHECKPOINT_INTERVAL": "ten"},
 			want: `BATON_CHECKPOINT_INTERVAL="ten": not a duration (want e.g. 30s, 10m, 1h30m)`, source: SourceEnv, key: "BATON_CHECKPOINT_INTERVAL"},
 		{name: "flag integer", args: []string{"--keep=three"},
@@ -323,19 +332,83 @@ func TestLoadErrors(t *testing.T) {
 			want: `BATON_DATA[1]="foo": not SRC=DST`, source: SourceEnv, key: "BATON_DATA[1]"},
 		{name: "data from flags", args: []string{"--data=s3://bkt/a=/a", "--data==/x"},
 			want: `--data[1]==/x: not SRC=DST`, source: SourceFlag, key: "--data[1]"},
-	} {
+	}, false)
+}
+
+// errorCase is a configuration and the *Error that Load, or Validate when
+// Load accepts it, must give; no error where want is "".
+type errorCase struct {
+	name   string
+	args   []string
+	env    map[string]string
+	yaml   string // as c.yaml, named by BATON_CONFIG
+	want   string
+	source Source
+	key    string
+}
+
+// runErrorCases loads each case and checks the error of Load, or with
+// validate the error of Validate.
+func runErrorCases(t *testing.T, cases []errorCase, validate bool) {
+	t.Helper()
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			env := map[string]string{}
-			for k, v := range tc.env {
-				env[k] = v
+			c, err := loadWith(tc.args, tc.env, tc.yaml)
+			if validate {
+				if err != nil {
+					t.Fatalf("Load: %v", err)
+				}
+				err = c.Validate()
 			}
-			files := map[string]string{}
-			if tc.yaml != "" {
-				files["c.yaml"] = tc.yaml
-				env["BATON_CONFIG"] = "c.yaml"
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("want no error, got %v", err)
+				}
+				return
 			}
-			_, _, err := load(tc.args, env, files)
 			checkError(t, err, tc.want, tc.source, tc.key)
+		})
+	}
+}
+
+// listCase is a list setting given one way, the list it reads as, and the
+// key that errors give its element 0.
+type listCase struct {
+	name string
+	args []string
+	env  map[string]string
+	yaml string
+	want []string
+	key  string // the key of element 0, as errors name it
+}
+
+// runListCases loads each case on top of the required settings and checks
+// the list that get reads; then it puts bad in element 0 and checks that
+// Validate names that element's key, and what check says of the error.
+func runListCases(t *testing.T, cases []listCase, get func(*Config) []string, bad string, check func(*testing.T, error)) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := loadWith(append(requiredArgs(), tc.args...), tc.env, tc.yaml)
+			if err == nil {
+				err = c.Validate()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := get(&c); !slices.Equal(got, tc.want) && len(got)+len(tc.want) > 0 {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+			if len(tc.want) == 0 {
+				return
+			}
+			get(&c)[0] = bad
+			var ce *Error
+			err = c.Validate()
+			if err == nil || !errors.As(err, &ce) || ce.Key != tc.key {
+				t.Fatalf("a bad element 0: %v, want an error naming %s", err, tc.key)
+			}
+			check(t, err)
 		})
 	}
 }
@@ -348,7 +421,7 @@ func checkError(t *testing.T, err error, want string, source Source, key string)
 	if !errors.As(err, &ce) {
 		t.Fatalf("err = %v (%T), want a *Error", err, err)
 	}
-	if got := err.Error(); got != want {
+	if got := ce.Error(); got != want { // the first problem; Problems joins the others
 		t.Errorf("message\n got %s\nwant %s", got, want)
 	}
 	if strings.Contains(err.Error(), "\n") {

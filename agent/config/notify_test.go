@@ -1,8 +1,6 @@
 package config
 
 import (
-	"errors"
-	"slices"
 	"strings"
 	"testing"
 )
@@ -14,56 +12,21 @@ import (
 func TestNotify(t *testing.T) {
 	const slack = "https://hooks.slack.com/services/T0/B0/SECRETtoken1"
 	const discord = "https://discord.com/api/webhooks/1/SECRETtoken2"
-	for _, tc := range []struct {
-		name string
-		args []string
-		env  map[string]string
-		yaml string
-		want []string
-		key  string // the key of element 0, as errors name it
-	}{
+	cases := []listCase{
 		{name: "default: none"},
 		{name: "flags add up", args: []string{"--notify=" + slack, "--notify", discord}, want: []string{slack, discord}, key: "--notify[0]"},
 		{name: "variable, comma-separated", env: map[string]string{"BATON_NOTIFY": slack + ", " + discord}, want: []string{slack, discord}, key: "BATON_NOTIFY[0]"},
 		{name: "flag over variable", args: []string{"--notify=" + discord}, env: map[string]string{"BATON_NOTIFY": slack}, want: []string{discord}, key: "--notify[0]"},
 		{name: "YAML list", yaml: "notify:\n  - " + slack + "\n  - " + discord + "\n", want: []string{slack, discord}, key: "notify[0]"},
 		{name: "YAML string", yaml: "notify: " + slack + "\n", want: []string{slack}, key: "notify[0]"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			env := map[string]string{}
-			for k, v := range tc.env {
-				env[k] = v
-			}
-			files := map[string]string{}
-			if tc.yaml != "" {
-				files["c.yaml"] = tc.yaml
-				env["BATON_CONFIG"] = "c.yaml"
-			}
-			c, _, err := load(append(requiredArgs(), tc.args...), env, files)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := c.Validate(); err != nil {
-				t.Fatal(err)
-			}
-			if !slices.Equal(c.Notify, tc.want) && !(len(c.Notify) == 0 && len(tc.want) == 0) {
-				t.Errorf("Notify = %q, want %q", c.Notify, tc.want)
-			}
-			if len(tc.want) > 0 {
-				c.Notify[0] = "ftp://files.example.com/SECRETpath?SECRETquery"
-				var ce *Error
-				err := c.Validate()
-				if err == nil || !errors.As(err, &ce) || ce.Key != tc.key {
-					t.Fatalf("a bad element 0: %v, want an error naming %s", err, tc.key)
-				}
-				// The key's value as the user wrote it, host only.
-				if msg := err.Error(); strings.Contains(msg, "SECRET") || !strings.Contains(msg, ".com/...") ||
-					!strings.Contains(msg, "want an http:// or https:// URL") {
-					t.Errorf("error %q: want the host only and the problem", msg)
-				}
-			}
-		})
 	}
+	runListCases(t, cases, func(c *Config) []string { return c.Notify }, "ftp://files.example.com/SECRETpath?SECRETquery", func(t *testing.T, err error) {
+		// The key's value as the user wrote it, host only.
+		if msg := err.Error(); strings.Contains(msg, "SECRET") || !strings.Contains(msg, ".com/...") ||
+			!strings.Contains(msg, "want an http:// or https:// URL") {
+			t.Errorf("error %q: want the host only and the problem", msg)
+		}
+	})
 }
 
 // TestNotifyBadValues: each bad URL exits 2 with one line naming the key,

@@ -2,17 +2,22 @@ package config
 
 import (
 	"fmt"
+	"reflect"
 	"strings"
 )
 
-// Reference returns the Markdown table of every setting: its name, flag,
-// environment variable, YAML key, type, default and meaning, from Config's
-// struct tags. docs/config.md holds it (go generate ./agent/config).
-func Reference() string {
+// Reference returns the Markdown table of every setting of baton run: its
+// name, flag, environment variable, YAML key, type, default and meaning,
+// from Config's struct tags. docs/config.md holds it (go generate
+// ./agent/config).
+func Reference() string { return referenceOf(Settings()) }
+
+// referenceOf returns the Markdown table of the given settings.
+func referenceOf(settings []Setting) string {
 	var b strings.Builder
 	b.WriteString("| setting | flag | environment | YAML key | type | default | meaning |\n")
 	b.WriteString("| --- | --- | --- | --- | --- | --- | --- |\n")
-	for _, s := range Settings() {
+	for _, s := range settings {
 		yamlKey := "—"
 		if s.YAML != "-" {
 			yamlKey = code(s.YAML)
@@ -25,22 +30,39 @@ func Reference() string {
 		if s.Default != "" {
 			def = code(s.Default)
 		}
+		env := "—"
+		if s.Env != "-" {
+			env = code(s.Env)
+		}
+		help := s.Help
+		if base, _ := configSetting(s.Flag); s.Shared && help == base.Help {
+			help = "as for `baton run`"
+		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n",
-			settingName(s), code("--"+s.Flag), code(s.Env), yamlKey, cell(typ), def, cell(s.Help))
+			settingName(s), code("--"+s.Flag), env, yamlKey, cell(typ), def, cell(help))
 	}
 	return b.String()
 }
 
-// Usage returns the flags of "baton run" as plain text for -h: each flag
-// with its variable, default and meaning.
-func Usage() string {
+// Usage returns the flags of "baton run" as plain text for -h.
+func Usage() string { return UsageOf(new(Config)) }
+
+// UsageOf returns the flags of the settings struct that dst points to as
+// plain text for -h: each flag with its variable, default and meaning.
+func UsageOf(dst any) string {
 	var b strings.Builder
-	for _, s := range Settings() {
-		fmt.Fprintf(&b, "  --%s%s  (%s", s.Flag, placeholder(s), s.Env)
-		if s.Default != "" {
-			fmt.Fprintf(&b, ", default %s", s.Default)
+	for _, s := range SettingsOf(dst) {
+		fmt.Fprintf(&b, "  --%s%s  (", s.Flag, placeholder(s))
+		var notes []string
+		if s.Env != "-" {
+			notes = append(notes, s.Env)
+		} else {
+			notes = append(notes, "flag only")
 		}
-		fmt.Fprintf(&b, ")\n      %s\n", s.Help)
+		if s.Default != "" {
+			notes = append(notes, "default "+s.Default)
+		}
+		fmt.Fprintf(&b, "%s)\n      %s\n", strings.Join(notes, ", "), s.Help)
 	}
 	return b.String()
 }
@@ -61,6 +83,10 @@ func placeholder(s Setting) string {
 		return " GLOB[,GLOB...]"
 	case "URL list":
 		return " URL[,URL...]"
+	case "name list":
+		return " NAME[,NAME...]"
+	case "KEY=VALUE list":
+		return " KEY=VALUE"
 	}
 	return " " + strings.ToUpper(s.Type) // STRING, DURATION, SIZE
 }
@@ -68,8 +94,11 @@ func placeholder(s Setting) string {
 // settingName is the setting's name in words: "checkpoint interval".
 func settingName(s Setting) string {
 	name := s.YAML
-	if name == "-" {
-		name = s.Flag + " file"
+	switch {
+	case s.Flag == "config":
+		name = "config file"
+	case name == "-":
+		name = s.Flag
 	}
 	return strings.NewReplacer("_", " ", "-", " ").Replace(name)
 }
@@ -99,9 +128,12 @@ exclude: ["*.tmp", "*.partial", "tmp-checkpoint-*", "*.lock"]   # replaces the d
 
 // document returns the whole of docs/config.md.
 func document() string {
-	return `# Configuring ` + "`baton run`" + `
+	return `# Configuring baton
 
-<!-- Generated from the struct tags of agent/config.Config by "go generate ./agent/config"; do not edit. -->
+<!-- Generated from the struct tags of agent/config (Config and the structs of commands.go) by "go generate ./agent/config"; do not edit. -->
+
+` + "`baton run`" + ` is configured below; every other command reads its settings the same way, and shares the names of
+those it has in common with ` + "`baton run`" + `: see [The other commands](#the-other-commands).
 
 Every setting of ` + "`baton run`" + ` can be given four ways. The first that is set wins:
 
@@ -148,5 +180,44 @@ their token in the path). Store credentials come from the standard ` + "`AWS_*`"
 
 ## Reference
 
-` + Reference()
+` + Reference() + commandsReference()
+}
+
+// commandsReference documents the settings of every command but baton run,
+// from the same tags.
+func commandsReference() string {
+	var b strings.Builder
+	b.WriteString(`
+## The other commands
+
+Every command reads its settings the same way as ` + "`baton run`" + `: flag, then ` + "`BATON_*`" + ` variable, then the file named
+by ` + "`--config`" + `, then the default; a setting shared with ` + "`baton run`" + ` (` + "`store`" + `, ` + "`run_id`" + `, ` + "`workers`" + `, ...) has the
+same names, default, checks and meaning, so ` + "`baton checkpoint ls --config baton.yaml`" + ` lists the checkpoints of the
+run that file configures, and a key of the file that a command has no use for is left alone. An option that only makes
+sense for one invocation (` + "`--json`" + `, ` + "`--force`" + `, ` + "`--seq`" + `) is a flag alone (— below): no variable left in a
+container's environment, and no key of a file written for ` + "`baton run`" + `, changes what one command does.
+`)
+	cmds := Commands()[1:] // all but run
+	for i := 0; i < len(cmds); {
+		// Commands of one settings struct (pull and push, ls and show)
+		// share a section.
+		j := i + 1
+		for j < len(cmds) && reflect.TypeOf(cmds[j].Settings()) == reflect.TypeOf(cmds[i].Settings()) {
+			j++
+		}
+		var names, synopses []string
+		for _, c := range cmds[i:j] {
+			names = append(names, "baton "+c.Name)
+			synopses = append(synopses, "`baton "+c.Synopsis+"`")
+		}
+		fmt.Fprintf(&b, "\n### %s\n\n%s\n\n", strings.Join(names, ", "), strings.Join(synopses, "<br>"))
+		settings := SettingsOf(cmds[i].Settings())
+		if cmds[i].Name == "doctor" {
+			b.WriteString("Every setting of `baton run` (the table above), and:\n\n")
+			settings = settings[len(Settings()):]
+		}
+		b.WriteString(referenceOf(settings))
+		i = j
+	}
+	return b.String()
 }

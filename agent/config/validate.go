@@ -36,260 +36,331 @@ const (
 	MinHangTimeout        = time.Minute
 )
 
-// Validate returns the first problem of c, in the order of Config's fields,
-// as a *Error that names the key the way the user wrote it; nil if there is
-// none.
-func (c Config) Validate() error {
-	v := reflect.ValueOf(c)
-	for _, s := range Settings() {
-		if err := c.check(s, v.Field(s.index)); err != nil {
-			return err
-		}
+// Validate returns every problem of c, in the order of Config's fields, as
+// Problems whose *Errors name each key the way the user wrote it; nil if
+// there is none.
+func (c Config) Validate() error { return Validate(&c) }
+
+// Validate returns every problem of the settings struct that dst points to
+// (Config, or a command's struct of commands.go), in the order of its
+// fields, as Problems; nil if there is none. A setting is judged by its
+// name, so a command's store, run or workers is judged as baton run's.
+func Validate(dst any) error {
+	h, ok := dst.(holder)
+	if !ok {
+		panic(fmt.Sprintf("config: %T does not embed config.Origins", dst))
 	}
-	return nil
+	x := &validator{v: reflect.ValueOf(dst).Elem(), origins: h.origins().byFlag, byName: map[string]Setting{}}
+	settings := SettingsOf(dst)
+	for _, s := range settings {
+		x.byName[s.Name] = s
+	}
+	for _, s := range settings {
+		x.check(s, x.v.FieldByIndex(s.index))
+	}
+	return x.problems.err()
 }
 
-// check returns the problem of setting s, whose value is v, or nil.
-func (c Config) check(s Setting, v reflect.Value) error {
-	fail := func(format string, args ...any) error { return c.fail(s, fmt.Sprintf(format, args...)) }
+// validator judges the settings of one struct and collects their problems.
+type validator struct {
+	v        reflect.Value // the struct
+	origins  map[string]origin
+	byName   map[string]Setting
+	problems Problems
+}
+
+// get is the value of the setting named name, or the zero Value if the
+// struct has none.
+func (x *validator) get(name string) reflect.Value {
+	s, ok := x.byName[name]
+	if !ok {
+		return reflect.Value{}
+	}
+	return x.v.FieldByIndex(s.index)
+}
+
+// str, dur and on read the setting named name as a string, a duration and
+// a boolean; zero where the struct has no such setting.
+func (x *validator) str(name string) string {
+	if v := x.get(name); v.IsValid() {
+		return v.String()
+	}
+	return ""
+}
+
+func (x *validator) dur(name string) time.Duration {
+	if v := x.get(name); v.IsValid() {
+		return time.Duration(v.Int())
+	}
+	return 0
+}
+
+func (x *validator) on(name string) bool {
+	v := x.get(name)
+	return v.IsValid() && v.Bool()
+}
+
+// check records the problem of setting s, whose value is v, if it has one.
+func (x *validator) check(s Setting, v reflect.Value) {
+	fail := func(format string, args ...any) { x.fail(s, fmt.Sprintf(format, args...)) }
 	if s.Values != nil {
 		if got := v.String(); !(got == "" && s.Default == "") && !slices.Contains(s.Values, got) {
-			return fail("want %s", orList(s.Values))
+			fail("want %s", orList(s.Values))
+			return
 		}
 	}
-	switch s.Flag {
-	case "store":
-		if c.Store == "" {
-			return fail("required (or set %s, or %s in the config file)", s.Env, s.YAML)
+	if s.Required && v.Kind() == reflect.String && v.String() == "" {
+		if s.YAML != "-" {
+			fail("required (or set %s, or %s in the config file)", s.Env, s.YAML)
+		} else {
+			fail("required (or set %s)", s.Env)
 		}
-		if p := storeURLProblem(c.Store); p != "" {
-			return fail("%s", p)
+		return
+	}
+	switch s.Name {
+	case "store":
+		if p := storeURLProblem(v.String()); v.String() != "" && p != "" {
+			fail("%s", p)
 		}
 	case "run":
-		if c.RunID == "" {
-			return fail("required (or set %s, or %s in the config file)", s.Env, s.YAML)
-		}
-		if err := checkpoint.CheckRunID(c.RunID); err != nil {
-			return fail("want 1 to 128 of [A-Za-z0-9._-], not starting with a dot")
+		if err := checkpoint.CheckRunID(v.String()); v.String() != "" && err != nil {
+			fail("want 1 to 128 of [A-Za-z0-9._-], not starting with a dot")
 		}
 	case "checkpoint-dir":
-		if strings.TrimSpace(c.CheckpointDir) == "" {
-			return fail("empty")
+		if strings.TrimSpace(v.String()) == "" {
+			fail("empty")
 		}
 	case "checkpoint-interval":
-		if c.CheckpointInterval != 0 && c.CheckpointInterval < MinCheckpointInterval {
-			return fail("want 0 (no timed commits) or at least %s", MinCheckpointInterval)
+		if d := time.Duration(v.Int()); d != 0 && d < MinCheckpointInterval {
+			fail("want 0 (no timed commits) or at least %s", MinCheckpointInterval)
 		}
 	case "quiescence":
-		if c.Quiescence < 0 {
-			return fail("negative")
-		}
-		if c.CheckpointInterval > 0 && c.Quiescence >= c.CheckpointInterval {
-			return fail("want less than the checkpoint interval (%s)", c.CheckpointInterval)
+		q, interval := time.Duration(v.Int()), x.dur("checkpoint-interval")
+		if q < 0 {
+			fail("negative")
+		} else if interval > 0 && q >= interval {
+			fail("want less than the checkpoint interval (%s)", interval)
 		}
 	case "exclude":
-		return c.checkExclude(s)
-	case "keep", "restarts":
+		x.checkExclude(s, v.Interface().([]string))
+	case "keep", "restarts", "seq":
 		if v.Int() < 0 {
-			return fail("negative")
+			fail("negative")
 		}
 	case "code":
-		if _, err := ParseCode(c.Code); err != nil {
-			return fail("%v", err)
+		if _, err := ParseCode(v.String()); err != nil {
+			fail("%v", err)
 		}
 	case "code-dir":
-		if c.Code != "" && strings.TrimSpace(c.CodeDir) == "" {
-			return fail("empty, but --code is set")
+		if x.str("code") != "" && strings.TrimSpace(v.String()) == "" {
+			fail("empty, but --code is set")
 		}
 	case "data":
-		return c.checkData(s)
+		x.checkData(s, v.Interface().([]DataMapping))
 	case "notify":
-		for i, u := range c.Notify {
+		for i, u := range v.Interface().([]string) {
 			if err := notify.CheckURL(u); err != nil {
-				return c.failItem(s, i, err.Error())
+				x.failItem(s, i, err.Error())
 			}
 		}
 	case "pass-env":
-		return c.checkPassEnv(s)
+		x.checkPassEnv(s, v.Interface().([]string))
 	case "runpod-api-url", "vast-api-url":
 		if p := apiURLProblem(v.String()); p != "" {
-			return fail("%s", p)
+			fail("%s", p)
 		}
-	case "restart-backoff":
-		if c.RestartBackoff < 0 {
-			return fail("negative")
+	case "restart-backoff", "gc-grace":
+		if v.Int() < 0 {
+			fail("negative")
 		}
 	case "grace":
-		if c.Grace != 0 && (c.Grace < MinGrace || c.Grace > MaxGrace) {
-			return fail("want 0 (half the stop window) or %s to %s", MinGrace, MaxGrace)
-		}
-		if c.Grace != 0 && c.StopWindow >= MinStopWindow && c.Grace >= c.StopWindow {
-			return fail("want less than the stop window (%s): the final commit needs the rest of it", c.StopWindow)
+		g, window := time.Duration(v.Int()), x.dur("stop-window")
+		if g != 0 && (g < MinGrace || g > MaxGrace) {
+			fail("want 0 (half the stop window) or %s to %s", MinGrace, MaxGrace)
+		} else if g != 0 && window >= MinStopWindow && g >= window {
+			fail("want less than the stop window (%s): the final commit needs the rest of it", window)
 		}
 	case "stop-window":
-		if c.StopWindow != 0 && (c.StopWindow < MinStopWindow || c.StopWindow > MaxStopWindow) {
-			return fail("want 0 (the platform's) or %s to %s", MinStopWindow, MaxStopWindow)
+		if d := time.Duration(v.Int()); d != 0 && (d < MinStopWindow || d > MaxStopWindow) {
+			fail("want 0 (the platform's) or %s to %s", MinStopWindow, MaxStopWindow)
 		}
 	case "lease-duration":
-		if c.LeaseDuration < MinLeaseDuration || c.LeaseDuration > MaxLeaseDuration {
-			return fail("want %s to %s", MinLeaseDuration, MaxLeaseDuration)
+		if d := time.Duration(v.Int()); d < MinLeaseDuration || d > MaxLeaseDuration {
+			fail("want %s to %s", MinLeaseDuration, MaxLeaseDuration)
 		}
 	case "lease-wait":
-		if c.LeaseWait == "auto" {
-			return nil
-		}
-		if d, err := time.ParseDuration(c.LeaseWait); err != nil || d < 0 || d > 24*time.Hour {
-			return fail("want auto or a duration from 0 to 24h")
+		if w := v.String(); w != "auto" {
+			if d, err := time.ParseDuration(w); err != nil || d < 0 || d > 24*time.Hour {
+				fail("want auto or a duration from 0 to 24h")
+			}
 		}
 	case "workers":
-		if c.Workers < 1 || c.Workers > MaxWorkers {
-			return fail("want 1 to %d", MaxWorkers)
+		if n := v.Int(); n < 1 || n > MaxWorkers {
+			fail("want 1 to %d", MaxWorkers)
 		}
 	case "part-size":
-		if c.PartSize < storage.MinPartSize || c.PartSize > MaxPartSize {
-			return fail("want %s to %s", ByteSize(storage.MinPartSize), ByteSize(MaxPartSize))
+		if b := ByteSize(v.Int()); b < storage.MinPartSize || b > MaxPartSize {
+			fail("want %s to %s", ByteSize(storage.MinPartSize), ByteSize(MaxPartSize))
 		}
 	case "chunk-size":
-		if c.ChunkSize < checkpoint.MinChunkSize || c.ChunkSize > checkpoint.MaxChunkSize {
-			return fail("want %s to %s", ByteSize(checkpoint.MinChunkSize), ByteSize(checkpoint.MaxChunkSize))
+		if b := ByteSize(v.Int()); b < checkpoint.MinChunkSize || b > checkpoint.MaxChunkSize {
+			fail("want %s to %s", ByteSize(checkpoint.MinChunkSize), ByteSize(checkpoint.MaxChunkSize))
 		}
 	case "metrics-addr":
-		return c.checkMetrics(s)
+		x.checkMetrics(s, v.String())
 	case "telemetry-interval":
-		if c.TelemetryInterval != 0 && (c.TelemetryInterval < MinTelemetryInterval || c.TelemetryInterval > time.Hour) {
-			return fail("want 0 (off) or %s to 1h", MinTelemetryInterval)
+		if d := time.Duration(v.Int()); d != 0 && (d < MinTelemetryInterval || d > time.Hour) {
+			fail("want 0 (off) or %s to 1h", MinTelemetryInterval)
 		}
 	case "telemetry-upload":
-		if c.TelemetryUpload < 0 {
-			return fail("negative")
-		}
-		if c.TelemetryUpload != 0 && c.TelemetryUpload < MinCheckpointInterval {
-			return fail("want 0 (keep telemetry local) or at least %s", MinCheckpointInterval)
+		if d := time.Duration(v.Int()); d < 0 {
+			fail("negative")
+		} else if d != 0 && d < MinCheckpointInterval {
+			fail("want 0 (keep telemetry local) or at least %s", MinCheckpointInterval)
 		}
 	case "hang-timeout":
-		if c.HangTimeout != 0 && c.HangTimeout < MinHangTimeout {
-			return fail("want 0 (off) or at least %s", MinHangTimeout)
+		if d := time.Duration(v.Int()); d != 0 && d < MinHangTimeout {
+			fail("want 0 (off) or at least %s", MinHangTimeout)
 		}
 	case "min-free-disk":
-		if c.MinFreeDisk < 0 {
-			return fail("negative")
+		if v.Int() < 0 {
+			fail("negative")
 		}
 	case "metrics-token":
-		if strings.IndexFunc(c.MetricsToken, unicode.IsSpace) >= 0 {
-			return fail("holds white space")
+		if strings.IndexFunc(v.String(), unicode.IsSpace) >= 0 {
+			fail("holds white space")
 		}
 	case "pid-file", "log-file":
-		if c.Detach && strings.TrimSpace(v.String()) == "" {
-			return fail("empty, but --detach is set")
+		if x.on("detach") && strings.TrimSpace(v.String()) == "" {
+			fail("empty, but --detach is set")
+		}
+	case "timeout":
+		if v.Int() <= 0 {
+			fail("want a positive duration")
+		}
+	case "meta":
+		for i, kv := range v.Interface().([]string) {
+			if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+				x.failItem(s, i, "want KEY=VALUE")
+			}
 		}
 	}
-	return nil
 }
 
 // checkData checks every dataset mapping: SRC a store URL, DST a
 // directory no other mapping uses.
-func (c Config) checkData(s Setting) error {
+func (x *validator) checkData(s Setting, data []DataMapping) {
 	seen := map[string]int{}
-	for i, m := range c.Data {
+	for i, m := range data {
 		// A SRC=DST without its DST splits inside the query: say so first.
-		if u, err := url.Parse(m.Src); err == nil && strings.Contains(m.Src, "://") {
-			q := u.Query()
-			for _, k := range slices.Sorted(maps.Keys(q)) {
-				if vs := q[k]; vs[len(vs)-1] == "" {
-					return c.failItem(s, i, fmt.Sprintf("SRC's query parameter %q has no value; want SRC=DST", k))
-				}
-			}
+		if p := dataQueryProblem(m.Src); p != "" {
+			x.failItem(s, i, p)
+			continue
 		}
 		if p := storeURLProblem(m.Src); p != "" {
-			return c.failItem(s, i, "SRC: "+p)
+			x.failItem(s, i, "SRC: "+p)
+			continue
 		}
 		dst := filepath.Clean(m.Dst)
 		if j, dup := seen[dst]; dup {
-			return c.failItem(s, i, fmt.Sprintf("DST %s is also the DST of %s", m.Dst, c.itemKey(s, j)))
+			x.failItem(s, i, fmt.Sprintf("DST %s is also the DST of %s", m.Dst, x.itemKey(s, j)))
+			continue
 		}
 		seen[dst] = i
 	}
-	return nil
+}
+
+// dataQueryProblem says that a --data SRC has a query parameter without a
+// value: a SRC=DST whose DST was left out splits inside the query.
+func dataQueryProblem(src string) string {
+	u, err := url.Parse(src)
+	if err != nil || !strings.Contains(src, "://") {
+		return ""
+	}
+	q := u.Query()
+	for _, k := range slices.Sorted(maps.Keys(q)) {
+		if vs := q[k]; vs[len(vs)-1] == "" {
+			return fmt.Sprintf("SRC's query parameter %q has no value; want SRC=DST", k)
+		}
+	}
+	return ""
 }
 
 // checkPassEnv checks every --pass-env name: a variable's name, letters,
 // digits and underscores, not starting with a digit.
-func (c Config) checkPassEnv(s Setting) error {
-	for i, n := range c.PassEnv {
+func (x *validator) checkPassEnv(s Setting, names []string) {
+	for i, n := range names {
 		bad := n == "" || n[0] >= '0' && n[0] <= '9'
 		for _, r := range n {
 			bad = bad || r != '_' && (r < '0' || r > '9') && (r < 'A' || r > 'Z') && (r < 'a' || r > 'z')
 		}
 		if bad {
-			return c.failItem(s, i, "not a variable name (want letters, digits and _, not starting with a digit)")
+			x.failItem(s, i, "not a variable name (want letters, digits and _, not starting with a digit)")
 		}
 	}
-	return nil
 }
 
 // checkExclude checks every exclude glob: path.Match syntax, a name rather
 // than a path, and not one that leaves out everything.
-func (c Config) checkExclude(s Setting) error {
-	for i, g := range c.Exclude {
+func (x *validator) checkExclude(s Setting, globs []string) {
+	for i, g := range globs {
 		if _, err := path.Match(g, ""); err != nil {
-			return c.failItem(s, i, `not a glob (path.Match syntax: *, ?, [a-z], \ before a special character)`)
-		}
-		if strings.Contains(g, "/") {
-			return c.failItem(s, i, "a glob matches one file or directory name, never a path: no /")
-		}
-		if strings.Trim(g, "*") == "" {
-			return c.failItem(s, i, "leaves every file out")
+			x.failItem(s, i, `not a glob (path.Match syntax: *, ?, [a-z], \ before a special character)`)
+		} else if strings.Contains(g, "/") {
+			x.failItem(s, i, "a glob matches one file or directory name, never a path: no /")
+		} else if strings.Trim(g, "*") == "" {
+			x.failItem(s, i, "leaves every file out")
 		}
 	}
-	return nil
 }
 
 // checkMetrics checks the metrics address: HOST:PORT, on loopback unless a
 // token guards it.
-func (c Config) checkMetrics(s Setting) error {
-	if c.MetricsAddr == "" {
-		return nil
+func (x *validator) checkMetrics(s Setting, addr string) {
+	if addr == "" {
+		return
 	}
-	host, port, err := net.SplitHostPort(c.MetricsAddr)
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return c.fail(s, "want HOST:PORT, e.g. 127.0.0.1:9400")
+		x.fail(s, "want HOST:PORT, e.g. 127.0.0.1:9400")
+		return
 	}
 	if n, err := net.LookupPort("tcp", port); err != nil || n < 1 || n > 65535 {
-		return c.fail(s, "want a port of 1 to 65535")
+		x.fail(s, "want a port of 1 to 65535")
+		return
 	}
-	if c.MetricsToken != "" {
-		return nil
+	if x.str("metrics-token") != "" {
+		return
 	}
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return c.fail(s, "beyond loopback only with a metrics token (RunPod's proxy makes every HTTP port public); set --metrics-token or listen on 127.0.0.1")
+		x.fail(s, "beyond loopback only with a metrics token (RunPod's proxy makes every HTTP port public); set --metrics-token or listen on 127.0.0.1")
 	}
-	return nil
 }
 
-// fail returns the *Error of setting s with the given problem, naming the
-// key and value as they were written.
-func (c Config) fail(s Setting, problem string) error {
-	o, ok := c.origins[s.Flag]
-	if !ok { // not made by Load: name the flag, print the value
-		o = origin{Origin: Origin{Source: SourceDefault, Key: "--" + s.Flag}, raw: formatValue(reflect.ValueOf(c).Field(s.index))}
+// fail records the problem of setting s, naming the key and value as they
+// were written.
+func (x *validator) fail(s Setting, problem string) {
+	o, ok := x.origins[s.Flag]
+	if !ok { // not filled by Load: name the flag, print the value
+		o = origin{Origin: Origin{Source: SourceDefault, Key: "--" + s.Flag}, raw: formatValue(x.v.FieldByIndex(s.index))}
 	}
-	return &Error{Source: o.Source, Key: o.Key, File: o.File, Line: o.Line, Value: redactValue(s, o.raw), Problem: problem}
+	x.problems = append(x.problems, &Error{Source: o.Source, Key: o.Key, File: o.File, Line: o.Line, Value: redactValue(s, o.raw), Problem: problem})
 }
 
-// failItem returns the *Error of element i of list setting s.
-func (c Config) failItem(s Setting, i int, problem string) error {
-	o := c.origins[s.Flag]
-	if i < len(o.items) {
+// failItem records the problem of element i of list setting s.
+func (x *validator) failItem(s Setting, i int, problem string) {
+	if o := x.origins[s.Flag]; i < len(o.items) {
 		it := o.items[i]
-		return &Error{Source: it.Source, Key: it.Key, File: it.File, Line: it.Line, Value: redactValue(s, it.raw), Problem: problem}
+		x.problems = append(x.problems, &Error{Source: it.Source, Key: it.Key, File: it.File, Line: it.Line, Value: redactValue(s, it.raw), Problem: problem})
+		return
 	}
-	item := fmt.Sprint(reflect.ValueOf(c).Field(s.index).Index(i).Interface())
-	return &Error{Source: SourceDefault, Key: fmt.Sprintf("--%s[%d]", s.Flag, i), Value: redactValue(s, item), Problem: problem}
+	item := fmt.Sprint(x.v.FieldByIndex(s.index).Index(i).Interface())
+	x.problems = append(x.problems, &Error{Source: SourceDefault, Key: fmt.Sprintf("--%s[%d]", s.Flag, i), Value: redactValue(s, item), Problem: problem})
 }
 
 // itemKey is the key of element i of list setting s as the user wrote it.
-func (c Config) itemKey(s Setting, i int) string {
-	if o := c.origins[s.Flag]; i < len(o.items) {
+func (x *validator) itemKey(s Setting, i int) string {
+	if o := x.origins[s.Flag]; i < len(o.items) {
 		return o.items[i].Key
 	}
 	return fmt.Sprintf("--%s[%d]", s.Flag, i)

@@ -10,15 +10,7 @@ import (
 // the place the bad value came from: a flag, a variable, the YAML file, or
 // a default named by its flag.
 func TestValidateErrors(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		args   []string
-		env    map[string]string
-		yaml   string // as c.yaml, named by BATON_CONFIG
-		want   string
-		source Source
-		key    string
-	}{
+	runErrorCases(t, []errorCase{
 		{name: "store missing", args: []string{"--run=r1"},
 			want: `--store: required (or set BATON_STORE, or store in the config file)`, source: SourceDefault, key: "--store"},
 		{name: "store empty in the file", args: []string{"--run=r1"}, yaml: "store: \"\"\n",
@@ -124,33 +116,28 @@ func TestValidateErrors(t *testing.T) {
 			want: `--pid-file: empty, but --detach is set`, source: SourceFlag, key: "--pid-file"},
 		{name: "log file", args: requiredArgs(), env: map[string]string{"BATON_DETACH": "true"}, yaml: "log_file:\n",
 			want: `c.yaml:1: log_file: empty, but --detach is set`, source: SourceFile, key: "log_file"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			env := map[string]string{}
-			for k, v := range tc.env {
-				env[k] = v
-			}
-			files := map[string]string{}
-			if tc.yaml != "" {
-				files["c.yaml"] = tc.yaml
-				env["BATON_CONFIG"] = "c.yaml"
-			}
-			c, _, err := load(tc.args, env, files)
-			if err != nil {
-				t.Fatalf("Load: %v", err)
-			}
-			checkError(t, c.Validate(), tc.want, tc.source, tc.key)
-		})
-	}
+	}, true)
 }
 
-// TestValidateReturnsTheFirstProblem checks the order: Config's fields.
-func TestValidateReturnsTheFirstProblem(t *testing.T) {
+// TestValidateReturnsEveryProblem checks that Validate goes on past the
+// first problem, in the order of Config's fields, on one line.
+func TestValidateReturnsEveryProblem(t *testing.T) {
 	c, _, err := load([]string{"--log-format=xml", "--keep=-1", "--on-exit=reboot"}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkError(t, c.Validate(), `--store: required (or set BATON_STORE, or store in the config file)`, SourceDefault, "--store")
+	err = c.Validate()
+	checkError(t, err, `--store: required (or set BATON_STORE, or store in the config file)`, SourceDefault, "--store")
+	want := `--store: required (or set BATON_STORE, or store in the config file); ` +
+		`--run: required (or set BATON_RUN_ID, or run_id in the config file); ` +
+		`--keep=-1: negative; --on-exit=reboot: want none, stop or terminate; --log-format=xml: want auto, json or text`
+	if err.Error() != want {
+		t.Errorf("message\n got %s\nwant %s", err, want)
+	}
+	var p Problems
+	if !errors.As(err, &p) || len(p) != 5 {
+		t.Errorf("err = %#v, want Problems of 5", err)
+	}
 	c.Store, c.RunID = "/tmp/s", "r"
 	checkError(t, c.Validate(), `--keep=-1: negative`, SourceFlag, "--keep")
 }
@@ -162,7 +149,7 @@ func TestValidateWithoutLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.origins = nil
+	c.Origins = Origins{}
 	c.Workers = 0
 	checkError(t, c.Validate(), `--workers=0: want 1 to 1024`, SourceDefault, "--workers")
 	c.Workers = 1

@@ -10,7 +10,7 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// parseYAML reads the settings of the YAML file at path, by flag name. The
+// parseYAML reads the settings of the YAML file at path, by YAML key. The
 // file is one mapping of YAML keys to scalars (and, for a list setting, to a
 // list of strings, or for data a mapping of SRC to DST). An unknown or repeated
 // key is an error that names it and its line.
@@ -73,13 +73,13 @@ func parseYAML(settings []Setting, path string, data []byte) (map[string]origin,
 			if err != nil {
 				return nil, err
 			}
-			out[s.Flag] = o
+			out[s.YAML] = o
 			continue
 		}
 		if v.Kind != yaml.ScalarNode {
 			return nil, fileErr(v.Line, key, "want a single value, not a "+kindName(v.Kind), nil)
 		}
-		out[s.Flag] = newOrigin(s, at, scalar(v))
+		out[s.YAML] = newOrigin(s, at, scalar(v))
 	}
 	return out, nil
 }

@@ -2,9 +2,7 @@ package doctor
 
 import (
 	"errors"
-	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -49,95 +47,58 @@ type SettingFacts struct {
 	Line int    `json:"line,omitempty"`
 }
 
-// LoadConfig reads the configuration the way "baton run" does, from its
+// LoadConfig reads the settings of baton doctor, which are every setting of
+// baton run and doctor's own, the way every command reads them: from its
 // flags (args, which may end with "-- CMD ARGS..."), its BATON_* variables
-// (getenv) and its YAML file (readFile; nil: os.ReadFile), and returns the
-// configuration, the trainer's command, and the first problem baton run
-// would stop on (nil if none).
+// (getenv) and its YAML file (readFile; nil: os.ReadFile). It returns the
+// settings, the trainer's command, and every problem baton run would stop
+// on (nil if none).
 //
-// A problem in a flag is the caller's usage error, returned as err; so is
-// -h (flag.ErrHelp). A problem in a variable or the file is returned as
-// problem, and reading goes on without that variable or file, so that the
-// other checks see as much of the configuration as can be read.
-func LoadConfig(args []string, getenv func(string) string, readFile func(string) ([]byte, error)) (cfg config.Config, command []string, problem, err error) {
-	if getenv == nil {
-		getenv = func(string) string { return "" }
+// A problem with a command-line flag is the caller's usage error, returned
+// as err; so is -h (config.ErrHelp). A problem in a variable or the file is
+// returned as problem, and the setting it spoils falls back to its next
+// source, so that the other checks see as much of the configuration as can
+// be read.
+func LoadConfig(args []string, getenv func(string) string, readFile func(string) ([]byte, error)) (d config.Doctor, command []string, problem, err error) {
+	command, err = config.LoadInto(&d, args, getenv, readFile)
+	var all config.Problems
+	if err != nil && !errors.As(err, &all) {
+		return config.Doctor{}, nil, nil, err // -h, or a flag that does not parse
 	}
-	skipVar, skipFile := map[string]bool{}, map[string]bool{}
-	env := func(k string) string {
-		if skipVar[k] {
-			return ""
-		}
-		return getenv(k)
+	var invalid config.Problems
+	if errors.As(config.Validate(&d), &invalid) {
+		all = append(all, invalid...) // a value that did not read fell back, so no problem shows twice
 	}
-	read := func(p string) ([]byte, error) {
-		if skipFile[p] {
-			return nil, nil // an empty file sets nothing
-		}
-		if readFile == nil {
-			return os.ReadFile(p)
-		}
-		return readFile(p)
-	}
-	for range len(config.Settings()) + 2 {
-		cfg, command, err = config.Load(args, env, read)
-		if err == nil {
-			break
-		}
-		if errors.Is(err, flag.ErrHelp) || fromFlag(err) {
-			return config.Config{}, nil, nil, err
-		}
-		if problem == nil {
-			problem = err
-		}
-		var ce *config.Error
-		if !errors.As(err, &ce) {
-			return config.Config{}, nil, nil, err // not one of Load's: cannot go on
-		}
-		switch ce.Source {
-		case config.SourceEnv:
-			name, _, _ := strings.Cut(ce.Key, "[")
-			skipVar[name] = true
-		case config.SourceFile:
-			skipFile[ce.File] = true
+	var usage, others config.Problems
+	for _, p := range all {
+		if p.Source == config.SourceFlag {
+			usage = append(usage, p)
+		} else {
+			others = append(others, p)
 		}
 	}
-	if err != nil { // still failing: read the flags and defaults alone
-		if cfg, command, err = config.Load(args, nil, nil); err != nil {
-			return config.Config{}, nil, nil, err
-		}
+	if len(usage) > 0 {
+		return config.Doctor{}, nil, nil, usage
 	}
-	if problem == nil {
-		if verr := cfg.Validate(); verr != nil {
-			if fromFlag(verr) {
-				return config.Config{}, nil, nil, verr
-			}
-			problem = verr
-		}
+	if len(others) > 0 {
+		problem = others
 	}
-	return cfg, command, problem, nil
+	return d, command, problem, nil
 }
 
-// fromFlag reports whether err is a problem with a command-line flag.
-func fromFlag(err error) bool {
-	var ce *config.Error
-	return errors.As(err, &ce) && ce.Source == config.SourceFlag
-}
-
-// missingOnly reports whether problem says that the store or the run is
-// unset, and nothing else is wrong with cfg.
-func missingOnly(cfg config.Config, problem error) bool {
-	var ce *config.Error
-	if !errors.As(problem, &ce) || ce.Source != config.SourceDefault || (ce.Key != "--store" && ce.Key != "--run") {
+// missingOnly reports whether every problem says that the store or the
+// run is unset.
+func missingOnly(problem error) bool {
+	var all config.Problems
+	if !errors.As(problem, &all) {
 		return false
 	}
-	if cfg.Store == "" {
-		cfg.Store = "file:///placeholder"
+	for _, ce := range all {
+		if ce.Source != config.SourceDefault || (ce.Key != "--store" && ce.Key != "--run") {
+			return false
+		}
 	}
-	if cfg.RunID == "" {
-		cfg.RunID = "placeholder"
-	}
-	return cfg.Validate() == nil
+	return true
 }
 
 // checkConfig reports the configuration. A problem baton run would stop on
@@ -157,7 +118,7 @@ func checkConfig(o Options) (Check, ConfigFacts) {
 		f.Error = o.Redact("baton run: " + oneLine(p.Error()))
 		c.Status, c.Reason = Fail, f.Error
 		c.Hint = "baton run would exit 2 on this line: fix the key it names (docs/config.md)"
-		if missingOnly(cfg, p) {
+		if missingOnly(p) {
 			c.Status, c.Required = Warn, false
 			c.Hint = "set BATON_STORE and BATON_RUN_ID (or --store, --run) for baton run; the other checks do not need them"
 		}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"io"
 	"os"
 	"path/filepath"
@@ -51,7 +50,7 @@ func baseOptions(t *testing.T, env map[string]string) Options {
 	storeDir := t.TempDir()
 	return Options{
 		Version: "test", Host: "testhost", WorkDir: t.TempDir(),
-		Config: cfg, ConfigProblem: problem,
+		Config: cfg.Config, ConfigProblem: problem,
 		Disk: fixedDisk(DiskSpace{TotalBytes: 100 << 30, FreeBytes: 50 << 30}, nil),
 		OpenStore: func(context.Context, string) (storage.Store, error) {
 			return file.New(storeDir) // whatever the URL says: tests never write outside their temporary dirs
@@ -109,8 +108,8 @@ func TestLoadConfig(t *testing.T) {
 			}
 		})
 	}
-	if _, _, _, err := LoadConfig([]string{"-h"}, nil, nil); !errors.Is(err, flag.ErrHelp) {
-		t.Fatalf("-h: %v, want flag.ErrHelp", err)
+	if _, _, _, err := LoadConfig([]string{"-h"}, nil, nil); !errors.Is(err, config.ErrHelp) {
+		t.Fatalf("-h: %v, want config.ErrHelp", err)
 	}
 }
 

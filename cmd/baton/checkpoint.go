@@ -6,23 +6,21 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"github.com/batonrun/baton/agent"
 	"io"
 	"log/slog"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/batonrun/baton/agent"
+	"github.com/batonrun/baton/agent/config"
 	"github.com/batonrun/baton/agent/telemetry/record"
 	"github.com/batonrun/baton/checkpoint"
 	"github.com/batonrun/baton/internal/units"
 	"github.com/batonrun/baton/sync/storage"
-	"github.com/batonrun/baton/sync/transfer"
 )
 
 const checkpointUsage = `Usage: baton checkpoint COMMAND [flags] [ARGS]
@@ -97,101 +95,36 @@ func (c *checkpointCmd) Run(ctx context.Context, args []string) error {
 	return nil
 }
 
-// checkpointFlags are the flags every checkpoint command shares, and those
-// of commit.
-type checkpointFlags struct {
-	storeFlags
-	fs    *flag.FlagSet
-	store string
-	run   string
-	// Only registered by commit (committer is true).
-	committer        bool
-	holder, platform string
-	chunkSize        byteSize
+// parse reads the settings of the checkpoint command called name into dst
+// and checks that it got between minArgs and maxArgs operands.
+func (c *checkpointCmd) parse(name string, dst any, args []string, minArgs, maxArgs int, operands string) ([]string, error) {
+	ops, err := c.env.settings("checkpoint "+name, dst, args)
+	if err != nil {
+		return nil, err
+	}
+	return ops, wantOperands(ops, minArgs, maxArgs, operands)
 }
 
-// register defines the shared flags on fs; withCommit adds the committer's.
-func (f *checkpointFlags) register(fs *flag.FlagSet, withCommit bool) {
-	f.fs = fs
-	fs.StringVar(&f.store, "store", "", "the store `URL`: s3://bucket/prefix or file:///path")
-	fs.StringVar(&f.run, "run", "", "the run `ID`: 1 to 128 of [A-Za-z0-9._-]")
-	setEnvName(fs, "run", "BATON_RUN_ID")
-	f.storeFlags.register(fs, transfer.DefaultWorkers)
-	f.committer = withCommit
-	if !withCommit {
-		return
-	}
-	host := hostname()
-	f.chunkSize = checkpoint.DefaultChunkSize
-	fs.StringVar(&f.holder, "holder", host+"/cli", "who commits, recorded in the lease: a holder retakes its own lease at once, so two\ncommitters must never share one `ID`")
-	fs.StringVar(&f.platform, "platform", "", "`NAME` of the platform, recorded in the lease and the manifest")
-	fs.Var(&f.chunkSize, "chunk-size", "chunk size of the commit: 64KiB to 1GiB")
-}
-
-// required returns a usage error naming the flag and its variable if value
-// is empty.
-func (f *checkpointFlags) required(name, value string) error {
-	if value != "" {
-		return nil
-	}
-	return usagef("--%s is required (or set %s)", name, flagEnv(f.fs.Lookup(name)))
-}
-
-// validate checks the flags; needRun says whether the command needs --run.
-func (f *checkpointFlags) validate(needRun bool) error {
-	if err := f.required("store", f.store); err != nil {
-		return err
-	}
-	if needRun || f.run != "" {
-		if err := f.required("run", f.run); err != nil {
-			return err
-		}
-		if err := checkpoint.CheckRunID(f.run); err != nil {
-			return usagef("--run: %w", err)
-		}
-	}
-	if f.committer && (f.chunkSize < checkpoint.MinChunkSize || f.chunkSize > checkpoint.MaxChunkSize) {
-		return usagef("--chunk-size=%d: want 64KiB to 1GiB", f.chunkSize)
-	}
-	if f.committer && f.holder == "" {
-		return usagef("--holder is empty")
-	}
-	return f.storeFlags.validate()
-}
-
-// open opens the store and, if --run is set, the run's repository.
-func (f *checkpointFlags) open(ctx context.Context, e env) (storage.Store, *checkpoint.Repo, error) {
-	store, err := f.storeFlags.open(ctx, e, f.store)
-	if err != nil || f.run == "" {
+// open opens the store of r and, when r names a run, the run's repository,
+// for holder (a committer) with chunks of chunkSize; a reader passes zero
+// values.
+func (c *checkpointCmd) open(ctx context.Context, r config.Repo, holder checkpoint.Holder, chunkSize int64) (storage.Store, *checkpoint.Repo, error) {
+	store, err := c.env.openStore(ctx, r.Store, r.S3Driver, r.Workers)
+	if err != nil || r.RunID == "" {
 		return store, nil, err
 	}
 	repo, err := checkpoint.Open(store, checkpoint.Options{
-		Run:           f.run,
-		Holder:        checkpoint.Holder{ID: f.holder, Host: hostname(), Platform: f.platform},
-		ChunkSize:     int64(f.chunkSize),
-		Workers:       f.workers,
+		Run:           r.RunID,
+		Holder:        holder,
+		ChunkSize:     chunkSize,
+		Workers:       r.Workers,
 		LeaseDuration: leaseDuration,
-		Logger:        slog.New(newLogHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger:        slog.New(newLogHandler(c.env.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
 		return nil, nil, usageError{err}
 	}
 	return store, repo, nil
-}
-
-// parse parses the flags of one checkpoint command and checks that
-// it got between minArgs and maxArgs operands.
-func (c *checkpointCmd) parse(fs *flag.FlagSet, f *checkpointFlags, needRun bool, args []string, minArgs, maxArgs int, operands string) error {
-	if err := parse(fs, args, c.env.getenv); err != nil {
-		return err
-	}
-	if n := fs.NArg(); n < minArgs || n > maxArgs {
-		if maxArgs == 0 {
-			return usagef("takes no arguments, got %q", fs.Args())
-		}
-		return usagef("want %s, got %d arguments", operands, n)
-	}
-	return f.validate(needRun)
 }
 
 // hostname is the machine's host name, or "unknown".
@@ -201,30 +134,6 @@ func hostname() string {
 		return "unknown"
 	}
 	return h
-}
-
-// metaFlag collects repeated --meta KEY=VALUE pairs.
-type metaFlag map[string]string
-
-func (m metaFlag) String() string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for i, k := range keys {
-		keys[i] = k + "=" + m[k]
-	}
-	return strings.Join(keys, ",")
-}
-
-func (m metaFlag) Set(s string) error {
-	k, v, ok := strings.Cut(s, "=")
-	if !ok || k == "" {
-		return errors.New("want KEY=VALUE")
-	}
-	m[k] = v
-	return nil
 }
 
 // commit is "baton checkpoint commit DIR". Inside `baton run`
@@ -238,29 +147,35 @@ func (c *checkpointCmd) commit(ctx context.Context, args []string) error {
 		fmt.Fprintln(c.env.stdout, "committed (by baton run)")
 		return nil
 	}
-	fs := newFlagSet("checkpoint commit", c.env.stderr, "checkpoint commit [flags] DIR")
-	var f checkpointFlags
-	f.register(fs, true)
-	meta := metaFlag{}
-	fs.Var(meta, "meta", "`KEY=VALUE` recorded in the manifest; repeatable")
-	if err := c.parse(fs, &f, true, args, 1, 1, "DIR"); err != nil {
-		return err
-	}
-	dir := fs.Arg(0)
-	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		return usagef("%s is not a directory", dir)
-	}
-	_, repo, err := f.open(ctx, c.env)
+	var f config.CheckpointCommit
+	ops, err := c.parse("commit", &f, args, 1, 1, "DIR")
 	if err != nil {
 		return err
 	}
-	if len(meta) == 0 {
-		meta = nil
+	dir := ops[0]
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return usagef("%s is not a directory", dir)
+	}
+	holder := checkpoint.Holder{ID: f.Holder, Host: hostname(), Platform: f.Platform}
+	if holder.ID == "" {
+		holder.ID = hostname() + "/cli"
+	}
+	_, repo, err := c.open(ctx, f.Repo, holder, int64(f.ChunkSize))
+	if err != nil {
+		return err
+	}
+	var meta map[string]string
+	for _, kv := range f.Meta {
+		k, v, _ := strings.Cut(kv, "=") // Validate checked the form
+		if meta == nil {
+			meta = map[string]string{}
+		}
+		meta[k] = v
 	}
 	start := time.Now()
 	lease, err := repo.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("run %s: %w", f.run, err)
+		return fmt.Errorf("run %s: %w", f.RunID, err)
 	}
 	m, err := commitRenewing(ctx, repo, lease, dir, meta)
 	if !lease.Lost() {
@@ -273,7 +188,7 @@ func (c *checkpointCmd) commit(ctx context.Context, args []string) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("run %s: %w", f.run, err)
+		return fmt.Errorf("run %s: %w", f.RunID, err)
 	}
 	fmt.Fprintf(c.env.stdout, "committed checkpoint %d of run %s: %d files, %s, %s new, in %s\n",
 		m.Seq, m.Run, len(m.Files), units.Bytes(m.Size), units.Bytes(m.NewBytes), time.Since(start).Round(time.Millisecond))
@@ -302,14 +217,11 @@ func noCheckpoint(run string, err error) error {
 
 // ls is "baton checkpoint ls".
 func (c *checkpointCmd) ls(ctx context.Context, args []string) error {
-	fs := newFlagSet("checkpoint ls", c.env.stderr, "checkpoint ls [flags]")
-	var f checkpointFlags
-	f.register(fs, false)
-	asJSON := fs.Bool("json", false, "print the list as JSON")
-	if err := c.parse(fs, &f, true, args, 0, 0, ""); err != nil {
+	var f config.CheckpointList
+	if _, err := c.parse("ls", &f, args, 0, 0, ""); err != nil {
 		return err
 	}
-	_, repo, err := f.open(ctx, c.env)
+	_, repo, err := c.open(ctx, f.Repo, checkpoint.Holder{}, 0)
 	if err != nil {
 		return err
 	}
@@ -317,18 +229,8 @@ func (c *checkpointCmd) ls(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		if list == nil {
-			list = []checkpoint.Summary{}
-		}
-		return writeJSON(c.env.stdout, list)
-	}
-	if len(list) == 0 {
-		fmt.Fprintf(c.env.stdout, "run %s has no checkpoint yet\n", f.run)
-		return nil
-	}
-	rows := [][]string{{"SEQ", "CREATED (UTC)", "HOST", "PLATFORM", "FILES", "SIZE", "NEW", ""}}
-	for _, s := range list {
+	header := []string{"SEQ", "CREATED (UTC)", "HOST", "PLATFORM", "FILES", "SIZE", "NEW", ""}
+	return printList(c.env.stdout, list, f.JSON, "run "+f.RunID+" has no checkpoint yet", header, func(s checkpoint.Summary) []string {
 		var marks []string
 		if s.Latest {
 			marks = append(marks, "latest")
@@ -336,10 +238,29 @@ func (c *checkpointCmd) ls(ctx context.Context, args []string) error {
 		if s.Pinned {
 			marks = append(marks, "pinned")
 		}
-		rows = append(rows, []string{strconv.FormatInt(s.Seq, 10), s.CreatedAt.UTC().Format(time.DateTime), orDash(termSafe(s.Host)),
-			orDash(termSafe(s.Platform)), strconv.Itoa(s.Files), units.Bytes(s.Size), units.Bytes(s.NewBytes), strings.Join(marks, ",")})
+		return []string{strconv.FormatInt(s.Seq, 10), s.CreatedAt.UTC().Format(time.DateTime), orDash(termSafe(s.Host)),
+			orDash(termSafe(s.Platform)), strconv.Itoa(s.Files), units.Bytes(s.Size), units.Bytes(s.NewBytes), strings.Join(marks, ",")}
+	})
+}
+
+// printList prints items as JSON (none as []), or as a table of header and
+// one row of each item, or where there are none the line empty.
+func printList[T any](w io.Writer, items []T, asJSON bool, empty string, header []string, row func(T) []string) error {
+	if asJSON {
+		if items == nil {
+			items = []T{}
+		}
+		return writeJSON(w, items)
 	}
-	return writeTable(c.env.stdout, rows)
+	if len(items) == 0 {
+		_, err := fmt.Fprintln(w, empty)
+		return err
+	}
+	rows := [][]string{header}
+	for _, it := range items {
+		rows = append(rows, row(it))
+	}
+	return writeTable(w, rows)
 }
 
 // writeTable prints rows as aligned columns with no trailing blanks.
@@ -384,21 +305,18 @@ func parseSeq(name, s string) (int64, error) {
 
 // show is "baton checkpoint show [SEQ]".
 func (c *checkpointCmd) show(ctx context.Context, args []string) error {
-	fs := newFlagSet("checkpoint show", c.env.stderr, "checkpoint show [flags] [SEQ]")
-	var f checkpointFlags
-	f.register(fs, false)
-	asJSON := fs.Bool("json", false, "print the manifest as JSON")
-	if err := c.parse(fs, &f, true, args, 0, 1, "at most one SEQ"); err != nil {
+	var f config.CheckpointList
+	ops, err := c.parse("show", &f, args, 0, 1, "at most one SEQ")
+	if err != nil {
 		return err
 	}
 	var seq int64
-	if fs.NArg() == 1 {
-		var err error
-		if seq, err = parseSeq("SEQ", fs.Arg(0)); err != nil {
+	if len(ops) == 1 {
+		if seq, err = parseSeq("SEQ", ops[0]); err != nil {
 			return err
 		}
 	}
-	_, repo, err := f.open(ctx, c.env)
+	_, repo, err := c.open(ctx, f.Repo, checkpoint.Holder{}, 0)
 	if err != nil {
 		return err
 	}
@@ -407,18 +325,18 @@ func (c *checkpointCmd) show(ctx context.Context, args []string) error {
 	// columns, the second prints.
 	widths := [3]int{len("SIZE"), len("CHUNKS"), len("MODE")}
 	pathWidth := len("PATH")
-	m, err := repo.Walk(ctx, seq, func(f checkpoint.File) error {
-		pathWidth = max(pathWidth, len(termSafe(f.Path)))
-		for i, v := range fileColumns(f) {
+	m, err := repo.Walk(ctx, seq, func(file checkpoint.File) error {
+		pathWidth = max(pathWidth, len(termSafe(file.Path)))
+		for i, v := range fileColumns(file) {
 			widths[i] = max(widths[i], len(v))
 		}
 		return nil
 	})
 	if err != nil {
-		return noCheckpoint(f.run, err)
+		return noCheckpoint(f.RunID, err)
 	}
 	seq = m.Seq
-	if *asJSON {
+	if f.JSON {
 		return c.showJSON(ctx, repo, m)
 	}
 	head := [][]string{
@@ -490,18 +408,12 @@ func (c *checkpointCmd) showJSON(ctx context.Context, repo *checkpoint.Repo, m *
 
 // restore is "baton checkpoint restore DIR".
 func (c *checkpointCmd) restore(ctx context.Context, args []string) error {
-	fs := newFlagSet("checkpoint restore", c.env.stderr, "checkpoint restore [flags] DIR")
-	var f checkpointFlags
-	f.register(fs, false)
-	seqFlag := fs.Int64("seq", 0, "restore checkpoint `N` instead of the latest")
-	force := fs.Bool("force", false, "replace what DIR holds if it is not empty")
-	if err := c.parse(fs, &f, true, args, 1, 1, "DIR"); err != nil {
+	var f config.CheckpointRestore
+	ops, err := c.parse("restore", &f, args, 1, 1, "DIR")
+	if err != nil {
 		return err
 	}
-	if *seqFlag < 0 {
-		return usagef("--seq=%d: want a checkpoint number", *seqFlag)
-	}
-	dir := fs.Arg(0)
+	dir := ops[0]
 	if fi, err := os.Stat(dir); err == nil {
 		if !fi.IsDir() {
 			return usagef("%s is not a directory", dir)
@@ -510,20 +422,20 @@ func (c *checkpointCmd) restore(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		if len(entries) > 0 && !*force {
+		if len(entries) > 0 && !f.Force {
 			return usagef("%s is not empty and restore replaces what it holds; pass --force to allow that", dir)
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	_, repo, err := f.open(ctx, c.env)
+	_, repo, err := c.open(ctx, f.Repo, checkpoint.Holder{}, 0)
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	m, err := repo.Restore(ctx, *seqFlag, dir)
+	m, err := repo.Restore(ctx, int64(f.Seq), dir)
 	if err != nil {
-		return noCheckpoint(f.run, err)
+		return noCheckpoint(f.RunID, err)
 	}
 	fmt.Fprintf(c.env.stdout, "restored checkpoint %d of run %s into %s: %d files, %s, in %s\n",
 		m.Seq, m.Run, dir, len(m.Files), units.Bytes(m.Size), time.Since(start).Round(time.Millisecond))
@@ -533,30 +445,22 @@ func (c *checkpointCmd) restore(ctx context.Context, args []string) error {
 // gc is "baton checkpoint gc": retention on one run, then a sweep of the
 // store's chunks.
 func (c *checkpointCmd) gc(ctx context.Context, args []string) error {
-	fs := newFlagSet("checkpoint gc", c.env.stderr, "checkpoint gc [flags]")
-	var f checkpointFlags
-	f.register(fs, false)
-	keep := fs.Int("keep", 0, "keep the newest `K` checkpoints of --run (and the pinned ones), delete the others;\n0 deletes no checkpoint")
-	grace := fs.Duration("grace", checkpoint.DefaultGCGrace, "never delete a chunk, or an unpublished manifest, younger than this")
-	if err := c.parse(fs, &f, false, args, 0, 0, ""); err != nil {
+	var f config.CheckpointGC
+	if _, err := c.parse("gc", &f, args, 0, 0, ""); err != nil {
 		return err
 	}
-	switch {
-	case *keep < 0:
-		return usagef("--keep=%d: want 1 or more (or 0 to delete no checkpoint)", *keep)
-	case *keep > 0 && f.run == "":
-		return f.required("run", f.run)
-	case *grace < 0:
-		return usagef("--grace=%s: want 0 or more", *grace)
+	if f.Keep > 0 && f.RunID == "" {
+		return usagef("--keep=%d: needs --run (or BATON_RUN_ID, or run_id in the config file)", f.Keep)
 	}
-	store, repo, err := f.open(ctx, c.env)
+	repoSettings := config.Repo{Store: f.Store, RunID: f.RunID, Workers: f.Workers, S3Driver: f.S3Driver}
+	store, repo, err := c.open(ctx, repoSettings, checkpoint.Holder{}, 0)
 	if err != nil {
 		return err
 	}
-	if *keep > 0 {
-		deleted, err := repo.Retain(ctx, *keep, *grace)
+	if f.Keep > 0 {
+		deleted, err := repo.Retain(ctx, f.Keep, f.Grace)
 		if err != nil {
-			return fmt.Errorf("retention of run %s: %w", f.run, err)
+			return fmt.Errorf("retention of run %s: %w", f.RunID, err)
 		}
 		seqs := make([]string, len(deleted))
 		for i, s := range deleted {
@@ -566,38 +470,37 @@ func (c *checkpointCmd) gc(ctx context.Context, args []string) error {
 			seqs = []string{"none"}
 		}
 		fmt.Fprintf(c.env.stdout, "run %s: kept the newest %d checkpoints and the pinned ones; deleted checkpoints: %s\n",
-			f.run, *keep, strings.Join(seqs, ", "))
+			f.RunID, f.Keep, strings.Join(seqs, ", "))
 	}
-	if f.run != "" {
-		if _, err := record.Compact(ctx, store, f.run, record.CompactOptions{}); err != nil {
+	if f.RunID != "" {
+		if _, err := record.Compact(ctx, store, f.RunID, record.CompactOptions{}); err != nil {
 			fmt.Fprintf(c.env.stderr, "baton checkpoint gc: warning: compacting the run's telemetry: %s\n", redactEnv(oneLine(err.Error()), c.env.environ))
 		}
 	}
-	stats, err := checkpoint.GC(ctx, store, checkpoint.GCOptions{Grace: *grace, Holder: hostname() + "/gc"})
+	stats, err := checkpoint.GC(ctx, store, checkpoint.GCOptions{Grace: f.Grace, Holder: hostname() + "/gc"})
 	if err != nil {
 		return err
 	}
 	if len(stats.Unpublished) > 0 {
-		fmt.Fprintf(c.env.stdout, "deleted unpublished manifests older than %s: %s\n", *grace, strings.Join(stats.Unpublished, ", "))
+		fmt.Fprintf(c.env.stdout, "deleted unpublished manifests older than %s: %s\n", f.Grace, strings.Join(stats.Unpublished, ", "))
 	}
 	fmt.Fprintf(c.env.stdout, "chunks: %d in the store, %d referenced by %d manifests; deleted %d (%s); kept %d unreferenced younger than %s\n",
-		stats.Chunks, stats.ReferencedNow, stats.Manifests, stats.Deleted, units.Bytes(stats.DeletedBytes), stats.KeptYoung, *grace)
+		stats.Chunks, stats.ReferencedNow, stats.Manifests, stats.Deleted, units.Bytes(stats.DeletedBytes), stats.KeptYoung, f.Grace)
 	return nil
 }
 
 // pin is "baton checkpoint pin SEQ" and "baton checkpoint unpin SEQ".
 func (c *checkpointCmd) pin(ctx context.Context, verb string, args []string) error {
-	fs := newFlagSet("checkpoint "+verb, c.env.stderr, "checkpoint "+verb+" [flags] SEQ")
-	var f checkpointFlags
-	f.register(fs, false)
-	if err := c.parse(fs, &f, true, args, 1, 1, "SEQ"); err != nil {
-		return err
-	}
-	seq, err := parseSeq("SEQ", fs.Arg(0))
+	var f config.Repo
+	ops, err := c.parse(verb, &f, args, 1, 1, "SEQ")
 	if err != nil {
 		return err
 	}
-	_, repo, err := f.open(ctx, c.env)
+	seq, err := parseSeq("SEQ", ops[0])
+	if err != nil {
+		return err
+	}
+	_, repo, err := c.open(ctx, f, checkpoint.Holder{}, 0)
 	if err != nil {
 		return err
 	}
@@ -609,54 +512,38 @@ func (c *checkpointCmd) pin(ctx context.Context, verb string, args []string) err
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.env.stdout, "%sned checkpoint %d of run %s\n", verb, seq, f.run)
+	fmt.Fprintf(c.env.stdout, "%sned checkpoint %d of run %s\n", verb, seq, f.RunID)
 	return nil
 }
 
 // hosts is "baton checkpoint hosts": the machines the run gave up for bad
 // health, which baton run refuses, and forgetting them.
 func (c *checkpointCmd) hosts(ctx context.Context, args []string) error {
-	fs := newFlagSet("checkpoint hosts", c.env.stderr, "checkpoint hosts [flags]")
-	var f checkpointFlags
-	f.register(fs, false)
-	forget := fs.String("forget", "", "forget the machine `ID` (as listed): baton run tries it again")
-	forgetAll := fs.Bool("forget-all", false, "forget every machine of the run")
-	asJSON := fs.Bool("json", false, "print the list as JSON")
-	if err := c.parse(fs, &f, true, args, 0, 0, ""); err != nil {
+	var f config.CheckpointHosts
+	if _, err := c.parse("hosts", &f, args, 0, 0, ""); err != nil {
 		return err
 	}
-	if *forget != "" && *forgetAll {
+	if f.Forget != "" && f.ForgetAll {
 		return usagef("--forget and --forget-all exclude each other")
 	}
-	_, repo, err := f.open(ctx, c.env)
+	_, repo, err := c.open(ctx, f.Repo, checkpoint.Holder{}, 0)
 	if err != nil {
 		return err
 	}
-	if *forget != "" || *forgetAll {
-		if err := repo.ForgetBadHost(ctx, *forget); err != nil {
+	if f.Forget != "" || f.ForgetAll {
+		if err := repo.ForgetBadHost(ctx, f.Forget); err != nil {
 			return err
 		}
-		fmt.Fprintf(c.env.stdout, "run %s: forgot %s\n", f.run, map[bool]string{true: "every bad machine", false: "machine " + *forget}[*forgetAll])
+		fmt.Fprintf(c.env.stdout, "run %s: forgot %s\n", f.RunID, map[bool]string{true: "every bad machine", false: "machine " + f.Forget}[f.ForgetAll])
 		return nil
 	}
 	hosts, err := repo.BadHosts(ctx)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		if hosts == nil {
-			hosts = []checkpoint.BadHost{}
-		}
-		return writeJSON(c.env.stdout, hosts)
-	}
-	if len(hosts) == 0 {
-		fmt.Fprintf(c.env.stdout, "run %s has given up no machine\n", f.run)
-		return nil
-	}
-	rows := [][]string{{"ID", "GIVEN UP (UTC)", "PLATFORM", "STATUS", "MACHINE", "REASON"}}
-	for _, h := range hosts {
-		rows = append(rows, []string{h.ID, h.At.UTC().Format(time.DateTime), orDash(termSafe(h.Platform)), strconv.Itoa(h.Status),
-			termSafe(h.Machine), termSafe(h.Reason)})
-	}
-	return writeTable(c.env.stdout, rows)
+	header := []string{"ID", "GIVEN UP (UTC)", "PLATFORM", "STATUS", "MACHINE", "REASON"}
+	return printList(c.env.stdout, hosts, f.JSON, "run "+f.RunID+" has given up no machine", header, func(h checkpoint.BadHost) []string {
+		return []string{h.ID, h.At.UTC().Format(time.DateTime), orDash(termSafe(h.Platform)), strconv.Itoa(h.Status),
+			termSafe(h.Machine), termSafe(h.Reason)}
+	})
 }

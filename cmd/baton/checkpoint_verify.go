@@ -11,6 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/batonrun/baton/agent/config"
 	"github.com/batonrun/baton/checkpoint"
 	"github.com/batonrun/baton/internal/units"
 )
@@ -19,65 +20,57 @@ import (
 // all) in the store with the right length, or with --deep the right content;
 // with --repair DIR, upload the damaged ones again from a local copy.
 func (c *checkpointCmd) verify(ctx context.Context, args []string) error {
-	fs := newFlagSet("checkpoint verify", c.env.stderr, "checkpoint verify [flags]")
-	var f checkpointFlags
-	f.register(fs, false)
-	seqFlag := fs.Int64("seq", 0, "verify checkpoint `N` instead of the latest")
-	all := fs.Bool("all", false, "verify every published checkpoint of the run")
-	deep := fs.Bool("deep", false, "download every chunk and check its content against its hash, not only its length")
-	repair := fs.String("repair", "", "upload the damaged chunks again from `DIR`, a local copy of the checkpoint\ndirectory (only bytes that still hash right are used), then verify again")
-	if err := c.parse(fs, &f, true, args, 0, 0, ""); err != nil {
+	var f config.CheckpointVerify
+	if _, err := c.parse("verify", &f, args, 0, 0, ""); err != nil {
 		return err
 	}
-	switch {
-	case *seqFlag < 0:
-		return usagef("--seq=%d: want a checkpoint number", *seqFlag)
-	case *all && *seqFlag != 0:
+	if f.All && f.Seq != 0 {
 		return usagef("--seq and --all are exclusive")
 	}
-	if *repair != "" {
-		if fi, err := os.Stat(*repair); err != nil || !fi.IsDir() {
-			return usagef("--repair %s: not a directory", *repair)
+	seqFlag, all, deep, repair := int64(f.Seq), f.All, f.Deep, f.Repair
+	if repair != "" {
+		if fi, err := os.Stat(repair); err != nil || !fi.IsDir() {
+			return usagef("--repair %s: not a directory", repair)
 		}
 	}
-	_, repo, err := f.open(ctx, c.env)
+	_, repo, err := c.open(ctx, f.Repo, checkpoint.Holder{}, 0)
 	if err != nil {
 		return err
 	}
 	var seqs []int64
 	switch {
-	case *all:
+	case all:
 		list, err := repo.List(ctx)
 		if err != nil {
 			return err
 		}
 		if len(list) == 0 {
-			return noCheckpoint(f.run, checkpoint.ErrNoCheckpoint)
+			return noCheckpoint(f.RunID, checkpoint.ErrNoCheckpoint)
 		}
 		for _, s := range list {
 			seqs = append(seqs, s.Seq)
 		}
-	case *seqFlag != 0:
-		seqs = []int64{*seqFlag}
+	case seqFlag != 0:
+		seqs = []int64{seqFlag}
 	}
-	report, err := repo.Verify(ctx, seqs, *deep)
+	report, err := repo.Verify(ctx, seqs, deep)
 	if err != nil {
-		return noCheckpoint(f.run, err)
+		return noCheckpoint(f.RunID, err)
 	}
 	if err := writeVerifyReport(c.env.stdout, report); err != nil {
 		return err
 	}
-	if len(report.Damaged) > 0 && *repair != "" {
-		repaired, unrepaired, err := repo.Repair(ctx, report, *repair)
+	if len(report.Damaged) > 0 && repair != "" {
+		repaired, unrepaired, err := repo.Repair(ctx, report, repair)
 		if err != nil {
-			return fmt.Errorf("repair from %s: %w", *repair, err)
+			return fmt.Errorf("repair from %s: %w", repair, err)
 		}
-		fmt.Fprintf(c.env.stdout, "\nrepair from %s: uploaded %d of %d damaged chunks again", *repair, len(repaired), len(report.Damaged))
+		fmt.Fprintf(c.env.stdout, "\nrepair from %s: uploaded %d of %d damaged chunks again", repair, len(repaired), len(report.Damaged))
 		if len(unrepaired) > 0 {
 			fmt.Fprintf(c.env.stdout, "; no intact copy of %d: %s", len(unrepaired), strings.Join(unrepaired, ", "))
 		}
 		fmt.Fprintf(c.env.stdout, "\nverifying again...\n")
-		if report, err = repo.Verify(ctx, report.Seqs, *deep); err != nil {
+		if report, err = repo.Verify(ctx, report.Seqs, deep); err != nil {
 			return err
 		}
 		if err := writeVerifyReport(c.env.stdout, report); err != nil {
@@ -184,9 +177,10 @@ func termSafe(s string) string {
 // termSafeMeta is a manifest's meta as "k=v,k=v", sorted, each key and
 // value escaped for the terminal.
 func termSafeMeta(meta map[string]string) string {
-	safe := make(metaFlag, len(meta))
+	pairs := make([]string, 0, len(meta))
 	for k, v := range meta {
-		safe[termSafe(k)] = termSafe(v)
+		pairs = append(pairs, termSafe(k)+"="+termSafe(v))
 	}
-	return safe.String()
+	slices.Sort(pairs)
+	return strings.Join(pairs, ",")
 }

@@ -3,11 +3,9 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 
 	"github.com/batonrun/baton/agent/config"
 	"github.com/batonrun/baton/agent/doctor"
@@ -41,30 +39,15 @@ and no healthy GPU), 2 for bad usage. No NVIDIA driver is a warning unless
 type doctorCmd struct{ env env }
 
 func (c *doctorCmd) Run(ctx context.Context, args []string) error {
-	fs := newFlagSet("doctor", c.env.stderr, doctorSynopsis)
-	asJSON := fs.Bool("json", false, "print the report as JSON (schema in docs/doctor.md)")
-	requireGPU := fs.Bool("require-gpu", false, "fail unless NVML works and sees a GPU, and every GPU is healthy")
-	timeout := fs.Duration("timeout", doctor.DefaultTimeout, "bound on the whole check; each check has a shorter deadline of its own")
-	defaultUsage := fs.Usage
-	fs.Usage = func() {
-		defaultUsage()
-		fmt.Fprint(c.env.stderr, doctorUsage)
-	}
-	own, runArgs := splitDoctorArgs(fs, args)
-	if err := parse(fs, own, c.env.getenv); err != nil {
-		return err
-	}
-	if *timeout <= 0 {
-		return usagef("--timeout=%s: want a positive duration", *timeout)
-	}
-	cfg, _, problem, err := doctor.LoadConfig(runArgs, c.env.getenv, os.ReadFile)
-	if errors.Is(err, flag.ErrHelp) {
-		fs.Usage()
-		return usageError{err}
+	f, _, problem, err := doctor.LoadConfig(args, c.env.getenv, os.ReadFile)
+	if errors.Is(err, config.ErrHelp) {
+		fmt.Fprintf(c.env.stdout, "Usage: baton %s\n\nFlags (settings: docs/config.md):\n%s%s", doctorSynopsis, config.UsageOf(&f), doctorUsage)
+		return errHelpShown
 	}
 	if err != nil {
 		return usageError{err}
 	}
+	cfg := f.Config
 	wd, _ := os.Getwd()
 	opts := doctor.Options{
 		Version:       version,
@@ -77,7 +60,7 @@ func (c *doctorCmd) Run(ctx context.Context, args []string) error {
 		OpenStore: func(ctx context.Context, url string) (storage.Store, error) {
 			return storeurl.Open(ctx, url, storeurl.Options{Driver: cfg.S3Driver, Getenv: c.env.getenv, MaxConns: 4})
 		},
-		RequireGPU: *requireGPU,
+		RequireGPU: f.RequireGPU,
 		OpenGPUs: func(context.Context) (doctor.GPUs, error) {
 			s, err := gpu.Open(gpu.New(), gpu.Options{Logger: slog.New(slog.DiscardHandler)})
 			if err != nil {
@@ -86,10 +69,10 @@ func (c *doctorCmd) Run(ctx context.Context, args []string) error {
 			return s, nil
 		},
 		Redact:  func(s string) string { return redactEnv(s, c.env.environ) },
-		Timeout: *timeout,
+		Timeout: f.Timeout,
 	}
 	report := doctor.Run(ctx, opts)
-	if *asJSON {
+	if f.JSON {
 		err = report.WriteJSON(c.env.stdout)
 	} else {
 		err = report.WriteText(c.env.stdout, isTerminal(c.env.stdout) && c.env.getenv("NO_COLOR") == "")
@@ -101,46 +84,4 @@ func (c *doctorCmd) Run(ctx context.Context, args []string) error {
 		return exitCode(report.ExitCode) // the report said why
 	}
 	return nil
-}
-
-// splitDoctorArgs splits args into doctor's own flags (those defined in fs,
-// and -h) and the rest, which are baton run's flags and the trainer's
-// command. A flag's value in the next argument goes with its flag.
-func splitDoctorArgs(fs *flag.FlagSet, args []string) (own, rest []string) {
-	runBool := map[string]bool{}
-	for _, s := range config.Settings() {
-		runBool[s.Flag] = s.Type == "boolean"
-	}
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" || a == "-" || !strings.HasPrefix(a, "-") {
-			return own, append(rest, args[i:]...)
-		}
-		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		takesNext := false
-		if f := fs.Lookup(name); f != nil || name == "h" || name == "help" {
-			own = append(own, a)
-			if f != nil && !hasValue && !isBoolFlag(f) {
-				takesNext = true
-			}
-			if takesNext && i+1 < len(args) {
-				i++
-				own = append(own, args[i])
-			}
-			continue
-		}
-		rest = append(rest, a)
-		if isBool, known := runBool[name]; known && !isBool && !hasValue && i+1 < len(args) {
-			i++
-			rest = append(rest, args[i])
-		}
-	}
-	return own, rest
-}
-
-// isBoolFlag reports whether f takes no value of its own, as package flag
-// decides it.
-func isBoolFlag(f *flag.Flag) bool {
-	b, ok := f.Value.(interface{ IsBoolFlag() bool })
-	return ok && b.IsBoolFlag()
 }

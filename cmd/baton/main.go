@@ -64,8 +64,11 @@ Usage:
   baton checkpoint COMMAND  commit, list, show, restore and collect a run's
                             checkpoints (commit|ls|show|restore|gc|pin|unpin|verify|hosts)
 
-Run "baton COMMAND -h" for a command's flags. Every flag can also be set as an
-environment variable: --part-size is BATON_PART_SIZE (but --run is BATON_RUN_ID).
+Run "baton COMMAND -h" for a command's flags. Every command reads its settings
+the same way: a flag, else its BATON_* variable (--part-size is BATON_PART_SIZE,
+--run is BATON_RUN_ID), else the YAML file of --config, else the default; a flag
+for one invocation only (--json, --force) has no variable. docs/config.md lists
+them all.
 `
 
 // run executes one command line and returns the exit status.
@@ -96,7 +99,7 @@ func run(ctx context.Context, e env, args []string) int {
 		return exitUsage
 	}
 	err := cmd.Run(ctx, args[1:])
-	if err == nil {
+	if err == nil || errors.Is(err, errHelpShown) {
 		return exitOK
 	}
 	var code exitCode

@@ -51,7 +51,7 @@ func TestUsageErrorsExit2WithOneLineNamingTheKey(t *testing.T) {
 		{"bad flag value", nil, []string{"pull", "--workers=0", "file:///x", dir}, "--workers=0"},
 		{"bad env value", map[string]string{"BATON_WORKERS": "many"}, []string{"pull", "file:///x", dir}, "BATON_WORKERS"},
 		{"part size too small", nil, []string{"push", "--part-size=1MiB", dir, "file:///x"}, "--part-size"},
-		{"bad driver", map[string]string{"BATON_S3_DRIVER": "gcs"}, []string{"pull", "s3://bucket/x", dir}, "--s3-driver"},
+		{"bad driver", map[string]string{"BATON_S3_DRIVER": "gcs"}, []string{"pull", "s3://bucket/x", dir}, `BATON_S3_DRIVER="gcs": want aws or minio`},
 		{"unknown scheme", nil, []string{"pull", "gs://bucket/x", dir}, `unknown scheme "gs"`},
 		{"bad bucket", nil, []string{"pull", "s3://Bad_Bucket/x", dir}, "not a valid bucket name"},
 		{"unknown URL parameter", nil, []string{"pull", "s3://bucket/x?colour=red", dir}, `unknown parameter "colour"`},

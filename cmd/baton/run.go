@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -28,16 +26,10 @@ type exitCode int
 func (e exitCode) Error() string { return "exit status " + strconv.Itoa(int(e)) }
 
 func (c *runCmd) Run(ctx context.Context, args []string) error {
-	cfg, command, err := config.Load(args, c.env.getenv, os.ReadFile)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(c.env.stdout, config.Usage())
-		return nil
-	}
+	var cfg config.Config
+	command, err := c.env.settings("run", &cfg, args)
 	if err != nil {
-		return usageError{err}
-	}
-	if err := cfg.Validate(); err != nil {
-		return usageError{err}
+		return err
 	}
 	if len(command) == 0 {
 		return usagef("no trainer command: baton run [flags] -- CMD ARGS...")
