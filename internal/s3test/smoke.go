@@ -15,17 +15,37 @@ import (
 
 	"github.com/batonrun/baton/sync/s3config"
 	"github.com/batonrun/baton/sync/storage"
+	"github.com/batonrun/baton/sync/storetest"
 )
 
-// NewStoreFunc opens a driver's store for the given settings.
-type NewStoreFunc func(ctx context.Context, cfg s3config.Config) (storage.Store, error)
+// NewStoreFunc opens a driver's store for the given settings: a driver's
+// New, as it is.
+type NewStoreFunc[S storage.Store] func(ctx context.Context, cfg s3config.Config) (S, error)
+
+// Conformance runs the shared Store suite, sync/storetest, against each
+// real server, one fresh bucket per subtest, with a key prefix so that
+// prefix handling is exercised too.
+func Conformance[S storage.Store](t *testing.T, open NewStoreFunc[S]) {
+	for _, kind := range Kinds() {
+		t.Run(kind, func(t *testing.T) {
+			srv := Start(t, kind)
+			storetest.Run(t, func(t *testing.T) storage.Store {
+				st, err := open(t.Context(), srv.Config(srv.NewBucket(t), "conformance"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return st
+			})
+		})
+	}
+}
 
 // Smoke runs quick checks of the S3-specific behaviour of a driver against
 // a real server of the given kind: the basic operations through a key
 // prefix, conditional writes (with a race), multipart uploads, and the error
 // kinds for wrong credentials, a missing bucket and an unreachable endpoint.
 // It complements the driver-independent conformance suite, sync/storetest.
-func Smoke(t *testing.T, kind string, open NewStoreFunc) {
+func Smoke[S storage.Store](t *testing.T, kind string, open NewStoreFunc[S]) {
 	srv := Start(t, kind)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -373,7 +393,7 @@ func expect(t *testing.T, op string, err, want error) {
 // ErrUnreachable, and a bundle that is no PEM file makes opening the store
 // fail with an error naming the variable. It changes the environment, so its
 // test must not run in parallel.
-func SmokeTLS(t *testing.T, kind string, open NewStoreFunc) {
+func SmokeTLS[S storage.Store](t *testing.T, kind string, open NewStoreFunc[S]) {
 	srv := Start(t, kind, TLS())
 	bucket := srv.NewBucket(t)
 	ctx := t.Context()

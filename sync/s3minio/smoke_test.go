@@ -1,21 +1,19 @@
 package s3minio_test
 
 import (
-	"context"
 	"testing"
 
 	"github.com/batonrun/baton/internal/s3test"
-	"github.com/batonrun/baton/sync/s3config"
 	"github.com/batonrun/baton/sync/s3minio"
-	"github.com/batonrun/baton/sync/storage"
 )
 
-func open(ctx context.Context, cfg s3config.Config) (storage.Store, error) {
-	return s3minio.New(ctx, cfg)
-}
+// The driver against real servers: the shared Store suite, then the
+// S3-specific checks (see internal/s3test).
 
-func TestSmokeVersitygw(t *testing.T) { s3test.Smoke(t, s3test.Versitygw, open) }
+func TestConformance(t *testing.T) { s3test.Conformance(t, s3minio.New) }
 
-func TestSmokeMinIO(t *testing.T) { s3test.Smoke(t, s3test.MinIO, open) }
+func TestSmokeVersitygw(t *testing.T) { s3test.Smoke(t, s3test.Versitygw, s3minio.New) }
 
-func TestTLSVersitygw(t *testing.T) { s3test.SmokeTLS(t, s3test.Versitygw, open) }
+func TestSmokeMinIO(t *testing.T) { s3test.Smoke(t, s3test.MinIO, s3minio.New) }
+
+func TestTLSVersitygw(t *testing.T) { s3test.SmokeTLS(t, s3test.Versitygw, s3minio.New) }
