@@ -192,3 +192,47 @@ func newTestSupervisor(t *testing.T, r *Reaper) *Supervisor {
 	t.Cleanup(func() { s.Stop(syscall.SIGKILL) })
 	return s
 }
+
+// runResult is what Supervisor.Run returned.
+type runResult struct {
+	exit Exit
+	err  error
+}
+
+// startRun calls s.Run in the background; the channel delivers its result.
+func startRun(ctx context.Context, s *Supervisor, spec Spec) <-chan runResult {
+	done := make(chan runResult, 1)
+	go func() {
+		exit, err := s.Run(ctx, spec)
+		done <- runResult{exit, err}
+	}()
+	return done
+}
+
+// awaitRun waits for the Run that startRun began and returns its result.
+func awaitRun(t *testing.T, done <-chan runResult) (Exit, error) {
+	t.Helper()
+	res := await(t, done, "Run")
+	return res.exit, res.err
+}
+
+// pyOrphans begins the Python trainers that leave orphans: it imports os,
+// signal and sys and defines pause(), which waits for signals until one ends
+// the process, and orphan(body), which runs body in a grandchild whose parent
+// exits at once, so that the grandchild is orphaned.
+const pyOrphans = `
+import os, signal, sys
+
+def pause():
+    while True:
+        signal.pause()
+
+def orphan(body):
+    mid = os.fork()
+    if mid == 0:
+        if os.fork() == 0:
+            body()
+            os._exit(0)
+        os._exit(0)
+    os.waitpid(mid, 0)
+`

@@ -36,13 +36,8 @@ func TestMain(m *testing.M) {
 // stay in its group until a signal ends them and one that escapes the group
 // (setsid) and lives on. On SIGTERM it says "saving", waits for the
 // grandchild and exits 0.
-const pid1Trainer = `
-import os, signal, sys
+const pid1Trainer = pyOrphans + `
 d = sys.argv[1]
-
-def pause():
-    while True:
-        signal.pause()
 
 r, w = os.pipe()
 gc = os.fork()
@@ -56,15 +51,6 @@ if gc == 0:
     pause()
 os.close(w)
 os.read(r, 1)
-
-def orphan(body):
-    mid = os.fork()
-    if mid == 0:
-        if os.fork() == 0:
-            body()
-            os._exit(0)
-        os._exit(0)
-    os.waitpid(mid, 0)
 
 def escape():
     os.setsid()
@@ -129,18 +115,10 @@ func pid1Main() int {
 
 	out := newLineWatch("ready")
 	out.pass = os.Stderr
-	type result struct {
-		exit Exit
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		e, err := s.Run(ctx, Spec{
-			Path: os.Getenv("BATON_TEST_PYTHON"), Args: []string{"-c", pid1Trainer, os.Getenv("BATON_TEST_DIR")},
-			Stdout: out, Stderr: out, Grace: time.Minute,
-		})
-		done <- result{e, err}
-	}()
+	done := startRun(ctx, s, Spec{
+		Path: os.Getenv("BATON_TEST_PYTHON"), Args: []string{"-c", pid1Trainer, os.Getenv("BATON_TEST_DIR")},
+		Stdout: out, Stderr: out, Grace: time.Minute,
+	})
 	select {
 	case <-out.seen("ready"):
 	case res := <-done:

@@ -81,22 +81,7 @@ func TestReaperStartRejects(t *testing.T) {
 // orphans that exit at once, two that outlive the trainer in its process
 // group, and one that leaves the group (setsid) and outlives everything; its
 // pid goes to argv[1]. Then the trainer exits 5.
-const orphanTrainer = `
-import os, signal, sys
-
-def orphan(body):
-    mid = os.fork()
-    if mid == 0:
-        if os.fork() == 0:
-            body()
-            os._exit(0)
-        os._exit(0)
-    os.waitpid(mid, 0)
-
-def pause():
-    while True:
-        signal.pause()
-
+const orphanTrainer = pyOrphans + `
 for _ in range(3):
     orphan(lambda: os._exit(0))
 for _ in range(2):

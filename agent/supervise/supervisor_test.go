@@ -127,13 +127,7 @@ sleep 1000 & wait`)
 	spec.Stdout = out
 	spec.Grace = time.Minute // never reached: the trainer saves and exits
 
-	done := make(chan struct{})
-	var exit Exit
-	var err error
-	go func() {
-		defer close(done)
-		exit, err = s.Run(testContext(t), spec)
-	}()
+	done := startRun(testContext(t), s, spec)
 	await(t, out.seen("ready"), "the trainer to trap SIGTERM")
 	select {
 	case <-s.Stopping():
@@ -142,7 +136,7 @@ sleep 1000 & wait`)
 	}
 	s.Stop(syscall.SIGTERM)
 	await(t, s.Stopping(), "Stopping")
-	await(t, done, "Run")
+	exit, err := awaitRun(t, done)
 
 	if err != nil {
 		t.Fatalf("Run: %v", err)
@@ -168,16 +162,10 @@ exec sleep 1000`)
 	spec.Stdout = out
 	spec.Grace = 50 * time.Millisecond // the trainer never exits by itself
 
-	done := make(chan struct{})
-	var exit Exit
-	var err error
-	go func() {
-		defer close(done)
-		exit, err = s.Run(testContext(t), spec)
-	}()
+	done := startRun(testContext(t), s, spec)
 	await(t, out.seen("ready"), "the trainer to ignore SIGTERM")
 	s.Stop(syscall.SIGTERM)
-	await(t, done, "Run")
+	exit, err := awaitRun(t, done)
 
 	if err != nil {
 		t.Fatalf("Run: %v", err)
@@ -219,17 +207,11 @@ wait $gc`)
 			defer cancel()
 			sigs := make(chan os.Signal, 1)
 			go s.Forward(ctx, sigs)
-			done := make(chan struct{})
-			var exit Exit
-			var err error
-			go func() {
-				defer close(done)
-				exit, err = s.Run(ctx, spec)
-			}()
+			done := startRun(ctx, s, spec)
 			await(t, out.seen("child-ready"), "the grandchild to trap SIGTERM")
 			await(t, out.seen("ready"), "the trainer to trap SIGTERM")
 			tc.stop(s, cancel, sigs)
-			await(t, done, "Run")
+			exit, err := awaitRun(t, done)
 
 			if tc.wantErr != (err != nil) || (err != nil && !errors.Is(err, context.Canceled)) {
 				t.Fatalf("Run error = %v, want context error %v", err, tc.wantErr)
@@ -258,16 +240,10 @@ sleep 1000 & wait`)
 	spec.Grace = time.Minute
 	sigs := make(chan os.Signal, 1)
 	go s.Forward(testContext(t), sigs)
-	done := make(chan struct{})
-	var exit Exit
-	var err error
-	go func() {
-		defer close(done)
-		exit, err = s.Run(testContext(t), spec)
-	}()
+	done := startRun(testContext(t), s, spec)
 	await(t, out.seen("ready"), "the trainer to trap SIGINT")
 	sigs <- syscall.SIGINT
-	await(t, done, "Run")
+	exit, err := awaitRun(t, done)
 	if err != nil || exit.Code != 7 || !exit.Stopped {
 		t.Fatalf("Run = %+v, %v; want exit 7 after SIGINT", exit, err)
 	}
