@@ -216,46 +216,22 @@ func queryCases() []queryCase {
 		{qEnergy, func(d *server.Device, ret nvml.Return) {
 			d.GetTotalEnergyConsumptionFunc = func() (uint64, nvml.Return) { return 0, ret }
 		}, func(r Reading) bool { return r.EnergyJ != nil }},
-		{qSMClock, func(d *server.Device, ret nvml.Return) {
-			old := d.GetClockInfoFunc
-			d.GetClockInfoFunc = func(c nvml.ClockType) (uint32, nvml.Return) {
-				if c == nvml.CLOCK_SM {
-					return 0, ret
-				}
-				return old(c)
-			}
-		}, func(r Reading) bool { return r.SMClockMHz != nil }},
-		{qMemClock, func(d *server.Device, ret nvml.Return) {
-			old := d.GetClockInfoFunc
-			d.GetClockInfoFunc = func(c nvml.ClockType) (uint32, nvml.Return) {
-				if c == nvml.CLOCK_MEM {
-					return 0, ret
-				}
-				return old(c)
-			}
-		}, func(r Reading) bool { return r.MemClockMHz != nil }},
+		{qSMClock, func(d *server.Device, ret nvml.Return) { failFor(&d.GetClockInfoFunc, nvml.CLOCK_SM, ret) },
+			func(r Reading) bool { return r.SMClockMHz != nil }},
+		{qMemClock, func(d *server.Device, ret nvml.Return) { failFor(&d.GetClockInfoFunc, nvml.CLOCK_MEM, ret) },
+			func(r Reading) bool { return r.MemClockMHz != nil }},
 		{qClockEvents, func(d *server.Device, ret nvml.Return) {
 			d.GetCurrentClocksEventReasonsFunc = func() (uint64, nvml.Return) { return 0, ret }
 			d.GetCurrentClocksThrottleReasonsFunc = func() (uint64, nvml.Return) { return 0, ret }
 		}, func(r Reading) bool { return r.ClockEventReasons != nil && r.ClockEvents != nil }},
 		{qPCIeTx, func(d *server.Device, ret nvml.Return) {
-			old := d.GetPcieThroughputFunc
-			d.GetPcieThroughputFunc = func(c nvml.PcieUtilCounter) (uint32, nvml.Return) {
-				if c == nvml.PCIE_UTIL_TX_BYTES {
-					return 0, ret
-				}
-				return old(c)
-			}
-		}, func(r Reading) bool { return r.PCIeTxBytesPerSec != nil }},
+			failFor(&d.GetPcieThroughputFunc, nvml.PCIE_UTIL_TX_BYTES, ret)
+		},
+			func(r Reading) bool { return r.PCIeTxBytesPerSec != nil }},
 		{qPCIeRx, func(d *server.Device, ret nvml.Return) {
-			old := d.GetPcieThroughputFunc
-			d.GetPcieThroughputFunc = func(c nvml.PcieUtilCounter) (uint32, nvml.Return) {
-				if c == nvml.PCIE_UTIL_RX_BYTES {
-					return 0, ret
-				}
-				return old(c)
-			}
-		}, func(r Reading) bool { return r.PCIeRxBytesPerSec != nil }},
+			failFor(&d.GetPcieThroughputFunc, nvml.PCIE_UTIL_RX_BYTES, ret)
+		},
+			func(r Reading) bool { return r.PCIeRxBytesPerSec != nil }},
 		{qPCIeReplays, func(d *server.Device, ret nvml.Return) {
 			d.GetPcieReplayCounterFunc = func() (int, nvml.Return) { return 0, ret }
 		}, func(r Reading) bool { return r.PCIeReplays != nil }},
@@ -276,6 +252,20 @@ func queryCases() []queryCase {
 	}
 }
 
+// failFor makes the mock's *fn fail with ret when asked for key, and answer
+// as before when asked for anything else: one clock, one PCIe counter.
+func failFor[K comparable](fn *func(K) (uint32, nvml.Return), key K, ret nvml.Return) {
+	old := *fn
+	*fn = func(k K) (uint32, nvml.Return) {
+		if k == key {
+			return 0, ret
+		}
+		return old(k)
+	}
+}
+
+// failECC makes the reading of one ECC error counter fail; the others still
+// answer.
 func failECC(typ nvml.MemoryErrorType, counter nvml.EccCounterType) func(*server.Device, nvml.Return) {
 	return func(d *server.Device, ret nvml.Return) {
 		old := d.GetTotalEccErrorsFunc
