@@ -166,12 +166,8 @@ func TestGPUOpenThatHangs(t *testing.T) {
 	lib.InitFunc = func() nvml.Return { <-release; return nvml.SUCCESS }
 	o := baseOptions(t, nil)
 	o.OpenGPUs = openMock(lib)
-	start := time.Now()
-	r := Run(t.Context(), o)
+	r := runDespiteHang(t, o)
 	if got := findCheck(t, r, "gpu"); got.Status != Warn || !strings.Contains(got.Reason, "no answer within 100ms") {
 		t.Fatalf("gpu = %+v", got)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Fatalf("took %s", d)
 	}
 }
