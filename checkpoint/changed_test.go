@@ -100,11 +100,7 @@ func testChangedDuringCommit(t *testing.T, inner storage.Store, file string, cha
 	first := files(1)
 	writeTree(t, dir, first)
 	setMTimes(t, dir, time.Now().Add(-2*time.Hour))
-	plain := openOn(t, inner, "a", clk.now)
-	lease, err := plain.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	plain, lease := acquireOn(t, inner, "a", clk.now)
 	m1, err := plain.Commit(ctx, lease, dir, nil)
 	if err != nil {
 		t.Fatal(err)

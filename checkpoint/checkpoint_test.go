@@ -204,50 +204,70 @@ func testLeaseFencing(t *testing.T, s storage.Store) {
 	}
 }
 
+// unseenRewrite is a run whose two checkpoints hold dir/weights.bin, which
+// was rewritten between them with other bytes of the same size and its mtime
+// put back: a change the commit cannot see.
+type unseenRewrite struct {
+	r      *checkpoint.Repo
+	lease  *checkpoint.Lease
+	dir, p string
+	mtime  time.Time // weights.bin's mtime, the same at both commits
+	m1, m2 *checkpoint.Manifest
+}
+
+// newUnseenRewrite commits weights.bin, rewrites it unseen and commits again.
+// If settled, the file's mtime is an hour old at the first commit; if not, it
+// is the write's own, within a tick of that commit's scan.
+func newUnseenRewrite(t *testing.T, settled bool) *unseenRewrite {
+	t.Helper()
+	c := &clock{t: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+	u := &unseenRewrite{r: openRepo(t, newStore(t), "a", c), dir: t.TempDir()}
+	ctx := t.Context()
+	var err error
+	if u.lease, err = u.r.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	u.p = filepath.Join(u.dir, "weights.bin")
+	writeFile(t, u.p, randomBytes(5, 200_000))
+	if settled { // written well before the scan: not "racily clean"
+		hourAgo := time.Now().Add(-time.Hour)
+		if err := os.Chtimes(u.p, hourAgo, hourAgo); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fi, err := os.Stat(u.p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.mtime = fi.ModTime()
+	if u.m1, err = u.r.Commit(ctx, u.lease, u.dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, u.p, randomBytes(6, 200_000)) // same size, and the same mtime below
+	if err := os.Chtimes(u.p, u.mtime, u.mtime); err != nil {
+		t.Fatal(err)
+	}
+	if u.m2, err = u.r.Commit(ctx, u.lease, u.dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
 // TestUnchangedFilesAreNotReread changes a file's content behind the
 // commit's back, keeping its size and mtime: the commit must take the
 // parent's entry without reading it, which shows in the unchanged hash.
 func TestUnchangedFilesAreNotReread(t *testing.T) {
-	c := &clock{t: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
-	r := openRepo(t, newStore(t), "a", c)
-	ctx := t.Context()
-	lease, err := r.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	p := filepath.Join(dir, "weights.bin")
-	writeFile(t, p, randomBytes(5, 200_000))
-	// Written well before the scan: not "racily clean".
-	hourAgo := time.Now().Add(-time.Hour)
-	if err := os.Chtimes(p, hourAgo, hourAgo); err != nil {
-		t.Fatal(err)
-	}
-	m1, err := r.Commit(ctx, lease, dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fi, err := os.Stat(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, p, randomBytes(6, 200_000))
-	if err := os.Chtimes(p, fi.ModTime(), fi.ModTime()); err != nil {
-		t.Fatal(err)
-	}
-	m2, err := r.Commit(ctx, lease, dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	u := newUnseenRewrite(t, true)
+	m1, m2 := u.m1, u.m2
 	if m2.Files[0].Hash != m1.Files[0].Hash || m2.NewBytes != 0 {
 		t.Fatalf("the commit read a file whose size and mtime had not changed (hash %s -> %s, %d new bytes)", m1.Files[0].Hash, m2.Files[0].Hash, m2.NewBytes)
 	}
 	// Once the mtime moves, the file is read again.
-	later := fi.ModTime().Add(time.Minute)
-	if err := os.Chtimes(p, later, later); err != nil {
+	later := u.mtime.Add(time.Minute)
+	if err := os.Chtimes(u.p, later, later); err != nil {
 		t.Fatal(err)
 	}
-	m3, err := r.Commit(ctx, lease, dir, nil)
+	m3, err := u.r.Commit(t.Context(), u.lease, u.dir, nil)
 	if err != nil || m3.Files[0].Hash == m1.Files[0].Hash || m3.NewBytes != 200_000 {
 		t.Fatalf("after an mtime change: %v, new bytes %d", err, m3.NewBytes)
 	}
@@ -257,33 +277,8 @@ func TestUnchangedFilesAreNotReread(t *testing.T) {
 // parent's scan may have been rewritten unseen, so it is read again even
 // though its size and mtime match.
 func TestRacilyCleanFilesAreReread(t *testing.T) {
-	c := &clock{t: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
-	r := openRepo(t, newStore(t), "a", c)
-	ctx := t.Context()
-	lease, err := r.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	p := filepath.Join(dir, "weights.bin")
-	writeFile(t, p, randomBytes(5, 200_000))
-	fi, err := os.Stat(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m1, err := r.Commit(ctx, lease, dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, p, randomBytes(6, 200_000)) // same size, and the same mtime below
-	if err := os.Chtimes(p, fi.ModTime(), fi.ModTime()); err != nil {
-		t.Fatal(err)
-	}
-	m2, err := r.Commit(ctx, lease, dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m2.Files[0].Hash == m1.Files[0].Hash {
+	u := newUnseenRewrite(t, false)
+	if u.m2.Files[0].Hash == u.m1.Files[0].Hash {
 		t.Fatal("a file written within a second of the parent's scan was taken as unchanged")
 	}
 }

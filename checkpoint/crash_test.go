@@ -307,20 +307,7 @@ func runCrashChild(t *testing.T, c crashChild) crashEvents {
 	}
 	cmd := exec.Command(exe, "-test.run=^$")
 	cmd.Env = append(os.Environ(), crashChildEnv+"="+string(raw))
-	stdin, err := cmd.StdinPipe() // never written: a blocking child waits on it
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stdin.Close()
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	stdout, stderr := startChild(t, cmd)
 	ev := crashEvents{written: map[int]bool{}, lastCommitted: -1, maxK: c.Start - 1}
 	killed := false
 	sc := bufio.NewScanner(stdout)

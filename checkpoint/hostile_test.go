@@ -37,15 +37,12 @@ type hostileSetup struct {
 func newHostileSetup(t *testing.T) *hostileSetup {
 	t.Helper()
 	ctx := t.Context()
-	h := &hostileSetup{store: newStore(t), root: t.TempDir()}
-	clk := newSyncClock()
-	h.repo = openOn(t, h.store, "a", clk.now)
-	lease, err := h.repo.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := newStore(t)
+	repo, lease := acquireOn(t, store, "a", newSyncClock().now)
+	h := &hostileSetup{store: store, repo: repo, root: t.TempDir()}
 	src := t.TempDir()
 	writeTree(t, src, map[string][]byte{"notes.txt": []byte("hello\n"), "weights.bin": content(200_000, 5)})
+	var err error
 	if h.good, err = h.repo.Commit(ctx, lease, src, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -107,6 +104,16 @@ func TestHostileManifests(t *testing.T) {
 	h := newHostileSetup(t)
 	outsideAbs := filepath.Join(h.outside, "pwned")
 	hash := func(c byte) string { return strings.Repeat(string(c), 64) }
+	// copyOfFirst adds a copy of the first file (notes.txt) at path, its
+	// size added to the total.
+	copyOfFirst := func(path string) func(m *checkpoint.Manifest) {
+		return func(m *checkpoint.Manifest) {
+			f := m.Files[0]
+			f.Path = path
+			m.Files = append(m.Files, f)
+			m.Size += f.Size
+		}
+	}
 	cases := []struct {
 		name string
 		// edit changes a copy of the good manifest (as seq 2).
@@ -132,22 +139,9 @@ func TestHostileManifests(t *testing.T) {
 		{name: "trailing slash", edit: func(m *checkpoint.Manifest) { m.Files[0].Path = "notes/" }, want: "not a clean relative path"},
 		{name: "empty path", edit: func(m *checkpoint.Manifest) { m.Files[0].Path = "" }, want: "not a clean relative path"},
 		{name: "NUL byte", edit: func(m *checkpoint.Manifest) { m.Files[0].Path = "notes\x00.txt" }, want: "not a clean relative path"},
-		{name: "file that is also a directory", edit: func(m *checkpoint.Manifest) {
-			f := m.Files[0]
-			f.Path = "notes.txt/inner"
-			m.Files = append(m.Files, f)
-			m.Size += f.Size
-		}, want: "is a file and also the directory"},
-		{name: "file that is also a deeper directory", edit: func(m *checkpoint.Manifest) {
-			f := m.Files[0]
-			f.Path = "notes.txt/a/b/c"
-			m.Files = append(m.Files, f)
-			m.Size += f.Size
-		}, want: "is a file and also the directory"},
-		{name: "file listed twice", edit: func(m *checkpoint.Manifest) {
-			m.Files = append(m.Files, m.Files[0])
-			m.Size += m.Files[0].Size
-		}, want: "listed twice"},
+		{name: "file that is also a directory", edit: copyOfFirst("notes.txt/inner"), want: "is a file and also the directory"},
+		{name: "file that is also a deeper directory", edit: copyOfFirst("notes.txt/a/b/c"), want: "is a file and also the directory"},
+		{name: "file listed twice", edit: copyOfFirst("notes.txt"), want: "listed twice"},
 
 		// Sizes and counts.
 		{name: "absurd file size", edit: func(m *checkpoint.Manifest) {

@@ -51,12 +51,7 @@ func testManyFilesFewDescriptors(t *testing.T, store storage.Store) {
 		}
 	}
 	ctx := t.Context()
-	clk := newSyncClock()
-	w := openOn(t, store, "a", clk.now)
-	lease, err := w.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, lease := acquireOn(t, store, "a", newSyncClock().now)
 	src := t.TempDir()
 	for i := range n {
 		dir := filepath.Join(src, fmt.Sprintf("shard-%02d", i%50))

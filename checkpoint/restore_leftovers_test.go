@@ -8,7 +8,6 @@ package checkpoint_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"maps"
 	"os"
@@ -54,20 +53,7 @@ func killRestoreAt(t *testing.T, storeRoot, target, step string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestRestoreKilledChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), "BATON_TEST_KILL_AT="+step, "BATON_TEST_KILL_STORE="+storeRoot, "BATON_TEST_KILL_TARGET="+target)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stdin.Close()
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	stdout, stderr := startChild(t, cmd)
 	var out []string
 	reached := false
 	for sc := bufio.NewScanner(stdout); sc.Scan(); {
@@ -146,12 +132,7 @@ func TestRestoreKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := newSyncClock()
-	w := openOn(t, store, "a", clk.now)
-	lease, err := w.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, lease := acquireOn(t, store, "a", newSyncClock().now)
 	newSrc := commitTree(t, w, lease, map[string][]byte{
 		"model.bin": content(5*64<<10+123, 1), "optim/state.pt": content(200_000, 2), "empty": nil,
 		"tok/a.json": content(300, 5), "tok/b.json": content(400, 6),
@@ -279,15 +260,7 @@ func TestRemoveLeftoversNames(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
-			for p, c := range tc.before {
-				full := filepath.Join(root, filepath.FromSlash(p))
-				if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
+			writeTree(t, root, tc.before)
 			for name, to := range tc.links {
 				if err := os.Symlink(filepath.Join(root, to), filepath.Join(root, name)); err != nil {
 					t.Fatal(err)
@@ -296,15 +269,7 @@ func TestRemoveLeftoversNames(t *testing.T) {
 			want := fsState(t, root)
 			if tc.after != nil {
 				ref := t.TempDir()
-				for p, c := range tc.after {
-					full := filepath.Join(ref, filepath.FromSlash(p))
-					if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-						t.Fatal(err)
-					}
-					if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
-						t.Fatal(err)
-					}
-				}
+				writeTree(t, ref, tc.after)
 				for name, to := range tc.links {
 					if _, ok := tc.after[name]; !ok && !strings.HasPrefix(name, "ckpt.baton-old-") {
 						os.Symlink(filepath.Join(root, to), filepath.Join(ref, name))

@@ -82,28 +82,11 @@ func entryNames(t *testing.T, dir string) []string {
 	return names
 }
 
-// commitTree commits files as the next checkpoint of the run, from a fresh
-// directory, and returns the directory.
-func commitTree(t *testing.T, r *checkpoint.Repo, lease *checkpoint.Lease, files map[string][]byte) string {
-	t.Helper()
-	src := t.TempDir()
-	writeTree(t, src, files)
-	if _, err := r.Commit(t.Context(), lease, src, nil); err != nil {
-		t.Fatal(err)
-	}
-	return src
-}
-
 func TestRestoreIntoMountPoint(t *testing.T) { eachStore(t, testRestoreIntoMountPoint) }
 
 func testRestoreIntoMountPoint(t *testing.T, store storage.Store) {
 	ctx := t.Context()
-	clk := newSyncClock()
-	w := openOn(t, store, "a", clk.now)
-	lease, err := w.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, lease := acquireOn(t, store, "a", newSyncClock().now)
 	files := map[string][]byte{
 		"model.bin": content(5*64<<10+123, 1), "optim/state.pt": content(200_000, 2),
 		"empty": nil, "config.json": []byte(`{"step": 100}`),
@@ -190,12 +173,7 @@ func treeSize(files map[string][]byte) int64 {
 func TestRestoreSpace(t *testing.T) {
 	ctx := t.Context()
 	store := newStore(t)
-	clk := newSyncClock()
-	w := openOn(t, store, "a", clk.now)
-	lease, err := w.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, lease := acquireOn(t, store, "a", newSyncClock().now)
 	oldFiles, newFiles := spaceCheckpoint(1), spaceCheckpoint(2)
 	commitTree(t, w, lease, oldFiles)
 	newSrc := commitTree(t, w, lease, newFiles)

@@ -76,11 +76,7 @@ func TestRestoreFailures(t *testing.T) {
 	eachStore(t, func(t *testing.T, store storage.Store) {
 		ctx := t.Context()
 		clk := newSyncClock()
-		w := openOn(t, store, "a", clk.now)
-		lease, err := w.Acquire(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		w, lease := acquireOn(t, store, "a", clk.now)
 		src := t.TempDir()
 		writeTree(t, src, map[string][]byte{"model.bin": content(5*64<<10+123, 1), "optim.bin": content(200_000, 2)})
 		m, err := w.Commit(ctx, lease, src, nil)
@@ -167,17 +163,8 @@ func TestRestoreDiskFull(t *testing.T) {
 	})
 	ctx := t.Context()
 	store := newStore(t)
-	clk := newSyncClock()
-	w := openOn(t, store, "a", clk.now)
-	lease, err := w.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := t.TempDir()
-	writeTree(t, src, map[string][]byte{"model.bin": content(5<<20, 1), "config.json": []byte("{}")})
-	if _, err := w.Commit(ctx, lease, src, nil); err != nil {
-		t.Fatal(err)
-	}
+	w, lease := acquireOn(t, store, "a", newSyncClock().now)
+	src := commitTree(t, w, lease, map[string][]byte{"model.bin": content(5<<20, 1), "config.json": []byte("{}")})
 
 	target := filepath.Join(mnt, "ckpt")
 	writeTree(t, target, map[string][]byte{"old.txt": []byte("precious"), "keep.bin": content(300_000, 2)})
@@ -186,7 +173,7 @@ func TestRestoreDiskFull(t *testing.T) {
 	if err := syscall.Statfs(mnt, &st0); err != nil {
 		t.Fatal(err)
 	}
-	_, err = w.Restore(ctx, 0, target)
+	_, err := w.Restore(ctx, 0, target)
 	if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "no space left on device") {
 		t.Fatalf("restore onto a full disk: %v; want ENOSPC", err)
 	}

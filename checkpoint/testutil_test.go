@@ -18,6 +18,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -71,6 +72,52 @@ func openOn(t testing.TB, s storage.Store, holder string, now func() time.Time) 
 	return r
 }
 
+// acquireOn opens run testRun in s for holder as openOn does and takes its
+// lease.
+func acquireOn(t testing.TB, s storage.Store, holder string, now func() time.Time) (*checkpoint.Repo, *checkpoint.Lease) {
+	t.Helper()
+	r := openOn(t, s, holder, now)
+	lease, err := r.Acquire(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, lease
+}
+
+// commitTree commits files as the next checkpoint of the run, from a fresh
+// directory, and returns the directory.
+func commitTree(t testing.TB, r *checkpoint.Repo, lease *checkpoint.Lease, files map[string][]byte) string {
+	t.Helper()
+	src := t.TempDir()
+	writeTree(t, src, files)
+	if _, err := r.Commit(t.Context(), lease, src, nil); err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+// startChild starts cmd with its stderr gathered in the returned buffer and
+// a stdin that is never written (a blocking child waits on it), and returns
+// a pipe of its stdout.
+func startChild(t testing.TB, cmd *exec.Cmd) (stdout io.Reader, stderr *bytes.Buffer) {
+	t.Helper()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close() }) // Wait closes it too, once it ran
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr = &bytes.Buffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return out, stderr
+}
+
 // hook is a faults rule that never fires: its Key func calls fn with the key
 // of every call of op ("" for any), before the call reaches the store. fn
 // runs with the faults store's lock held and must not call that store (it
@@ -119,32 +166,32 @@ func latestKey() string            { return "runs/" + testRun + "/latest.json" }
 func leaseKey() string             { return "runs/" + testRun + "/lease.json" }
 func manifestKey(seq int64) string { return fmt.Sprintf("runs/%s/manifests/%012d.json", testRun, seq) }
 
+// readJSON parses the object under key straight from the store; ok is
+// false if there is none.
+func readJSON[T any](t testing.TB, s storage.Store, key string) (v T, ok bool) {
+	t.Helper()
+	b, _ := rawObject(t, s, key)
+	if b == nil {
+		return v, false
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("%s: %v", key, err)
+	}
+	return v, true
+}
+
 // readLatest parses latest.json straight from the store; ok is false if
 // there is none.
-func readLatest(t testing.TB, s storage.Store) (l checkpoint.Latest, ok bool) {
+func readLatest(t testing.TB, s storage.Store) (checkpoint.Latest, bool) {
 	t.Helper()
-	b, _ := rawObject(t, s, latestKey())
-	if b == nil {
-		return l, false
-	}
-	if err := json.Unmarshal(b, &l); err != nil {
-		t.Fatalf("latest.json: %v", err)
-	}
-	return l, true
+	return readJSON[checkpoint.Latest](t, s, latestKey())
 }
 
 // readLease parses lease.json straight from the store; ok is false if there
 // is none.
-func readLease(t testing.TB, s storage.Store) (l checkpoint.LeaseRecord, ok bool) {
+func readLease(t testing.TB, s storage.Store) (checkpoint.LeaseRecord, bool) {
 	t.Helper()
-	b, _ := rawObject(t, s, leaseKey())
-	if b == nil {
-		return l, false
-	}
-	if err := json.Unmarshal(b, &l); err != nil {
-		t.Fatalf("lease.json: %v", err)
-	}
-	return l, true
+	return readJSON[checkpoint.LeaseRecord](t, s, leaseKey())
 }
 
 // listKeys returns every key under prefix, sorted.
@@ -223,15 +270,15 @@ func sameState(t testing.TB, what string, got, want map[string]string) {
 	t.Fatalf("%s changed:\n%s", what, strings.Join(diff, "\n"))
 }
 
-// writeTree writes files (relative path -> content) under dir.
-func writeTree(t testing.TB, dir string, files map[string][]byte) {
+// writeTree writes files (relative slash path -> content) under dir.
+func writeTree[T ~string | ~[]byte](t testing.TB, dir string, files map[string]T) {
 	t.Helper()
 	for p, b := range files {
 		full := filepath.Join(dir, filepath.FromSlash(p))
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(full, b, 0o644); err != nil {
+		if err := os.WriteFile(full, []byte(b), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

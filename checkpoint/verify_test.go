@@ -29,11 +29,8 @@ type verifySetup struct {
 func newVerifySetup(t *testing.T, s storage.Store) *verifySetup {
 	t.Helper()
 	ctx := t.Context()
-	h := &verifySetup{store: s, repo: openOn(t, s, "a", newSyncClock().now)}
-	lease, err := h.repo.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo, lease := acquireOn(t, s, "a", newSyncClock().now)
+	h := &verifySetup{store: s, repo: repo}
 	model := content(300_000, 1)
 	h.v1 = map[string][]byte{"model.bin": model, "notes.txt": []byte("hello\n")}
 	model2 := bytes.Clone(model)
@@ -42,6 +39,7 @@ func newVerifySetup(t *testing.T, s storage.Store) *verifySetup {
 	h.dir1, h.dir2 = t.TempDir(), t.TempDir()
 	writeTree(t, h.dir1, h.v1)
 	writeTree(t, h.dir2, h.v2)
+	var err error
 	if h.m1, err = h.repo.Commit(ctx, lease, h.dir1, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -101,6 +99,22 @@ func testVerifyAndRepair(t *testing.T, s storage.Store) {
 
 	flip := func(b []byte) []byte { b = bytes.Clone(b); b[len(b)/2] ^= 0xff; return b }
 	model1, model2 := h.v1["model.bin"], h.v2["model.bin"]
+	// replaced and deleted make a case's plant: chunk hash, whose intact
+	// bytes are good, is stored as bad, or deleted.
+	replaced := func(hash string, good, bad []byte) func(t *testing.T) (string, []byte) {
+		return func(t *testing.T) (string, []byte) {
+			h.put(t, hash, bad)
+			return hash, good
+		}
+	}
+	deleted := func(hash string, good []byte) func(t *testing.T) (string, []byte) {
+		return func(t *testing.T) (string, []byte) {
+			if err := h.store.Delete(ctx, objKey(hash)); err != nil {
+				t.Fatal(err)
+			}
+			return hash, good
+		}
+	}
 	cases := []struct {
 		name string
 		// plant damages the store; returns the damaged chunk's hash and its
@@ -121,56 +135,34 @@ func testVerifyAndRepair(t *testing.T, s storage.Store) {
 		repaired   bool
 	}{
 		{
-			name: "short object of a shared chunk, found verifying the latest",
-			plant: func(t *testing.T) (string, []byte) {
-				good := model1[:64<<10]
-				h.put(t, h.a0, good[:1000])
-				return h.a0, good
-			},
+			name:   "short object of a shared chunk, found verifying the latest",
+			plant:  replaced(h.a0, model1[:64<<10], model1[:1000]),
 			damage: checkpoint.ChunkWrongSize, size: 1000, checkpoints: []int64{1, 2}, paths: []string{"model.bin"},
 			repairFrom: func(t *testing.T) string { return h.dir2 }, repaired: true,
 		},
 		{
-			name: "longer object, found verifying all",
-			plant: func(t *testing.T) (string, []byte) {
-				good := model1[:64<<10]
-				h.put(t, h.a0, append(bytes.Clone(good), "more"...))
-				return h.a0, good
-			},
+			name:   "longer object, found verifying all",
+			plant:  replaced(h.a0, model1[:64<<10], append(bytes.Clone(model1[:64<<10]), "more"...)),
 			seqs:   []int64{1, 2},
 			damage: checkpoint.ChunkWrongSize, size: 64<<10 + 4, checkpoints: []int64{1, 2}, paths: []string{"model.bin"},
 			repairFrom: func(t *testing.T) string { return h.dir1 }, repaired: true,
 		},
 		{
-			name: "deleted chunk of the latest only; an older checkpoint's copy cannot repair it",
-			plant: func(t *testing.T) (string, []byte) {
-				if err := h.store.Delete(ctx, objKey(h.b1)); err != nil {
-					t.Fatal(err)
-				}
-				return h.b1, model2[64<<10 : 128<<10]
-			},
+			name:   "deleted chunk of the latest only; an older checkpoint's copy cannot repair it",
+			plant:  deleted(h.b1, model2[64<<10:128<<10]),
 			damage: checkpoint.ChunkMissing, checkpoints: []int64{2}, paths: []string{"model.bin"},
 			repairFrom: func(t *testing.T) string { return h.dir1 }, repaired: false,
 		},
 		{
-			name: "deleted chunk of the latest only, repaired from its own copy",
-			plant: func(t *testing.T) (string, []byte) {
-				if err := h.store.Delete(ctx, objKey(h.b1)); err != nil {
-					t.Fatal(err)
-				}
-				return h.b1, model2[64<<10 : 128<<10]
-			},
+			name:   "deleted chunk of the latest only, repaired from its own copy",
+			plant:  deleted(h.b1, model2[64<<10:128<<10]),
 			seqs:   []int64{2},
 			damage: checkpoint.ChunkMissing, checkpoints: []int64{2}, paths: []string{"model.bin"},
 			repairFrom: func(t *testing.T) string { return h.dir2 }, repaired: true,
 		},
 		{
-			name: "same-size chunk with flipped bytes: only deep finds it; a modified copy does not repair it",
-			plant: func(t *testing.T) (string, []byte) {
-				good := model1[4*64<<10:]
-				h.put(t, h.a4, flip(good))
-				return h.a4, good
-			},
+			name:   "same-size chunk with flipped bytes: only deep finds it; a modified copy does not repair it",
+			plant:  replaced(h.a4, model1[4*64<<10:], flip(model1[4*64<<10:])),
 			deep:   true,
 			damage: checkpoint.ChunkWrongContent, size: 300_000 - 4*64<<10, shallowClean: true,
 			checkpoints: []int64{1, 2}, paths: []string{"model.bin"},
@@ -181,25 +173,16 @@ func testVerifyAndRepair(t *testing.T, s storage.Store) {
 			repaired: false,
 		},
 		{
-			name: "same-size chunk with flipped bytes, repaired from an intact copy",
-			plant: func(t *testing.T) (string, []byte) {
-				good := model1[4*64<<10:]
-				h.put(t, h.a4, flip(good))
-				return h.a4, good
-			},
-			seqs: []int64{1}, deep: true,
+			name:  "same-size chunk with flipped bytes, repaired from an intact copy",
+			plant: replaced(h.a4, model1[4*64<<10:], flip(model1[4*64<<10:])),
+			seqs:  []int64{1}, deep: true,
 			damage: checkpoint.ChunkWrongContent, size: 300_000 - 4*64<<10, shallowClean: true,
 			checkpoints: []int64{1, 2}, paths: []string{"model.bin"},
 			repairFrom: func(t *testing.T) string { return h.dir2 }, repaired: true,
 		},
 		{
-			name: "missing small file chunk; a copy whose file has another size does not repair it",
-			plant: func(t *testing.T) (string, []byte) {
-				if err := h.store.Delete(ctx, objKey(h.n)); err != nil {
-					t.Fatal(err)
-				}
-				return h.n, []byte("hello\n")
-			},
+			name:   "missing small file chunk; a copy whose file has another size does not repair it",
+			plant:  deleted(h.n, []byte("hello\n")),
 			damage: checkpoint.ChunkMissing, checkpoints: []int64{1, 2}, paths: []string{"notes.txt"},
 			repairFrom: func(t *testing.T) string {
 				return dirWith(t, h.v2, func(f map[string][]byte) { f["notes.txt"] = []byte("hello!\n") })
