@@ -1,6 +1,12 @@
 package config
 
-import "time"
+import (
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/batonrun/baton/internal/spell"
+)
 
 // The settings of baton's other commands. A field tagged setting:"NAME" is
 // the setting of baton run with that flag name (its flag, variable, YAML
@@ -132,4 +138,55 @@ func LookupCommand(name string) (Command, bool) {
 		}
 	}
 	return Command{}, false
+}
+
+// TrainerVariables are the BATON_* variables that baton run sets for its
+// trainer (docs/run.md); a command the trainer runs, such as baton
+// checkpoint commit, finds them in its environment.
+func TrainerVariables() []string {
+	return []string{"BATON_RUN_ID", "BATON_CHECKPOINT_DIR", "BATON_RESUME", "BATON_RESUME_FROM", "BATON_ATTEMPT",
+		"BATON_PLATFORM", "BATON_AGENT_SOCKET"}
+}
+
+// otherVariables are the BATON_* variables of baton's install script, its
+// build and its tests, which no command reads.
+func otherVariables() []string {
+	return []string{"BATON_VERSION", "BATON_SHA256", "BATON_TOOLS", "BATON_LDFLAGS", "BATON_REQUIRE_ALL"}
+}
+
+// UnknownVariables returns a warning for each BATON_* variable of environ
+// (KEY=VALUE entries) that no command reads, naming the closest variable
+// that one does: a misspelt BATON_CHEKPOINT_DIR is otherwise ignored
+// without a word. Variables of baton's tests (BATON_TEST_*) pass.
+func UnknownVariables(environ []string) []string {
+	known := map[string]bool{}
+	var names []string
+	add := func(name string) {
+		if name != "-" && !known[name] {
+			known[name] = true
+			names = append(names, name)
+		}
+	}
+	for _, c := range Commands() {
+		for _, s := range SettingsOf(c.Settings()) {
+			add(s.Env)
+		}
+	}
+	for _, name := range append(TrainerVariables(), otherVariables()...) {
+		add(name)
+	}
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "BATON_") || known[name] || strings.HasPrefix(name, "BATON_TEST_") {
+			continue
+		}
+		msg := name + " is set but no baton command reads it"
+		if guess := spell.Closest(name, names); guess != "" {
+			msg += "; did you mean " + guess + "?"
+		}
+		out = append(out, msg)
+	}
+	sort.Strings(out)
+	return out
 }

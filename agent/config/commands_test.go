@@ -89,7 +89,8 @@ func TestLoadGoesOnPastAProblem(t *testing.T) {
 	}
 }
 
-// TestParseArgs checks baton's own reading of flags.
+// TestParseArgs checks baton's own reading of flags: anywhere among the
+// operands of a command such as restore (but see TestRunFlagsEndAtTheCommand).
 func TestParseArgs(t *testing.T) {
 	for _, tc := range []struct {
 		args     []string
@@ -100,10 +101,12 @@ func TestParseArgs(t *testing.T) {
 	}{
 		{args: []string{"--seq=3", "--force", "dir"}, want: "seq=3 force=true", rest: []string{"dir"}},
 		{args: []string{"-seq", "3", "-force=false", "--", "--json"}, want: "seq=3 force=false", rest: []string{"--json"}},
-		{args: []string{"--workers", "4", "dir", "--force"}, want: "workers=4", rest: []string{"dir", "--force"}},
+		{args: []string{"--workers", "4", "dir", "--force"}, want: "workers=4 force=true", rest: []string{"dir"}},
+		{args: []string{"a", "--seq", "2", "b", "--", "--force", "c"}, want: "seq=2", rest: []string{"a", "b", "--force", "c"}},
+		{args: []string{"--wrokers=2"}, problem: "--wrokers: unknown flag; did you mean --workers?"},
 		{args: []string{"-", "x"}, rest: []string{"-", "x"}},
 		{args: []string{"--frob"}, problem: "--frob: unknown flag"},
-		{args: []string{"---seq=1"}, problem: "--seq: unknown flag"},
+		{args: []string{"---seq=1"}, problem: "---seq: not a flag: want -name or --name"},
 		{args: []string{"--seq"}, problem: "--seq: needs a value"},
 		{args: []string{"--run", "r", "-h"}, wantHelp: true},
 		{args: []string{"--help"}, wantHelp: true},
@@ -138,6 +141,20 @@ func TestParseArgs(t *testing.T) {
 	}
 }
 
+// TestRunFlagsEndAtTheCommand: baton run's operands are the trainer's
+// command line, whose own flags must reach it untouched.
+func TestRunFlagsEndAtTheCommand(t *testing.T) {
+	for _, dst := range []any{new(Config), new(Doctor)} {
+		rest, err := LoadInto(dst, []string{"--keep", "2", "python", "train.py", "--keep", "9", "--", "x"}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{"python", "train.py", "--keep", "9", "--", "x"}; !reflect.DeepEqual(rest, want) {
+			t.Errorf("%T: rest = %q, want %q", dst, rest, want)
+		}
+	}
+}
+
 // TestMetaKeepsCommas: each --meta is one KEY=VALUE, commas and all.
 func TestMetaKeepsCommas(t *testing.T) {
 	var c CheckpointCommit
@@ -161,5 +178,19 @@ func readMap(files map[string]string) func(string) ([]byte, error) {
 			return nil, fmt.Errorf("open %s: no such file", path)
 		}
 		return []byte(data), nil
+	}
+}
+
+func TestUnknownVariables(t *testing.T) {
+	got := UnknownVariables([]string{"BATON_CHEKPOINT_DIR=/w", "BATON_STORE=s3://b/p", "BATON_RUN=r1", "BATON_AGENT_SOCKET=/s",
+		"BATON_TEST_X=1", "BATON_FROBNICATE=1", "HOME=/root", "BATON_JSON=1"})
+	want := []string{
+		"BATON_CHEKPOINT_DIR is set but no baton command reads it; did you mean BATON_CHECKPOINT_DIR?",
+		"BATON_FROBNICATE is set but no baton command reads it",
+		"BATON_JSON is set but no baton command reads it",
+		"BATON_RUN is set but no baton command reads it; did you mean BATON_RUN_ID?",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"github.com/batonrun/baton/internal/spell"
 	"os"
 	"reflect"
 	"strconv"
@@ -35,8 +36,11 @@ func Load(args []string, getenv func(string) string, readFile func(string) ([]by
 // file may hold the keys of any command: those of baton run that this
 // command has no use for are left alone, so one baton.yaml serves them all.
 //
-// It returns the remaining arguments exactly as given: everything after the
-// first "--", or from the first argument that is not a flag. -h or --help
+// It returns the operands exactly as given. Flags may come before, between
+// and after them (baton pull SRC DIR --workers 4), and everything after the
+// first "--" is an operand; but where the operands are a command line of
+// their own (baton run and baton doctor: the trainer's), flags end at its
+// first word, so that the trainer's own flags reach it untouched. -h or --help
 // returns ErrHelp, and a flag that does not exist or lacks its value a
 // *Error, at once. A value that does not read (a variable that is not a
 // duration, a file that is not YAML) is a problem, and that setting falls to
@@ -56,7 +60,8 @@ func LoadInto(dst any, args []string, getenv func(string) string, readFile func(
 	}
 	settings := SettingsOf(dst)
 
-	flags, rest, err := parseArgs(settings, args)
+	_, commandLine := dst.(takesCommand)
+	flags, rest, err := parseArgs(settings, args, !commandLine)
 	if err != nil {
 		return nil, err
 	}
@@ -232,32 +237,55 @@ func parseDataMapping(raw string) (DataMapping, bool) {
 	return m, m.Src != "" && m.Dst != ""
 }
 
-// parseArgs reads the flags at the start of args, by flag name, and returns
-// the arguments after them: from the first that is not a flag, or after the
-// first "--". A flag is -name or --name, its value after "=" or in the next
+// takesCommand is implemented by the settings of a command whose operands
+// are a command line (baton run, and baton doctor through its embedded
+// Config).
+type takesCommand interface{ takesCommand() }
+
+func (Config) takesCommand() {}
+
+// parseArgs reads the flags in args, by flag name, and returns the operands:
+// the arguments that are not flags, and all after the first "--". With
+// interleaved false, the operands begin at the first argument that is not a
+// flag. A flag is -name or --name, its value after "=" or in the next
 // argument; a boolean takes no next argument (--detach, --detach=false). A
 // flag given twice keeps its last value, or for a list adds to it.
-func parseArgs(settings []Setting, args []string) (map[string]origin, []string, error) {
+func parseArgs(settings []Setting, args []string, interleaved bool) (map[string]origin, []string, error) {
 	byFlag := make(map[string]Setting, len(settings))
+	names := make([]string, 0, len(settings))
 	for _, s := range settings {
 		byFlag[s.Flag] = s
+		names = append(names, s.Flag)
 	}
 	got := map[string]origin{}
+	var operands []string
 	for i := 0; i < len(args); i++ {
 		arg := args[i]
 		if arg == "--" {
-			return got, nonEmpty(args[i+1:]), nil
+			return got, nonEmpty(append(operands, args[i+1:]...)), nil
 		}
 		if len(arg) < 2 || arg[0] != '-' {
-			return got, nonEmpty(args[i:]), nil
+			if !interleaved {
+				return got, nonEmpty(append(operands, args[i:]...)), nil
+			}
+			operands = append(operands, arg)
+			continue
 		}
 		name, value, hasValue := strings.Cut(strings.TrimPrefix(arg[1:], "-"), "=")
 		if name == "h" || name == "help" {
 			return nil, nil, ErrHelp
 		}
+		if name == "" || strings.HasPrefix(name, "-") || strings.HasPrefix(name, "=") {
+			written, _, _ := strings.Cut(arg, "=")
+			return nil, nil, &Error{Source: SourceFlag, Key: written, Problem: "not a flag: want -name or --name"}
+		}
 		s, known := byFlag[name]
-		if !known || name == "" || strings.HasPrefix(name, "-") {
-			return nil, nil, &Error{Source: SourceFlag, Key: "--" + strings.TrimLeft(name, "-"), Problem: "unknown flag"}
+		if !known {
+			problem := "unknown flag"
+			if guess := spell.Closest(name, names); guess != "" {
+				problem += "; did you mean --" + guess + "?"
+			}
+			return nil, nil, &Error{Source: SourceFlag, Key: "--" + name, Problem: problem}
 		}
 		if !hasValue && s.Type == "boolean" {
 			value, hasValue = "true", true
@@ -271,7 +299,7 @@ func parseArgs(settings []Setting, args []string) (map[string]origin, []string, 
 		}
 		got[name] = addFlag(s, got[name], value)
 	}
-	return got, nil, nil
+	return got, nonEmpty(operands), nil
 }
 
 // addFlag returns the origin of flag s given the value v, after the values

@@ -297,7 +297,7 @@ func TestLoadErrors(t *testing.T) {
 		{name: "file duration", yaml: "grace: 8\n",
 			want: `c.yaml:1: grace: "8": not a duration (want e.g. 30s, 10m, 1h30m)`, source: SourceFile, key: "grace"},
 		{name: "unknown flag", args: []string{"--checkpoint-intervall=5m"},
-			want: `--checkpoint-intervall: unknown flag`, source: SourceFlag, key: "--checkpoint-intervall"},
+			want: `--checkpoint-intervall: unknown flag; did you mean --checkpoint-interval?`, source: SourceFlag, key: "--checkpoint-intervall"},
 		{name: "flag without value", args: []string{"--keep"},
 			want: `--keep: needs a value`, source: SourceFlag, key: "--keep"},
 		{name: "unknown YAML key", yaml: "store: s3://bkt/p\ncheckpoint_intervall: 5m\n",

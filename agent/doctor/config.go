@@ -129,6 +129,11 @@ func checkConfig(o Options) (Check, ConfigFacts) {
 		every = "every " + shortDuration(cfg.CheckpointInterval)
 	}
 	c.Reason = fmt.Sprintf("run %s: %s committed %s to %s; %s", cfg.RunID, f.CheckpointDir, every, f.Store, sourcesSummary(f.Settings))
+	if unknown := config.UnknownVariables(o.Environ); len(unknown) > 0 {
+		c.Status = Warn
+		c.Reason += "; " + strings.Join(unknown, "; ")
+		c.Hint = "a misspelt variable is ignored: fix or unset it (the settings: docs/config.md)"
+	}
 	return c, f
 }
 

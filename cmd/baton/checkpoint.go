@@ -19,6 +19,7 @@ import (
 	"github.com/batonrun/baton/agent/config"
 	"github.com/batonrun/baton/agent/telemetry/record"
 	"github.com/batonrun/baton/checkpoint"
+	"github.com/batonrun/baton/internal/spell"
 	"github.com/batonrun/baton/internal/units"
 	"github.com/batonrun/baton/sync/storage"
 )
@@ -29,6 +30,8 @@ The checkpoints of one run in a store (docs/checkpoint-format.md).
 
 Commands:
   commit [flags] DIR            commit DIR as the run's next checkpoint
+  commit                        inside baton run (a trainer's call): ask baton run
+                                to commit its checkpoint directory now, and wait
   ls [--json]                   list the run's checkpoints, oldest first
   show [--json] [SEQ]           one checkpoint's manifest (the latest by default)
   restore [--seq N] [--force] DIR
@@ -49,6 +52,11 @@ Every command takes --store URL (BATON_STORE) and --run ID (BATON_RUN_ID; gc
 needs it only with --keep). Run "baton checkpoint COMMAND -h" for its flags.
 `
 
+// checkpointCommands are the commands of baton checkpoint.
+func checkpointCommands() []string {
+	return []string{"commit", "ls", "show", "restore", "gc", "pin", "unpin", "verify", "hosts"}
+}
+
 // leaseDuration is how long the lease of "checkpoint commit" lasts unless
 // renewed; the command renews it every third of that while it commits and
 // releases it when done.
@@ -60,7 +68,7 @@ type checkpointCmd struct{ env env }
 func (c *checkpointCmd) Run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		fmt.Fprint(c.env.stderr, checkpointUsage)
-		return usagef("want a command: commit, ls, show, restore, gc, pin, unpin, verify or hosts")
+		return usagef("want a command: %s", strings.Join(checkpointCommands(), ", "))
 	}
 	var sub func(context.Context, []string) error
 	switch args[0] {
@@ -86,8 +94,11 @@ func (c *checkpointCmd) Run(ctx context.Context, args []string) error {
 		fmt.Fprint(c.env.stdout, checkpointUsage)
 		return nil
 	default:
-		fmt.Fprint(c.env.stderr, checkpointUsage)
-		return usagef("unknown command %q", args[0])
+		msg := fmt.Sprintf("unknown command %q", args[0])
+		if guess := spell.Closest(args[0], checkpointCommands()); guess != "" {
+			msg += "; did you mean " + guess + "?"
+		}
+		return usagef("%s (baton checkpoint -h lists them)", msg)
 	}
 	if err := sub(ctx, args[1:]); err != nil {
 		return fmt.Errorf("%s: %w", args[0], err)

@@ -116,6 +116,8 @@ func TestDoctorExitStatus(t *testing.T) {
 			[]string{"store            fail  file://" + blocker + "/store: put_if_absent:", "(required: store); exit status 1"}},
 		{"a bad variable, as baton run prints it", with(good, "BATON_KEEP", "x"), nil, exitFailure,
 			[]string{`config           fail  baton run: BATON_KEEP="x": not an integer`, "store            ok"}},
+		{"a misspelt variable warns", with(good, "BATON_CHEKPOINT_DIR", "/w"), nil, exitOK,
+			[]string{"config           warn", "BATON_CHEKPOINT_DIR is set but no baton command reads it; did you mean BATON_CHECKPOINT_DIR?"}},
 		{"low disk warns only", with(good, "BATON_MIN_FREE_DISK", "1000000GiB"), nil, exitOK,
 			[]string{"below --min-free-disk (1000000GiB)"}},
 		{"bad flag of baton run", good, []string{"--keep=x"}, exitUsage, []string{"baton doctor: --keep=x: not an integer"}},

@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/batonrun/baton/internal/spell"
 )
 
 // Exit statuses.
@@ -55,14 +57,14 @@ func main() {
 const usage = `baton makes a training run outlive its container.
 
 Usage:
-  baton version             print the version
-  baton run [flags] -- CMD  run a trainer: restore, supervise, commit, resume
-                            elsewhere (settings: docs/config.md)
-  baton pull [flags] SRC DIR copy a store (s3://bucket/prefix, file:///path) into a directory
-  baton push [flags] DIR DST copy a directory into a store
-  baton doctor [--json]     what baton sees here: platform, config, GPUs, disks, store
-  baton checkpoint COMMAND  commit, list, show, restore and collect a run's
-                            checkpoints (commit|ls|show|restore|gc|pin|unpin|verify|hosts)
+  baton run [flags] -- CMD ARGS...  run a trainer: restore, supervise, commit, and resume
+                                    on the next host (the container's entrypoint)
+  baton pull [flags] SRC DIR        copy a store (s3://bucket/prefix, file:///path) into DIR
+  baton push [flags] DIR DST        copy DIR into a store
+  baton checkpoint COMMAND          a run's checkpoints: commit, ls, show, restore, gc,
+                                    pin, unpin, verify, hosts
+  baton doctor [flags]              what baton sees here: platform, config, GPUs, disks, store
+  baton version                     print the version
 
 Run "baton COMMAND -h" for a command's flags. Every command reads its settings
 the same way: a flag, else its BATON_* variable (--part-size is BATON_PART_SIZE,
@@ -70,6 +72,11 @@ the same way: a flag, else its BATON_* variable (--part-size is BATON_PART_SIZE,
 for one invocation only (--json, --force) has no variable. docs/config.md lists
 them all.
 `
+
+// commandNames are the commands of baton, for a did-you-mean.
+func commandNames() []string {
+	return []string{"run", "pull", "push", "checkpoint", "doctor", "version", "help"}
+}
 
 // run executes one command line and returns the exit status.
 func run(ctx context.Context, e env, args []string) int {
@@ -95,7 +102,11 @@ func run(ctx context.Context, e env, args []string) int {
 		fmt.Fprint(e.stdout, usage)
 		return exitOK
 	default:
-		fmt.Fprintf(e.stderr, "baton: unknown command %q\n\n%s", args[0], usage)
+		msg := fmt.Sprintf("baton: unknown command %q", args[0])
+		if guess := spell.Closest(args[0], commandNames()); guess != "" {
+			msg += "; did you mean " + guess + "?"
+		}
+		fmt.Fprintf(e.stderr, "%s (baton help lists the commands)\n", msg)
 		return exitUsage
 	}
 	err := cmd.Run(ctx, args[1:])

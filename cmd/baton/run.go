@@ -38,6 +38,9 @@ func (c *runCmd) Run(ctx context.Context, args []string) error {
 		return c.detach(cfg, args)
 	}
 	log := slog.New(logHandler(cfg.LogFormat, c.env))
+	for _, w := range config.UnknownVariables(c.env.environ) {
+		log.Warn(w)
+	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
 	defer signal.Stop(sigs)

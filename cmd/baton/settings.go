@@ -36,6 +36,11 @@ func (e env) settings(name string, dst any, args []string) ([]string, error) {
 	if err != nil {
 		return nil, usageError{err}
 	}
+	if name != "run" { // baton run logs them in its own format
+		for _, w := range config.UnknownVariables(e.environ) {
+			fmt.Fprintf(e.stderr, "baton %s: warning: %s\n", name, w)
+		}
+	}
 	return operands, nil
 }
 

@@ -85,3 +85,35 @@ func TestDefaultsAreThePackages(t *testing.T) {
 		}
 	}
 }
+
+// TestCLILikeItsPeers: flags after the operands, one error line with a
+// did-you-mean for a misspelt command, flag or variable.
+func TestCLILikeItsPeers(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	writeTree(t, src, map[string][]byte{"a.bin": randomData(2, 100)}, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	if r := runBaton(t, nil, "push", src, "file://"+filepath.Join(dir, "store"), "--workers", "2", "--progress=none"); r.code != exitOK {
+		t.Fatalf("push with flags after the operands: exit %d\n%s", r.code, r.stderr)
+	}
+	for _, c := range []struct {
+		args    []string
+		environ map[string]string
+		code    int
+		want    string // the last line of stderr
+	}{
+		{[]string{"pul", "x", "y"}, nil, exitUsage, `baton: unknown command "pul"; did you mean pull? (baton help lists the commands)`},
+		{[]string{"checkpoint", "lss"}, nil, exitUsage, `baton checkpoint: unknown command "lss"; did you mean ls? (baton checkpoint -h lists them)`},
+		{[]string{"pull", "--wrokers=2", "file:///x", dir}, nil, exitUsage, `baton pull: --wrokers: unknown flag; did you mean --workers?`},
+		{[]string{"push", src, "file://" + filepath.Join(dir, "store2"), "--progress=none"}, map[string]string{"BATON_WROKERS": "2"}, exitOK,
+			`baton push: warning: BATON_WROKERS is set but no baton command reads it; did you mean BATON_WORKERS?`},
+	} {
+		r := runBaton(t, c.environ, c.args...)
+		lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+		if r.code != c.code || !strings.Contains(r.stderr, c.want) || c.code != exitOK && lines[len(lines)-1] != c.want {
+			t.Errorf("%q: exit %d, want %d and %q; stderr:\n%s", c.args, r.code, c.code, c.want, r.stderr)
+		}
+		if c.code != exitOK && len(lines) != 1 {
+			t.Errorf("%q: %d lines of stderr, want one", c.args, len(lines))
+		}
+	}
+}
