@@ -233,17 +233,27 @@ func (r *Repo) Latest(ctx context.Context) (int64, error) {
 // means the one latest.json names. A manifest that was never published
 // (see Published) is refused with ErrNotPublished.
 func (r *Repo) Manifest(ctx context.Context, seq int64) (*Manifest, error) {
-	l, _, err := r.readLatest(ctx)
+	seq, err := r.publishedSeq(ctx, seq)
 	if err != nil {
 		return nil, err
+	}
+	return r.fetchManifest(ctx, seq, false)
+}
+
+// publishedSeq returns seq, or for 0 the one latest.json names, if that
+// checkpoint was published (see checkPublished).
+func (r *Repo) publishedSeq(ctx context.Context, seq int64) (int64, error) {
+	l, _, err := r.readLatest(ctx)
+	if err != nil {
+		return 0, err
 	}
 	if seq == 0 {
 		seq = l.Seq
 	}
 	if err := r.checkPublished(ctx, l, seq); err != nil {
-		return nil, err
+		return 0, err
 	}
-	return r.fetchManifest(ctx, seq, false)
+	return seq, nil
 }
 
 // checkPublished returns nil if checkpoint seq was published, given the
@@ -283,14 +293,8 @@ func (r *Repo) checkPublished(ctx context.Context, l Latest, seq int64) error {
 // Walk returned nil. fn sees each file once, in order, even when a read is
 // started again. An error from fn stops the walk.
 func (r *Repo) Walk(ctx context.Context, seq int64, fn func(File) error) (*Manifest, error) {
-	l, _, err := r.readLatest(ctx)
+	seq, err := r.publishedSeq(ctx, seq)
 	if err != nil {
-		return nil, err
-	}
-	if seq == 0 {
-		seq = l.Seq
-	}
-	if err := r.checkPublished(ctx, l, seq); err != nil {
 		return nil, err
 	}
 	return r.walkManifest(ctx, seq, fn)
