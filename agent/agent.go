@@ -38,6 +38,7 @@ import (
 	"github.com/batonrun/baton/agent/telemetry/record"
 	"github.com/batonrun/baton/checkpoint"
 	"github.com/batonrun/baton/internal/redact"
+	"github.com/batonrun/baton/internal/spell"
 	"github.com/batonrun/baton/sync/storage"
 	"github.com/batonrun/baton/sync/storeurl"
 	"github.com/batonrun/baton/sync/transfer"
@@ -460,6 +461,28 @@ func (a *agent) isLost() bool {
 	}
 }
 
+// warnOtherRuns warns, when the run has no checkpoint, if the store holds
+// checkpoints of other runs, naming the closest: a misspelt run id starts a
+// run afresh beside the one that was meant.
+func (a *agent) warnOtherRuns(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	runs, err := checkpoint.Runs(ctx, a.store, 100000)
+	if err != nil {
+		return
+	}
+	runs = slices.DeleteFunc(runs, func(r string) bool { return r == a.cfg.RunID })
+	if len(runs) == 0 {
+		return
+	}
+	msg := fmt.Sprintf("run %s has no checkpoint, but the store holds checkpoints of %d other runs", a.cfg.RunID, len(runs))
+	if guess := spell.Closest(a.cfg.RunID, runs); guess != "" {
+		msg += "; did you mean " + guess + "?"
+	}
+	shown := runs[:min(len(runs), 10)]
+	a.log.Warn(msg+" (check --run; the trainer starts fresh)", "runs", strings.Join(shown, ","))
+}
+
 // fetchData pulls every SRC=DST dataset, skipping what is already present.
 func (a *agent) fetchData(ctx context.Context) error {
 	getenv := platform.Getenv(a.deps.Environ)
@@ -524,6 +547,9 @@ func (a *agent) prepareCheckpointDir(ctx context.Context) (int64, error) {
 	a.log.Info("checkpoint directory: "+choice.String(), "dir", a.dir, "files", files, "latest", latest, "directory_holds", recSeq)
 	switch choice {
 	case startFresh:
+		if latest == 0 {
+			a.warnOtherRuns(ctx)
+		}
 		a.log.Info("no checkpoint yet: the trainer starts fresh", "dir", a.dir)
 		return 0, nil
 	case keepLocal:

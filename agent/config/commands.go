@@ -25,6 +25,7 @@ type Transfer struct {
 	S3Driver   string   `setting:"s3-driver"`
 	PartSize   ByteSize `setting:"part-size" help:"size of one part of a big file, 5MiB to 5GiB"`
 	Progress   string   `flag:"progress" env:"BATON_PROGRESS" yaml:"-" enum:"auto,bar,log,none" default:"auto" help:"progress display: auto (a bar on a terminal, else a log line every 5s), bar, log or none"`
+	AllowEmpty bool     `flag:"allow-empty" env:"-" yaml:"-" default:"false" help:"let a source that holds nothing (no object under the prefix, no file in the directory) copy nothing and succeed; by default it is an error, since it is most often a misspelt prefix or path"`
 }
 
 // Repo is the settings every "baton checkpoint" command shares: the run in

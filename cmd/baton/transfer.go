@@ -18,7 +18,7 @@ import (
 func transferDo(ctx context.Context, e env, f *config.Transfer, verb string, op func(context.Context, *transfer.Engine) (transfer.Stats, error)) error {
 	log := slog.New(newLogHandler(e.stderr, nil))
 	progress := &transfer.Progress{}
-	engine := transfer.New(transfer.Options{Workers: f.Workers, PartSize: int64(f.PartSize), Progress: progress, Logger: log})
+	engine := transfer.New(transfer.Options{Workers: f.Workers, PartSize: int64(f.PartSize), Progress: progress, Logger: log, AllowEmpty: f.AllowEmpty})
 
 	mode := f.Progress
 	if mode == "auto" {

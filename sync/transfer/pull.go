@@ -21,6 +21,9 @@ import (
 // (set by the pull that wrote it) is skipped, so a second pull of an unchanged
 // store transfers nothing.
 //
+// A store with no object is an error (ErrEmptySource), and then dir is not
+// created, unless Options.AllowEmpty.
+//
 // Every file is written under a temporary name beside its final one, fsynced
 // and renamed into place, so an interrupted pull never leaves a truncated file
 // under a final name; running Pull again finishes the job. Keys that would
@@ -34,6 +37,9 @@ func (e *Engine) Pull(ctx context.Context, s storage.Store, dir string) (Stats, 
 	})
 	if err != nil {
 		return Stats{}, err
+	}
+	if len(objects) == 0 && !e.allowEmpty {
+		return Stats{}, fmt.Errorf("%s %w: no object under it (a misspelt prefix? nothing was written to %s)", s, ErrEmptySource, dir)
 	}
 	dir, err = filepath.Abs(dir)
 	if err != nil {

@@ -20,12 +20,18 @@ import (
 // files are skipped with a log line; files a pull is still writing are
 // ignored.
 //
+// A directory with no file is an error (ErrEmptySource), unless
+// Options.AllowEmpty.
+//
 // A file that changes while it is uploaded makes Push fail, naming it: the
 // store would otherwise hold a mix of two versions.
 func (e *Engine) Push(ctx context.Context, dir string, s storage.Store) (Stats, error) {
 	files, err := e.scan(dir)
 	if err != nil {
 		return Stats{}, err
+	}
+	if len(files) == 0 && !e.allowEmpty {
+		return Stats{}, fmt.Errorf("%s %w: no file under it", dir, ErrEmptySource)
 	}
 	s = storage.WithRetry(s, e.retry)
 	remote := make(map[string]storage.ObjectInfo, len(files))

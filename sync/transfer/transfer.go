@@ -10,6 +10,7 @@ package transfer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -38,7 +39,16 @@ type Options struct {
 	// Logger receives one line per skipped or failed file at debug level
 	// (default slog.Default()).
 	Logger *slog.Logger
+	// AllowEmpty lets a Pull from a store that holds no object, or a Push
+	// of a directory that holds no file, succeed; by default either fails
+	// with ErrEmptySource, since it is far more often a misspelt prefix or
+	// path than an intent.
+	AllowEmpty bool
 }
+
+// ErrEmptySource is the error of a Pull from a store with no object, or a
+// Push of a directory with no file, unless Options.AllowEmpty.
+var ErrEmptySource = errors.New("holds nothing to copy")
 
 // Defaults of Options.
 const (
@@ -60,21 +70,23 @@ type Stats struct {
 
 // Engine runs transfers with one set of Options.
 type Engine struct {
-	workers  int
-	partSize int64
-	retry    storage.Retry
-	progress *Progress
-	log      *slog.Logger
-	buffers  sync.Pool
+	workers    int
+	partSize   int64
+	retry      storage.Retry
+	progress   *Progress
+	log        *slog.Logger
+	allowEmpty bool
+	buffers    sync.Pool
 }
 
 // New returns an Engine, filling defaults into opts.
 func New(opts Options) *Engine {
 	e := &Engine{
-		workers:  opts.Workers,
-		partSize: opts.PartSize,
-		progress: opts.Progress,
-		log:      opts.Logger,
+		workers:    opts.Workers,
+		partSize:   opts.PartSize,
+		progress:   opts.Progress,
+		log:        opts.Logger,
+		allowEmpty: opts.AllowEmpty,
 	}
 	if e.workers <= 0 {
 		e.workers = DefaultWorkers
