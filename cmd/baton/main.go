@@ -48,10 +48,45 @@ type env struct {
 
 func main() {
 	e := env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, environ: os.Environ()}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := notifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, e, os.Args[1:])
 	stop()
 	os.Exit(code)
+}
+
+// interrupted is the cause of the context of a command stopped by a signal.
+type interrupted struct{ sig syscall.Signal }
+
+func (i interrupted) Error() string { return "interrupted (" + i.sig.String() + ")" }
+
+// exitStatus is the shell's status for a process killed by the signal: 130
+// for SIGINT, 143 for SIGTERM.
+func (i interrupted) exitStatus() int { return 128 + int(i.sig) }
+
+// notifyContext is signal.NotifyContext that remembers the signal: the first
+// of sigs to arrive cancels the context with an interrupted cause. stop
+// unregisters the signals and releases the context.
+func notifyContext(parent context.Context, sigs ...os.Signal) (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, sigs...)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-ch:
+			if s, ok := sig.(syscall.Signal); ok {
+				cancel(interrupted{s})
+			} else {
+				cancel(nil)
+			}
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(ch)
+		close(done)
+		cancel(nil)
+	}
 }
 
 const usage = `baton makes a training run outlive its container.
@@ -116,6 +151,13 @@ func run(ctx context.Context, e env, args []string) int {
 	var code exitCode
 	if errors.As(err, &code) {
 		return int(code) // baton run: the trainer's status; the agent logged why
+	}
+	if sig, ok := errors.AsType[interrupted](context.Cause(ctx)); ok {
+		// Whatever failed failed because the signal cancelled it: the
+		// transfers write to temporary names, so nothing half-done is left
+		// under a real one.
+		fmt.Fprintf(e.stderr, "baton %s: interrupted\n", args[0])
+		return sig.exitStatus()
 	}
 	fmt.Fprintf(e.stderr, "baton %s: %s\n", args[0], redactEnv(oneLine(err.Error()), e.environ))
 	if errors.As(err, new(usageError)) {
