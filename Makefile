@@ -7,6 +7,8 @@
 #   make test                   the whole suite: scripts/test.sh (ARGS go to go test)
 #   make images                 docker build of the root Dockerfile, images/pytorch and images/slim
 #   make bench                  the benchmarks against a local versitygw (BENCH=sync runs one)
+#   make release VERSION=1.2.3  dist/: the linux/amd64 and linux/arm64 archives, install.sh,
+#                               SHA256SUMS (scripts/release.sh; docs/release.md)
 
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 BENCH ?= checkpoint sync scale manyfiles overhead
@@ -14,7 +16,7 @@ DOCKER ?= docker
 # images/slim's base (empty: its default, a CUDA image); any with glibc >= 2.34.
 SLIM_BASE ?=
 
-.PHONY: build test images bench
+.PHONY: build test images bench release
 
 build:
 	scripts/build.sh bin/baton -X main.version=$(VERSION)
@@ -29,3 +31,6 @@ images:
 
 bench:
 	set -e; for b in $(BENCH); do scripts/bench-$$b.sh; done
+
+release:
+	scripts/release.sh $(VERSION) dist
