@@ -505,24 +505,7 @@ func TestLostLeaseStopsTheRun(t *testing.T) {
 		"python3", trainer, "--steps", "100000", "--step-seconds", "0.01")
 	s.waitFor(t, "step 5", func(l string) bool { return strings.HasPrefix(l, "step=5 ") })
 
-	leasePath := filepath.Join(storeDir, "runs", "taken", "lease.json")
-	raw, err := os.ReadFile(leasePath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rec checkpoint.LeaseRecord
-	if err := json.Unmarshal(raw, &rec); err != nil {
-		t.Fatal(err)
-	}
-	rec.Holder, rec.Host, rec.Epoch, rec.ExpiresAt = "vast:other", "other", rec.Epoch+1, time.Now().Add(time.Hour)
-	taken, _ := json.Marshal(rec)
-	tmp := leasePath + ".new"
-	if err := os.WriteFile(tmp, taken, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, leasePath); err != nil { // a new inode: the first host's ETag no longer matches
-		t.Fatal(err)
-	}
+	takeLease(t, filepath.Join(storeDir, "runs", "taken", "lease.json"))
 	manifests := func() int {
 		m, _ := filepath.Glob(filepath.Join(storeDir, "runs", "taken", "manifests", "*.json"))
 		return len(m)
