@@ -260,9 +260,7 @@ func TestCriticalXIDGivesHostUp(t *testing.T) {
 // TestHangRestartsTrainer: a trainer that goes silent while the GPUs sit
 // idle is restarted (--on-hang=restart); the second attempt finishes.
 func TestHangRestartsTrainer(t *testing.T) {
-	srv := gputest.NewH100(1)
-	gputest.Dev(srv, 0).GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) { return nvml.Utilization{}, nvml.SUCCESS }
-	h := newHealthRun(t, srv)
+	h := newHealthRun(t, idleH100())
 	h.cfg.HangTimeout = 300 * time.Millisecond
 	h.cfg.Grace = time.Second
 	h.start(t, `if [ "$BATON_ATTEMPT" = 0 ]; then echo stuck; trap '' TERM; exec sleep 1000; fi; echo done`)
@@ -297,6 +295,13 @@ func TestHangGivesUp(t *testing.T) {
 	}
 }
 
+// idleH100 is a mock server of one H100 that sits idle: 0% utilization.
+func idleH100() *server.Server {
+	srv := gputest.NewH100(1)
+	gputest.Dev(srv, 0).GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) { return nvml.Utilization{}, nvml.SUCCESS }
+	return srv
+}
+
 func scrape(t *testing.T, url string) string {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -314,9 +319,7 @@ func scrape(t *testing.T, url string) string {
 // TestNoHangBetweenAttempts: the backoff before a restart is longer than
 // the hang timeout, yet nothing is hung while no trainer runs.
 func TestNoHangBetweenAttempts(t *testing.T) {
-	srv := gputest.NewH100(1)
-	gputest.Dev(srv, 0).GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) { return nvml.Utilization{}, nvml.SUCCESS }
-	h := newHealthRun(t, srv)
+	h := newHealthRun(t, idleH100())
 	h.cfg.HangTimeout = 200 * time.Millisecond
 	h.cfg.RestartBackoff = time.Second
 	h.cfg.OnHang = "give-up"
