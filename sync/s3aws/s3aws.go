@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -259,7 +260,7 @@ func (s *Store) explain(ctx context.Context, key string, headErr error) error {
 	if !errors.As(err, &apiErr) || status(err) < 400 || status(err) >= 500 {
 		return headErr
 	}
-	return fmt.Errorf("HEAD failed; a GET says: %w", err)
+	return fmt.Errorf("HEAD failed; a GET says: %w", plain(err))
 }
 
 // List implements storage.Store.
@@ -398,12 +399,15 @@ func (s *Store) wrap(ctx context.Context, op, key string, err error) error {
 		credErr *credentialsError
 		kind    error
 	)
+	err = plain(err)
 	code := status(err)
 	switch {
 	case errors.As(err, &apiErr):
-		kind = s3config.Kind(apiErr.ErrorCode(), code)
+		kind, err = s3config.Classify(s3config.Response{
+			Code: apiErr.ErrorCode(), Message: apiErr.ErrorMessage(), Status: code, BucketRegion: bucketRegion(err),
+		}, s.cfg.Region, err)
 	case code >= 300:
-		kind = s3config.Kind("", code)
+		kind, err = s3config.Classify(s3config.Response{Status: code, BucketRegion: bucketRegion(err)}, s.cfg.Region, err)
 	case errors.As(err, &credErr), errors.As(err, &signErr):
 		kind = storage.ErrAuth // no credentials could be found
 	default:
@@ -449,6 +453,71 @@ func status(err error) int {
 		return respErr.HTTPStatusCode()
 	}
 	return 0
+}
+
+// bucketRegion returns the region an error response names in its
+// x-amz-bucket-region header, or "".
+func bucketRegion(err error) string {
+	var respErr *awshttp.ResponseError
+	if errors.As(err, &respErr) && respErr.Response != nil {
+		return respErr.Response.Header.Get("X-Amz-Bucket-Region")
+	}
+	return ""
+}
+
+// responseError is the SDK's error for a request that got no answer or an
+// error answer: *awshttp.ResponseError, or S3's own with a HostID.
+type responseError interface {
+	error
+	HTTPStatusCode() int
+	ServiceRequestID() string
+	Unwrap() error
+}
+
+// sdkError is an SDK error with the message a user reads.
+type sdkError struct {
+	msg string
+	err error
+}
+
+func (e *sdkError) Error() string { return e.msg }
+func (e *sdkError) Unwrap() error { return e.err }
+
+// plain returns err, an error of an S3 operation, with a message of the
+// operation and what went wrong, "ListObjectsV2: 400 Code: message", in
+// place of the SDK's "operation error S3: ListObjectsV2, https response error
+// StatusCode: 400, RequestID: ..., HostID: ..., api error Code: message".
+// The request and host IDs, which only AWS support reads, go to slog at
+// Debug. Errors of another shape are returned as they are.
+func plain(err error) error {
+	var opErr *smithy.OperationError
+	if errors.As(err, new(*sdkError)) || !errors.As(err, &opErr) {
+		return err
+	}
+	resp, ok := opErr.Err.(responseError)
+	if !ok {
+		return err
+	}
+	op, code, cause := opErr.Operation(), resp.HTTPStatusCode(), resp.Unwrap()
+	var apiErr smithy.APIError
+	var msg string
+	switch {
+	case errors.As(cause, &apiErr) && code != 0:
+		msg = fmt.Sprintf("%s: %d %s", op, code, apiErr.ErrorCode())
+		if m := apiErr.ErrorMessage(); m != "" {
+			msg += ": " + m
+		}
+	case code != 0:
+		msg = fmt.Sprintf("%s: %d: %v", op, code, cause)
+	default:
+		msg = fmt.Sprintf("%s: %v", op, cause)
+	}
+	attrs := []any{"source", "aws-sdk", "operation", op, "status", code, "request_id", resp.ServiceRequestID()}
+	if h, ok := resp.(interface{ ServiceHostID() string }); ok {
+		attrs = append(attrs, "host_id", h.ServiceHostID())
+	}
+	slog.Debug("S3 request failed: "+msg, attrs...)
+	return &sdkError{msg: msg, err: err}
 }
 
 // responseDate returns the Date header of the response, the best guess at

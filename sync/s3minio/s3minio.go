@@ -340,8 +340,10 @@ func (s *Store) wrap(ctx context.Context, op, key string, err error) error {
 	var resp minio.ErrorResponse
 	switch {
 	case errors.As(err, &resp) && (resp.StatusCode != 0 || resp.Code != ""):
-		kind = s3config.Kind(resp.Code, resp.StatusCode)
 		err = fmt.Errorf("%d %s: %w", resp.StatusCode, resp.Code, err)
+		kind, err = s3config.Classify(s3config.Response{
+			Code: resp.Code, Message: resp.Message, Status: resp.StatusCode, BucketRegion: resp.Region,
+		}, s.cfg.Region, err)
 	default:
 		kind = s3config.NetKind(err)
 	}

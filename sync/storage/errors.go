@@ -7,7 +7,8 @@ import (
 )
 
 // The kinds of storage error. Every error from a Store wraps exactly one of
-// them; test with errors.Is.
+// them (or one of the refined kinds below, which wraps one of them); test
+// with errors.Is.
 var (
 	// ErrNotFound: no object under the key.
 	ErrNotFound = errors.New("not found")
@@ -33,6 +34,29 @@ var (
 	// ErrIO: the storage itself failed for good (a full disk, an I/O error).
 	ErrIO = errors.New("storage I/O error")
 )
+
+// Refined kinds: a cause of a kind above that its own words tell better.
+// errors.Is holds for the refined kind and for the kind it refines, so code
+// that knows only the kinds above treats it as that one; Error prints the
+// refined words.
+var (
+	// ErrWrongRegion: the request was signed for another region than the
+	// bucket's or the server's. It is an ErrInvalid: sending it again will
+	// not help.
+	ErrWrongRegion error = &refined{"wrong region", ErrInvalid}
+	// ErrTLSMismatch: an https:// endpoint answered in plain HTTP, or an
+	// http:// one in TLS. It is an ErrInvalid.
+	ErrTLSMismatch error = &refined{"TLS mismatch", ErrInvalid}
+)
+
+// refined is a kind that refines another.
+type refined struct {
+	words string
+	kind  error
+}
+
+func (r *refined) Error() string { return r.words }
+func (r *refined) Unwrap() error { return r.kind }
 
 // Error is a storage error: the operation, the key and its kind.
 type Error struct {
