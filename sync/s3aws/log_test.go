@@ -63,18 +63,7 @@ func TestSDKWarningsGoToSlogAtDebug(t *testing.T) {
 		}
 	}()
 
-	stderr, err := os.CreateTemp(t.TempDir(), "stderr")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stderr.Close()
-	saved := os.Stderr
-	os.Stderr = stderr
-	t.Cleanup(func() { os.Stderr = saved })
-	h := &recordHandler{}
-	savedLog := slog.Default()
-	slog.SetDefault(slog.New(h))
-	t.Cleanup(func() { slog.SetDefault(savedLog) })
+	h, printed := capture(t)
 
 	s, err := s3aws.New(t.Context(), s3config.Config{
 		Bucket: "b", Endpoint: "http://" + ln.Addr().String(), Region: "us-east-1",
@@ -86,30 +75,63 @@ func TestSDKWarningsGoToSlogAtDebug(t *testing.T) {
 	if err := s.Delete(t.Context(), "k"); err == nil {
 		t.Fatal("a delete answered with a body cut short succeeded")
 	}
-	os.Stderr = saved
-	printed, err := os.ReadFile(stderr.Name())
-	if err != nil {
-		t.Fatal(err)
+	if out := printed(); out != "" {
+		t.Errorf("the SDK printed on stderr:\n%s", out)
 	}
-	if len(printed) > 0 {
-		t.Errorf("the SDK printed on stderr:\n%s", printed)
-	}
+	h.atDebug(t, "failed to discard remaining HTTP response body")
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var found bool
 	for _, r := range h.records {
-		if strings.Contains(r.Message, "failed to discard remaining HTTP response body") {
-			found = true
-			if r.Level != slog.LevelDebug {
-				t.Errorf("the SDK's warning was logged at %v, want DEBUG", r.Level)
-			}
-		}
 		if strings.Contains(r.Message, "wJalrXUtnFEMI") {
 			t.Errorf("a log record holds the secret key: %s", r.Message)
 		}
 	}
+}
+
+// capture swaps os.Stderr for a file and slog's default logger for a
+// recordHandler until the test ends; printed puts os.Stderr back and
+// returns what was written to it.
+func capture(t *testing.T) (h *recordHandler, printed func() string) {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), "stderr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	saved := os.Stderr
+	os.Stderr = f
+	t.Cleanup(func() { os.Stderr = saved })
+	h = &recordHandler{}
+	savedLog := slog.Default()
+	slog.SetDefault(slog.New(h))
+	t.Cleanup(func() { slog.SetDefault(savedLog) })
+	return h, func() string {
+		os.Stderr = saved
+		b, err := os.ReadFile(f.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+}
+
+// atDebug fails unless some record holds msg, and every such record is at
+// Debug.
+func (h *recordHandler) atDebug(t *testing.T, msg string) {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var found bool
+	for _, r := range h.records {
+		if strings.Contains(r.Message, msg) {
+			found = true
+			if r.Level != slog.LevelDebug {
+				t.Errorf("the SDK's %q was logged at %v, want DEBUG", msg, r.Level)
+			}
+		}
+	}
 	if !found {
-		t.Errorf("no slog record of the SDK's warning; records: %d", len(h.records))
+		t.Errorf("no slog record of the SDK's %q; records: %d", msg, len(h.records))
 	}
 }
 
