@@ -268,7 +268,12 @@ func runIn(t *testing.T, ctr *imagetest.Container, opts imagetest.RunOptions, wa
 
 // goVolumes mounts the host's Go toolchain, module cache and build cache into
 // the build stage of the root Dockerfile, where golang:1.26-bookworm would
-// have them: the build needs no network and reuses what the host compiled.
+// have them, so that the build reuses what the host compiled. It needs no
+// network only if the module cache holds every module of baton's go.sum: the
+// Dockerfile's `RUN go mod download` wants them all, also those no Linux
+// build needs (gopsutil's purego is for macOS), which a cache filled by
+// `go build` alone lacks. scripts/test.sh runs `go mod download` first; run
+// it yourself before `go test ./images` on a fresh machine.
 func goVolumes(t *testing.T) []string {
 	t.Helper()
 	return []string{
