@@ -1,6 +1,7 @@
 // Package units writes and reads sizes in bytes, the one home of baton's
 // byte formatting: Bytes for people (1.5 GiB, rounded), ExactBytes and
-// ParseBytes for settings (16MiB, read back exactly).
+// ParseBytes for settings (16MiB, read back exactly); and Plural, "1 file"
+// but "2 files", for counts in messages.
 package units
 
 import (
@@ -69,4 +70,13 @@ func ParseBytes(s string) (int64, error) {
 		return 0, ErrNotASize
 	}
 	return n * mult, nil
+}
+
+// Plural writes n and noun, with an s when n is not 1: "1 file", "0 files",
+// "3 checkpoints". noun is a regular English noun in the singular.
+func Plural[N ~int | ~int32 | ~int64 | ~uint | ~uint32 | ~uint64](n N, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

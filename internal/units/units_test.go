@@ -55,3 +55,25 @@ func TestParseBytes(t *testing.T) {
 		}
 	}
 }
+
+func TestPlural(t *testing.T) {
+	cases := []struct {
+		n    int64
+		noun string
+		want string
+	}{
+		{0, "file", "0 files"}, {1, "file", "1 file"}, {2, "file", "2 files"},
+		{1, "checkpoint", "1 checkpoint"}, {12, "checkpoint", "12 checkpoints"}, {-1, "chunk", "-1 chunks"},
+	}
+	for _, c := range cases {
+		if got := Plural(c.n, c.noun); got != c.want {
+			t.Errorf("Plural(%d, %q) = %q, want %q", c.n, c.noun, got, c.want)
+		}
+	}
+	if got := Plural(uint32(1), "GPU"); got != "1 GPU" {
+		t.Errorf("Plural(uint32(1), GPU) = %q", got)
+	}
+	if got := Plural(len([]int{1, 2}), "manifest"); got != "2 manifests" {
+		t.Errorf("Plural(int 2, manifest) = %q", got)
+	}
+}
