@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/batonrun/baton/checkpoint"
+	"github.com/batonrun/baton/internal/durable"
 )
 
 // dirRecord is what baton knows of the checkpoint directory's contents,
@@ -69,22 +70,13 @@ func writeDirRecord(dir string, r dirRecord) error {
 		err = os.Rename(tmp, filepath.Join(dir, checkpoint.StateFile))
 	}
 	if err == nil {
-		err = syncDir(dir)
+		err = durable.SyncDir(dir)
 	}
 	if err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("recording the checkpoint directory's state: %w", err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // dirChoice is what prepareCheckpointDir does with the local directory.
@@ -215,5 +207,5 @@ func setAside(dir string, base int64, now time.Time) (string, error) {
 			return "", err
 		}
 	}
-	return inside, syncDir(dir)
+	return inside, durable.SyncDir(dir)
 }

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/batonrun/baton/internal/durable"
 )
 
 // The names a restore of DIR (base name NAME, parent PARENT) makes, HEX being
@@ -158,7 +160,7 @@ func removeLeftovers(dir string) error {
 					return err
 				}
 				delete(stagings, s)
-				if err := syncDir(parent); err != nil {
+				if err := durable.SyncDir(parent); err != nil {
 					return err
 				}
 				break
@@ -176,7 +178,7 @@ func removeLeftovers(dir string) error {
 				return err
 			}
 		}
-		if err := syncDir(parent); err != nil {
+		if err := durable.SyncDir(parent); err != nil {
 			return err
 		}
 	}

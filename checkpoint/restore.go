@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/batonrun/baton/internal/durable"
 	"github.com/batonrun/baton/sync/storage"
 	"github.com/zeebo/blake3"
 	"golang.org/x/sync/errgroup"
@@ -282,7 +283,7 @@ func (d dirSet) sync(workers int) error {
 	var g errgroup.Group
 	g.SetLimit(workers)
 	for dir := range d {
-		g.Go(func() error { return syncDir(dir) })
+		g.Go(func() error { return durable.SyncDir(dir) })
 	}
 	return g.Wait()
 }
@@ -382,7 +383,7 @@ func swapBeside(staging, dir, old string, committed *bool) error {
 		return err
 	}
 	parent := filepath.Dir(dir)
-	if err := syncDir(parent); err != nil {
+	if err := durable.SyncDir(parent); err != nil {
 		return err
 	}
 	at("swapped")
@@ -390,7 +391,7 @@ func swapBeside(staging, dir, old string, committed *bool) error {
 		if err := os.RemoveAll(old); err != nil {
 			return err
 		}
-		return syncDir(parent)
+		return durable.SyncDir(parent)
 	}
 	return nil
 }
@@ -438,10 +439,10 @@ func swapInPlace(dir, hexID string, committed *bool) error {
 			at("aside-1")
 		}
 	}
-	if err := syncDir(n.inOld); err != nil {
+	if err := durable.SyncDir(n.inOld); err != nil {
 		return errors.Join(err, rollBack(n))
 	}
-	if err := syncDir(dir); err != nil {
+	if err := durable.SyncDir(dir); err != nil {
 		return errors.Join(err, rollBack(n))
 	}
 	at("aside")
@@ -478,7 +479,7 @@ func writeJournal(n names) error {
 		err = cerr
 	}
 	if err == nil {
-		err = syncDir(n.dir)
+		err = durable.SyncDir(n.dir)
 	}
 	return err
 }
@@ -500,7 +501,7 @@ func rollForward(n names) error {
 			at("up-1")
 		}
 	}
-	if err := syncDir(n.dir); err != nil {
+	if err := durable.SyncDir(n.dir); err != nil {
 		return err
 	}
 	at("up")
@@ -510,14 +511,14 @@ func rollForward(n names) error {
 	if err := os.RemoveAll(n.inOld); err != nil {
 		return err
 	}
-	if err := syncDir(n.dir); err != nil {
+	if err := durable.SyncDir(n.dir); err != nil {
 		return err
 	}
 	at("old-removed")
 	if err := os.Remove(n.journal); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	return syncDir(n.dir)
+	return durable.SyncDir(n.dir)
 }
 
 // rollBack undoes an in-place swap that has no valid journal: the entries
@@ -534,7 +535,7 @@ func rollBack(n names) error {
 			return fmt.Errorf("moving %s back into %s: %w", e.Name(), n.dir, err)
 		}
 	}
-	if err := syncDir(n.dir); err != nil {
+	if err := durable.SyncDir(n.dir); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(n.inStaging); err != nil {
@@ -548,22 +549,7 @@ func rollBack(n names) error {
 			return err
 		}
 	}
-	return syncDir(n.dir)
-}
-
-// syncDir makes a directory's entries durable. File systems that cannot
-// fsync a directory (some FUSE ones) are taken at their word.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	d.Close()
-	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.ENOSYS) {
-		return nil
-	}
-	return err
+	return durable.SyncDir(n.dir)
 }
 
 // isMountPoint says whether dir is a directory (not a symbolic link to one)

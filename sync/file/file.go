@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/batonrun/baton/internal/durable"
 	"github.com/batonrun/baton/sync/storage"
 )
 
@@ -106,7 +107,7 @@ func (s *Store) Put(ctx context.Context, key string, p storage.Payload, opts sto
 			return storage.ObjectInfo{}, wrap("put", key, err)
 		}
 	}
-	syncDir(filepath.Dir(dst))
+	durable.SyncDir(filepath.Dir(dst))
 	return s.stat("put", key, dst)
 }
 
@@ -287,7 +288,7 @@ func (u *upload) Complete(ctx context.Context, parts []storage.CompletedPart) (s
 	if err != nil {
 		return storage.ObjectInfo{}, wrap("upload", u.key, err)
 	}
-	syncDir(filepath.Dir(u.dst))
+	durable.SyncDir(filepath.Dir(u.dst))
 	return u.s.stat("upload", u.key, u.dst)
 }
 
@@ -390,13 +391,6 @@ func wrap(op, key string, err error) error {
 		kind = storage.ErrIO
 	}
 	return &storage.Error{Op: op, Key: key, Kind: kind, Err: err}
-}
-
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 }
 
 // fileBody is the reader Get returns; it stops early if ctx is cancelled.

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/batonrun/baton/internal/durable"
 	"github.com/batonrun/baton/sync/storage"
 )
 
@@ -244,7 +245,7 @@ func (d *dirSet) sync() error {
 	defer d.mu.Unlock()
 	var errs []error
 	for _, dir := range slices.Sorted(maps.Keys(d.dirs)) {
-		if err := syncDir(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := durable.SyncDir(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -228,13 +227,4 @@ const partialSuffix = ".baton-partial"
 
 func partialPath(p string) string {
 	return filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+partialSuffix)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
