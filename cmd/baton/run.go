@@ -55,13 +55,7 @@ func (c *runCmd) Run(ctx context.Context, args []string) error {
 }
 
 func logHandler(format string, e env) slog.Handler {
-	switch format {
-	case "json":
-		return slog.NewJSONHandler(e.stderr, nil)
-	case "text":
-		return slog.NewTextHandler(e.stderr, nil)
-	}
-	return newLogHandler(e.stderr, nil)
+	return formatLogHandler(e.stderr, format, nil)
 }
 
 // detach starts baton run again in the background, in a session of its own,
