@@ -119,7 +119,7 @@ func Commands() []Command {
 		{"pull", "pull [flags] SRC DIR", func() any { return new(Transfer) }},
 		{"push", "push [flags] DIR DST", func() any { return new(Transfer) }},
 		{"doctor", "doctor [flags] [-- CMD ARGS...]", func() any { return new(Doctor) }},
-		{"checkpoint commit", "checkpoint commit [flags] DIR", func() any { return new(CheckpointCommit) }},
+		{"checkpoint commit", "checkpoint commit [flags] DIR (or, in a trainer under baton run: checkpoint commit)", func() any { return new(CheckpointCommit) }},
 		{"checkpoint ls", "checkpoint ls [flags]", func() any { return new(CheckpointList) }},
 		{"checkpoint show", "checkpoint show [flags] [SEQ]", func() any { return new(CheckpointList) }},
 		{"checkpoint restore", "checkpoint restore [flags] DIR", func() any { return new(CheckpointRestore) }},
@@ -149,10 +149,12 @@ func TrainerVariables() []string {
 		"BATON_PLATFORM", "BATON_AGENT_SOCKET"}
 }
 
-// otherVariables are the BATON_* variables of baton's install script, its
-// build and its tests, which no command reads.
+// otherVariables are the BATON_* variables that no command reads but that
+// belong to baton all the same: its install script's, its build's and its
+// tests', and the example trainers' (BATON_COMMIT_CMD, the command
+// examples/trainer.py runs to ask for a commit).
 func otherVariables() []string {
-	return []string{"BATON_VERSION", "BATON_SHA256", "BATON_TOOLS", "BATON_LDFLAGS", "BATON_REQUIRE_ALL"}
+	return []string{"BATON_VERSION", "BATON_SHA256", "BATON_TOOLS", "BATON_LDFLAGS", "BATON_REQUIRE_ALL", "BATON_COMMIT_CMD"}
 }
 
 // UnknownVariables returns a warning for each BATON_* variable of environ
