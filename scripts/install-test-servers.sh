@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real S3 servers that the test suite and the benchmarks run against:
-# versitygw and MinIO, and the staticcheck linter, built with `go install` through
-# the Go module proxy at pinned versions. The binaries are cached outside the checkout (BATON_TOOLS, default
+# versitygw and MinIO, and the staticcheck and actionlint linters (actionlint checks
+# .github/workflows), built with `go install` through the Go module proxy at pinned versions. The binaries are cached outside the checkout (BATON_TOOLS, default
 # ~/.cache/baton-tools) so a second run takes no time. rclone (the benchmark peer)
 # comes from Debian's packages when apt-get is there.
 #
@@ -10,6 +10,7 @@ set -euo pipefail
 
 VERSITYGW_VERSION=v1.8.0
 STATICCHECK_VERSION=v0.8.2
+ACTIONLINT_VERSION=v1.7.12
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 
 tools=${BATON_TOOLS:-$HOME/.cache/baton-tools}
@@ -42,6 +43,9 @@ case "$want" in
   all|staticcheck) install staticcheck "$STATICCHECK_VERSION" honnef.co/go/tools/cmd/staticcheck ;;
 esac
 case "$want" in
+  all|actionlint) install actionlint "$ACTIONLINT_VERSION" github.com/rhysd/actionlint/cmd/actionlint ;;
+esac
+case "$want" in
   all|rclone)
     if ! command -v rclone >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
       echo "installing rclone from Debian's packages..." >&2
@@ -50,19 +54,27 @@ case "$want" in
     ;;
 esac
 
-# --- image tools (explicit only: `install-test-servers.sh image-tools`) -------
-# buildah, debootstrap and shellcheck from Debian's packages, for the image
-# tests (go test ./images ./scripts): buildah builds the Dockerfiles with the
-# vfs storage driver and chroot isolation on a base debootstrap makes. Needs
-# root and apt-get; does nothing when all three are there.
-install_image_tools() {
-  local missing=() tool
-  for tool in buildah debootstrap shellcheck; do
-    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+# --- tools from Debian's packages (explicit only) ----------------------------
+# `install-test-servers.sh image-tools`: buildah, debootstrap and shellcheck,
+# for the image tests (go test ./images ./scripts): buildah builds the
+# Dockerfiles with the vfs storage driver and chroot isolation on a base
+# debootstrap makes.
+# `install-test-servers.sh cross-gcc`: gcc-aarch64-linux-gnu, the C cross
+# compiler scripts/release.sh builds the linux/arm64 binary with (cgo), for
+# its test (go test ./scripts).
+# Each needs root and apt-get, and does nothing when its commands are there.
+
+# install_apt WHAT COMMAND:PACKAGE...: apt-get install the PACKAGE of each
+# COMMAND that is not on PATH.
+install_apt() {
+  local what=$1 missing=() pair
+  shift
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
   done
   [ "${#missing[@]}" = 0 ] && return 0
   if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" != 0 ]; then
-    echo "image-tools: ${missing[*]} missing; install them as root with apt-get" >&2
+    echo "$what: ${missing[*]} missing; install them as root with apt-get" >&2
     return 1
   fi
   echo "installing ${missing[*]} from Debian's packages..." >&2
@@ -70,7 +82,8 @@ install_image_tools() {
     { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; }) >&2
 }
 case "$want" in
-  image-tools) install_image_tools ;;
+  image-tools) install_apt image-tools buildah:buildah debootstrap:debootstrap shellcheck:shellcheck ;;
+  cross-gcc) install_apt cross-gcc aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu ;;
 esac
 
 echo "$bin"

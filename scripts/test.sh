@@ -19,6 +19,7 @@ export BATON_TOOLS="${BATON_TOOLS:-$HOME/.cache/baton-tools}"
 if [ "${CI:-}" = true ]; then
   export BATON_REQUIRE_ALL=1
   scripts/install-test-servers.sh image-tools >/dev/null # buildah, debootstrap, shellcheck from Debian (as root)
+  scripts/install-test-servers.sh cross-gcc >/dev/null   # gcc-aarch64-linux-gnu, for scripts/release.sh's test
 fi
 
 # The image test builds the Dockerfile on the host's module cache, and its
@@ -28,6 +29,7 @@ go mod download
 (cd images && go mod download)
 scripts/install-test-servers.sh versitygw >/dev/null
 scripts/install-test-servers.sh minio >/dev/null
+scripts/install-test-servers.sh actionlint >/dev/null # for the test that checks .github/workflows
 staticcheck=$(scripts/install-test-servers.sh staticcheck | tail -n1)/staticcheck
 
 mapfile -t gofiles < <(git ls-files '*.go' 2>/dev/null || find . -name '*.go')
