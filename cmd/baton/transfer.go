@@ -9,38 +9,18 @@ import (
 	"time"
 
 	"github.com/batonrun/baton/agent/config"
+	"github.com/batonrun/baton/internal/progress"
 	"github.com/batonrun/baton/internal/units"
 	"github.com/batonrun/baton/sync/transfer"
 )
 
-// transferDo runs op with a transfer engine and a progress display, then prints a
-// summary line.
+// transferDo runs op with a transfer engine that shows its progress, then
+// prints a summary line.
 func transferDo(ctx context.Context, e env, f *config.Transfer, verb string, op func(context.Context, *transfer.Engine) (transfer.Stats, error)) error {
 	log := slog.New(newLogHandler(e.stderr, nil))
-	progress := &transfer.Progress{}
-	engine := transfer.New(transfer.Options{Workers: f.Workers, PartSize: int64(f.PartSize), Progress: progress, Logger: log, AllowEmpty: f.AllowEmpty})
-
-	mode := f.Progress
-	if mode == "auto" {
-		mode = "log"
-		if isTerminal(e.stderr) {
-			mode = "bar"
-		}
-	}
-	reportCtx, stopReport := context.WithCancel(ctx)
-	reported := make(chan struct{})
-	go func() {
-		defer close(reported)
-		if mode == "none" {
-			<-reportCtx.Done()
-			return
-		}
-		progress.Report(reportCtx, e.stderr, mode == "bar", log, 5*time.Second)
-	}()
+	engine := transfer.New(transfer.Options{Workers: f.Workers, PartSize: int64(f.PartSize), Progress: e.progress(f.Progress, log), Logger: log, AllowEmpty: f.AllowEmpty})
 	start := time.Now()
 	stats, err := op(ctx, engine)
-	stopReport()
-	<-reported
 	if err != nil {
 		return err
 	}
@@ -50,6 +30,19 @@ func transferDo(ctx context.Context, e env, f *config.Transfer, verb string, op 
 		units.Bytes(int64(float64(stats.Bytes)/max(elapsed.Seconds(), 1e-3))),
 		stats.SkippedFiles, units.Bytes(stats.SkippedBytes))
 	return nil
+}
+
+// progress is the display of transfers that --progress asks for: auto is
+// a bar on a terminal and log lines otherwise (a first line after a second,
+// then one every 10s, and a last one), none is nothing.
+func (e env) progress(mode string, log *slog.Logger) *progress.Reporter {
+	switch {
+	case mode == "none":
+		return nil
+	case mode == "bar" || mode == "auto" && isTerminal(e.stderr):
+		return &progress.Reporter{Bar: e.stderr}
+	}
+	return &progress.Reporter{Log: log}
 }
 
 // transferArgs reads the settings and the two operands of pull or push.

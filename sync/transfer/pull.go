@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 
 	"github.com/batonrun/baton/internal/durable"
+	"github.com/batonrun/baton/internal/progress"
 	"github.com/batonrun/baton/sync/storage"
 )
 
@@ -29,10 +30,12 @@ import (
 // and renamed into place, so an interrupted pull never leaves a truncated file
 // under a final name; running Pull again finishes the job. Keys that would
 // land outside dir are refused before anything is written.
-func (e *Engine) Pull(ctx context.Context, s storage.Store, dir string) (Stats, error) {
+func (e *Engine) Pull(ctx context.Context, s storage.Store, dir string) (_ Stats, err error) {
+	tr := e.progress.Start("pulling " + s.String() + " into " + dir)
+	defer func() { tr.End(err) }()
 	s = storage.WithRetry(s, e.retry)
 	var objects []storage.ObjectInfo
-	err := s.List(ctx, "", func(o storage.ObjectInfo) error {
+	err = s.List(ctx, "", func(o storage.ObjectInfo) error {
 		objects = append(objects, o)
 		return nil
 	})
@@ -61,6 +64,7 @@ func (e *Engine) Pull(ctx context.Context, s storage.Store, dir string) (Stats, 
 
 	var stats Stats
 	var todo []int
+	var todoBytes int64
 	for i, o := range objects {
 		if upToDate(paths[i], o) {
 			stats.SkippedFiles++
@@ -68,17 +72,19 @@ func (e *Engine) Pull(ctx context.Context, s storage.Store, dir string) (Stats, 
 			continue
 		}
 		todo = append(todo, i)
-		e.progress.addTotal(o.Size)
+		todoBytes += o.Size
 	}
+	tr.Plan(int64(len(todo)), todoBytes)
 
 	p := e.newPool(ctx)
 	var files, bytes atomic.Int64
 	dirs := newDirSet()
 	for _, i := range todo {
 		o, path := objects[i], paths[i]
-		ok := e.download(p, s, o, path, dirs, func() {
+		ok := e.download(p, s, o, path, dirs, tr, func() {
 			files.Add(1)
 			bytes.Add(o.Size)
+			tr.Add(1, 0)
 		})
 		if !ok {
 			break
@@ -101,7 +107,7 @@ func upToDate(path string, o storage.ObjectInfo) bool {
 
 // download queues the ranges of o and, after the last one, seals the file
 // or removes what was written.
-func (e *Engine) download(p *pool, s storage.Store, o storage.ObjectInfo, path string, dirs *dirSet, done func()) bool {
+func (e *Engine) download(p *pool, s storage.Store, o storage.ObjectInfo, path string, dirs *dirSet, tr *progress.Transfer, done func()) bool {
 	tmpPath := partialPath(path)
 	var (
 		once    sync.Once
@@ -144,7 +150,7 @@ func (e *Engine) download(p *pool, s storage.Store, o storage.ObjectInfo, path s
 	return p.runUnits(spans, func(ctx context.Context, sp span) error {
 		f, err := open()
 		if err == nil {
-			err = e.getRange(ctx, s, o, f, sp)
+			err = e.getRange(ctx, s, o, f, sp, tr)
 		}
 		if err != nil {
 			return fmt.Errorf("pull %s: %w", o.Key, err)
@@ -153,10 +159,11 @@ func (e *Engine) download(p *pool, s storage.Store, o storage.ObjectInfo, path s
 	}, task)
 }
 
-// getRange writes the span sp of object o into f at the same offset. The
+// getRange writes the span sp of object o into f at the same offset,
+// counting its bytes on tr as they arrive. The
 // store (storage.WithRetry) resumes a body cut mid-stream after the bytes
 // already written, and fails it if the object changed meanwhile.
-func (e *Engine) getRange(ctx context.Context, s storage.Store, o storage.ObjectInfo, f *os.File, sp span) error {
+func (e *Engine) getRange(ctx context.Context, s storage.Store, o storage.ObjectInfo, f *os.File, sp span, tr *progress.Transfer) error {
 	if sp.n == 0 {
 		return nil
 	}
@@ -171,7 +178,7 @@ func (e *Engine) getRange(ctx context.Context, s storage.Store, o storage.Object
 		return fmt.Errorf("object changed while it was being pulled (ETag %s, was %s): pull again", info.ETag, o.ETag)
 	}
 	var done int64
-	w := &progressWriter{w: io.NewOffsetWriter(f, sp.off), p: e.progress, n: &done}
+	w := &progressWriter{w: io.NewOffsetWriter(f, sp.off), p: tr, n: &done}
 	_, err = io.CopyBuffer(w, io.LimitReader(rc, sp.n), *bufp)
 	if err == nil && done != sp.n {
 		err = &storage.Error{Op: "get", Key: o.Key, Kind: storage.ErrTransient, Err: io.ErrUnexpectedEOF}
@@ -212,17 +219,17 @@ func checkFileDirConflicts(objects []storage.ObjectInfo) error {
 	return nil
 }
 
-// progressWriter counts what it writes into n and the Progress.
+// progressWriter counts what it writes into n and the transfer's bytes.
 type progressWriter struct {
 	w io.Writer
-	p *Progress
+	p *progress.Transfer
 	n *int64
 }
 
 func (w *progressWriter) Write(b []byte) (int, error) {
 	n, err := w.w.Write(b)
 	*w.n += int64(n)
-	w.p.addDone(int64(n))
+	w.p.Add(0, int64(n))
 	return n, err
 }
 

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/batonrun/baton/internal/progress"
 	"github.com/batonrun/baton/sync/storage"
 )
 
@@ -25,7 +26,9 @@ import (
 //
 // A file that changes while it is uploaded makes Push fail, naming it: the
 // store would otherwise hold a mix of two versions.
-func (e *Engine) Push(ctx context.Context, dir string, s storage.Store) (Stats, error) {
+func (e *Engine) Push(ctx context.Context, dir string, s storage.Store) (_ Stats, err error) {
+	tr := e.progress.Start("pushing " + dir + " to " + s.String())
+	defer func() { tr.End(err) }()
 	files, err := e.scan(dir)
 	if err != nil {
 		return Stats{}, err
@@ -45,6 +48,7 @@ func (e *Engine) Push(ctx context.Context, dir string, s storage.Store) (Stats, 
 
 	var stats Stats
 	var todo []localFile
+	var todoBytes int64
 	for _, f := range files {
 		if o, ok := remote[f.key]; ok && o.Size == f.size && o.LastModified.After(f.mtime) {
 			stats.SkippedFiles++
@@ -52,15 +56,17 @@ func (e *Engine) Push(ctx context.Context, dir string, s storage.Store) (Stats, 
 			continue
 		}
 		todo = append(todo, f)
-		e.progress.addTotal(f.size)
+		todoBytes += f.size
 	}
+	tr.Plan(int64(len(todo)), todoBytes)
 
 	p := e.newPool(ctx)
 	var nfiles, nbytes atomic.Int64
 	for _, f := range todo {
-		ok := e.upload(p, s, f, func() {
+		ok := e.upload(p, s, f, tr, func() {
 			nfiles.Add(1)
 			nbytes.Add(f.size)
+			tr.Add(1, 0)
 		})
 		if !ok {
 			break
@@ -117,8 +123,8 @@ func (e *Engine) scan(dir string) ([]localFile, error) {
 }
 
 // upload queues the parts of f (or f whole) and completes the upload after
-// the last part.
-func (e *Engine) upload(p *pool, s storage.Store, f localFile, done func()) bool {
+// the last part, counting the bytes sent on tr.
+func (e *Engine) upload(p *pool, s storage.Store, f localFile, tr *progress.Transfer, done func()) bool {
 	var (
 		once    sync.Once
 		file    *os.File
@@ -147,7 +153,7 @@ func (e *Engine) upload(p *pool, s storage.Store, f localFile, done func()) bool
 			if err != nil {
 				return fail(err)
 			}
-			e.progress.addDone(f.size)
+			tr.Add(0, f.size)
 			done()
 			return nil
 		})
@@ -206,7 +212,7 @@ func (e *Engine) upload(p *pool, s storage.Store, f localFile, done func()) bool
 		if err != nil {
 			return fail(err)
 		}
-		e.progress.addDone(sp.n)
+		tr.Add(0, sp.n)
 		return nil
 	}, task)
 }

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/batonrun/baton/internal/progress"
 	"github.com/batonrun/baton/sync/storage"
 	"golang.org/x/sync/errgroup"
 )
@@ -33,8 +34,10 @@ type Options struct {
 	// (storage.WithRetry); a store that is already so wrapped gets this
 	// policy instead of its own.
 	Retry *storage.Retry
-	// Progress, if set, is told about every byte moved.
-	Progress *Progress
+	// Progress, if set, shows every Pull and Push (see progress.Reporter):
+	// its files and bytes to move, planned after the listing, and what
+	// moved. Files already up to date count in neither.
+	Progress *progress.Reporter
 	// Logger receives one line per skipped or failed file at debug level
 	// (default slog.Default()).
 	Logger *slog.Logger
@@ -72,7 +75,7 @@ type Engine struct {
 	workers    int
 	partSize   int64
 	retry      storage.Retry
-	progress   *Progress
+	progress   *progress.Reporter
 	log        *slog.Logger
 	allowEmpty bool
 	buffers    sync.Pool
@@ -100,9 +103,6 @@ func New(opts Options) *Engine {
 		e.retry = *opts.Retry
 	} else {
 		e.retry = storage.DefaultRetry()
-	}
-	if e.progress == nil {
-		e.progress = &Progress{}
 	}
 	if e.log == nil {
 		e.log = slog.Default()
