@@ -227,6 +227,8 @@ func (a *agent) release(ctx context.Context) {
 	a.metrics.SetLease(false)
 	if err := a.lease.Release(ctx); err != nil {
 		a.log.Warn("could not release the lease; the next host waits for it to expire", "err", err)
+	} else {
+		a.log.Info("lease released", "run", a.cfg.RunID, "epoch", a.lease.Epoch())
 	}
 }
 

@@ -268,7 +268,6 @@ func (a *agent) startMetrics(ctx context.Context) {
 		a.log.Warn("metrics endpoint off", "addr", a.cfg.MetricsAddr, "err", err)
 		return
 	}
-	a.log.Info("metrics endpoint", "url", "http://"+srv.Addr().String()+"/metrics")
 	go srv.Serve(ctx)
 }
 
