@@ -395,7 +395,7 @@ func (a *agent) acquireLease(ctx context.Context) (int, error) {
 		rec := held.Record
 		if logged.IsZero() || now.Sub(logged) >= 30*time.Second {
 			a.log.Info("the run is held by another host: waiting for its lease to end", "holder", rec.Holder, "host", rec.Host,
-				"platform", rec.Platform, "until", rec.ExpiresAt.Format(time.RFC3339), "waiting_at_most", deadline.Sub(now).Round(time.Second).String())
+				"platform", rec.Platform, "until", rec.ExpiresAt.Format(time.RFC3339), "waiting_at_most_s", deadline.Sub(now).Round(time.Second).Seconds())
 			logged = now
 		}
 		// Look again just after the lease ends (a holder that renewed

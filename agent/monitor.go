@@ -305,6 +305,6 @@ func (a *agent) closeRecorder() {
 	if st, err := record.Compact(cctx, a.store, a.cfg.RunID, record.CompactOptions{}); err != nil {
 		a.log.Warn("telemetry compaction stopped; the next run tries again", "err", err)
 	} else {
-		a.log.Debug("telemetry compacted", "stats", st)
+		a.log.Debug("telemetry compacted", "segments", st.Segments, "written", st.Written, "deleted", st.Deleted)
 	}
 }

@@ -285,7 +285,7 @@ wait:
 		case <-graceC:
 			graceC = make(chan time.Time) // spent; never fires again
 			escalated = true
-			s.log.Warn("trainer outlived the grace period; killing its group", "pgid", child.Pid(), "grace", grace)
+			s.log.Warn("trainer outlived the grace period; killing its group", "pgid", child.Pid(), "grace_s", grace.Seconds())
 			s.mu.Lock()
 			s.forward(child, syscall.SIGKILL)
 			s.mu.Unlock()
