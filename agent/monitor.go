@@ -15,6 +15,7 @@ import (
 	"github.com/batonrun/baton/agent/telemetry/gpu"
 	"github.com/batonrun/baton/agent/telemetry/host"
 	"github.com/batonrun/baton/agent/telemetry/record"
+	"github.com/batonrun/baton/internal/units"
 )
 
 // Exit statuses of a host given up for its health.
@@ -85,7 +86,7 @@ func (a *agent) gpuGate(ctx context.Context) *giveUp {
 			seen, why = len(a.gpus.Info().Devices), fmt.Sprintf("NVML sees %d", len(a.gpus.Info().Devices))
 		}
 		if seen < promised {
-			reason := fmt.Sprintf("the platform promised %d GPUs, but %s: refusing to train on fewer (--gpu-check=false to run anyway)", promised, why)
+			reason := fmt.Sprintf("the platform promised %s, but %s: refusing to train on fewer (--gpu-check=false to run anyway)", units.Plural(promised, "GPU"), why)
 			a.log.Error("GPUs missing at start", "promised", promised, "seen", seen, "platform", a.desc.Platform)
 			return &giveUp{code: ExitUnhealthy, reason: reason}
 		}
