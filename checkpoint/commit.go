@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/batonrun/baton/internal/progress"
 	"github.com/batonrun/baton/sync/storage"
 	"github.com/zeebo/blake3"
 	"golang.org/x/sync/errgroup"
@@ -115,7 +116,9 @@ func (r *Repo) Commit(ctx context.Context, lease *Lease, dir string, meta map[st
 		Meta:      meta,
 		ScannedAt: scannedAt.UTC(),
 	}
-	newBytes, err := r.hashAndUpload(ctx, dir, files, parent, present, m)
+	tr := r.opts.Progress.Start("committing " + dir + " as the next checkpoint of run " + r.opts.Run)
+	newBytes, err := r.hashAndUpload(ctx, dir, files, parent, present, m, tr)
+	tr.End(err)
 	if err != nil {
 		return nil, err
 	}
@@ -574,8 +577,8 @@ func scanDir(dir string, exclude []string) ([]scanned, error) {
 
 // hashAndUpload fills m.Files: unchanged files from the parent whose chunks
 // are all in the store intact, the others read, hashed and their missing or
-// torn chunks uploaded. It returns the bytes uploaded.
-func (r *Repo) hashAndUpload(ctx context.Context, dir string, files []scanned, parent *Manifest, present *chunkSet, m *Manifest) (int64, error) {
+// torn chunks uploaded, counted on tr. It returns the bytes uploaded.
+func (r *Repo) hashAndUpload(ctx context.Context, dir string, files []scanned, parent *Manifest, present *chunkSet, m *Manifest, tr *progress.Transfer) (int64, error) {
 	// A parent entry is reused only if its mtime was well before the
 	// parent's scan: a file written within a timestamp tick of the scan
 	// could be rewritten with the same size and mtime ("racily clean", as
@@ -589,6 +592,17 @@ func (r *Repo) hashAndUpload(ctx context.Context, dir string, files []scanned, p
 			}
 		}
 	}
+	reused := func(f scanned) (File, bool) {
+		p, ok := previous[f.rel]
+		return p, ok && p.Size == f.size && p.Mode == f.mode && p.MTime.Equal(f.mtime)
+	}
+	var readFiles, readBytes int64
+	for _, f := range files {
+		if _, ok := reused(f); !ok {
+			readFiles, readBytes = readFiles+1, readBytes+f.size
+		}
+	}
+	tr.Plan(readFiles, readBytes)
 	var uploaded atomic.Int64
 	buffers := sync.Pool{New: func() any { b := make([]byte, r.opts.ChunkSize); return &b }}
 	uploads, uctx := errgroup.WithContext(ctx)
@@ -596,7 +610,7 @@ func (r *Repo) hashAndUpload(ctx context.Context, dir string, files []scanned, p
 	reads, rctx := errgroup.WithContext(uctx)
 	reads.SetLimit(readers)
 	for i, f := range files {
-		if p, ok := previous[f.rel]; ok && p.Size == f.size && p.Mode == f.mode && p.MTime.Equal(f.mtime) {
+		if p, ok := reused(f); ok {
 			m.Files[i] = p
 			continue
 		}
@@ -604,6 +618,7 @@ func (r *Repo) hashAndUpload(ctx context.Context, dir string, files []scanned, p
 			entry, err := r.readFile(rctx, filepath.Join(dir, filepath.FromSlash(f.rel)), f, func(hash string, chunk *[]byte, n int) {
 				if !present.claim(hash, int64(n)) {
 					buffers.Put(chunk)
+					tr.Add(0, int64(n))
 					return
 				}
 				uploads.Go(func() error {
@@ -612,16 +627,21 @@ func (r *Repo) hashAndUpload(ctx context.Context, dir string, files []scanned, p
 					// partial object under the final name when its client
 					// died mid-PUT (a torn chunk); that one is sent again.
 					if ok, err := r.chunkStored(uctx, hash, int64(n)); err != nil || ok {
+						tr.Add(0, int64(n))
 						return err
 					}
 					if _, err := r.store.Put(uctx, chunkKey(hash), storage.BytesPayload((*chunk)[:n]), storage.PutOptions{}); err != nil {
 						return fmt.Errorf("uploading a chunk of %s: %w", f.rel, err)
 					}
 					uploaded.Add(int64(n))
+					tr.Add(0, int64(n))
 					return nil
 				})
 			}, &buffers)
 			m.Files[i] = entry
+			if err == nil {
+				tr.Add(1, 0)
+			}
 			return err
 		})
 	}

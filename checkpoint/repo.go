@@ -10,6 +10,7 @@ import (
 	"path"
 	"time"
 
+	"github.com/batonrun/baton/internal/progress"
 	"github.com/batonrun/baton/sync/storage"
 )
 
@@ -79,6 +80,14 @@ type Options struct {
 	Retry *storage.Retry
 	// Now is the clock (default time.Now); tests inject their own.
 	Now func() time.Time
+	// Progress, if set, shows every Commit and Restore that moves files
+	// (see progress.Reporter). A commit plans the files it reads and hashes
+	// (those changed since the parent checkpoint) and their bytes; a file
+	// counts once read and hashed, a byte once its chunk is in the store
+	// (uploaded, or found there). A restore plans every file and byte of
+	// the checkpoint; a byte counts once downloaded, verified and written,
+	// a file once it is durable.
+	Progress *progress.Reporter
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 }

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/batonrun/baton/internal/durable"
+	"github.com/batonrun/baton/internal/progress"
 	"github.com/batonrun/baton/sync/storage"
 	"github.com/zeebo/blake3"
 	"golang.org/x/sync/errgroup"
@@ -111,7 +112,11 @@ func (r *Repo) Restore(ctx context.Context, seq int64, dir string) (*Manifest, e
 		return nil, fmt.Errorf("restore: %w", err)
 	}
 	at("staging")
-	if err := r.download(ctx, m, staging); err != nil {
+	tr := r.opts.Progress.Start(fmt.Sprintf("restoring checkpoint %d of run %s into %s", m.Seq, r.opts.Run, dir))
+	tr.Plan(int64(len(m.Files)), m.Size)
+	err = r.download(ctx, m, staging, tr)
+	tr.End(err)
+	if err != nil {
 		return nil, fmt.Errorf("restore of run %s checkpoint %d: %w", r.opts.Run, m.Seq, err)
 	}
 	at("staged")
@@ -146,7 +151,7 @@ type openFile struct {
 }
 
 // download writes every file of m under staging, verifies it and makes it
-// and every directory durable.
+// and every directory durable, counting what it wrote on tr.
 //
 // Files are created one at a time, in manifest order, and each file's chunks
 // are all handed to the workers before the next file is opened; a file is
@@ -154,7 +159,7 @@ type openFile struct {
 // 2 × Workers slots bounds the files open at once: the dispatcher waits for
 // a slot before it opens a file, and it holds none while it waits for a
 // worker, so the two never wait on each other.
-func (r *Repo) download(ctx context.Context, m *Manifest, staging string) error {
+func (r *Repo) download(ctx context.Context, m *Manifest, staging string, tr *progress.Transfer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Each chunk is checked against its name (its BLAKE3 hash) on the worker
@@ -185,6 +190,7 @@ func (r *Repo) download(ctx context.Context, m *Manifest, staging string) error 
 		}
 		<-slots
 		if err == nil {
+			tr.Add(1, 0)
 			at("file")
 		}
 		return err
@@ -235,6 +241,8 @@ dispatch:
 						err = fmt.Errorf("%s: %w", f.Path, err)
 					} else if _, werr := of.fh.WriteAt(data, off); werr != nil {
 						err = fmt.Errorf("writing %s: %w", f.Path, werr)
+					} else {
+						tr.Add(0, n)
 					}
 					buffers.Put(buf)
 				}

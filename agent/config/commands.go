@@ -24,7 +24,7 @@ type Transfer struct {
 	Workers    int      `setting:"workers"`
 	S3Driver   string   `setting:"s3-driver"`
 	PartSize   ByteSize `setting:"part-size" help:"size of one part of a big file, 5MiB to 5GiB"`
-	Progress   string   `flag:"progress" env:"BATON_PROGRESS" yaml:"-" enum:"auto,bar,log,none" default:"auto" help:"progress display: auto (a bar on a terminal, else a log line every 5s), bar, log or none"`
+	Progress   string   `flag:"progress" env:"BATON_PROGRESS" yaml:"-" enum:"auto,bar,log,none" default:"auto" help:"progress display of a transfer that lasts over a second: auto (a bar on a terminal, else log lines: a first, one every 10s, a last), bar, log or none"`
 	AllowEmpty bool     `flag:"allow-empty" env:"-" yaml:"-" default:"false" help:"let a source that holds nothing (no object under the prefix, no file in the directory) copy nothing and succeed; by default it is an error, since it is most often a misspelt prefix or path"`
 }
 
@@ -46,6 +46,7 @@ type CheckpointCommit struct {
 	Holder    string   `flag:"holder" env:"BATON_HOLDER" yaml:"-" default:"" help:"who commits, recorded in the lease: a holder retakes its own lease at once, so two committers must never share one; empty: HOST/cli"`
 	Platform  string   `flag:"platform" env:"BATON_PLATFORM" yaml:"-" default:"" help:"name of the platform, recorded in the lease and the manifest"`
 	Meta      []string `flag:"meta" env:"-" yaml:"-" type:"KEY=VALUE list" default:"" help:"KEY=VALUE recorded in the manifest; repeat the flag for more (a value may hold commas)"`
+	Progress  string   `flag:"progress" env:"BATON_PROGRESS" yaml:"-" enum:"auto,bar,log,none" default:"auto" help:"progress display of a transfer that lasts over a second: auto (a bar on a terminal, else log lines: a first, one every 10s, a last), bar, log or none"`
 }
 
 // CheckpointList is the settings of "baton checkpoint ls" and "baton
@@ -58,8 +59,9 @@ type CheckpointList struct {
 // CheckpointRestore is the settings of "baton checkpoint restore DIR".
 type CheckpointRestore struct {
 	Repo
-	Seq   int  `flag:"seq" env:"-" yaml:"-" default:"0" help:"restore checkpoint N instead of the latest"`
-	Force bool `flag:"force" env:"-" yaml:"-" default:"false" help:"replace what DIR holds if it is not empty"`
+	Seq      int    `flag:"seq" env:"-" yaml:"-" default:"0" help:"restore checkpoint N instead of the latest"`
+	Force    bool   `flag:"force" env:"-" yaml:"-" default:"false" help:"replace what DIR holds if it is not empty"`
+	Progress string `flag:"progress" env:"BATON_PROGRESS" yaml:"-" enum:"auto,bar,log,none" default:"auto" help:"progress display of a transfer that lasts over a second: auto (a bar on a terminal, else log lines: a first, one every 10s, a last), bar, log or none"`
 }
 
 // CheckpointGC is the settings of "baton checkpoint gc".
