@@ -395,7 +395,7 @@ func (a *agent) acquireLease(ctx context.Context) (int, error) {
 		rec := held.Record
 		if logged.IsZero() || now.Sub(logged) >= 30*time.Second {
 			a.log.Info("the run is held by another host: waiting for its lease to end", "holder", rec.Holder, "host", rec.Host,
-				"platform", rec.Platform, "until", rec.ExpiresAt.Format(time.RFC3339), "waiting_at_most", deadline.Sub(now).Round(time.Second).String())
+				"platform", rec.Platform, "until", rec.ExpiresAt.Format(time.RFC3339), "waiting_at_most_s", deadline.Sub(now).Round(time.Second).Seconds())
 			logged = now
 		}
 		// Look again just after the lease ends (a holder that renewed
@@ -544,7 +544,9 @@ func (a *agent) prepareCheckpointDir(ctx context.Context) (int64, error) {
 	if rec != nil {
 		recSeq = rec.Seq
 	}
-	a.log.Info("checkpoint directory: "+choice.String(), "dir", a.dir, "files", files, "latest", latest, "directory_holds", recSeq)
+	if choice != startFresh {
+		a.log.Info("checkpoint directory: "+choice.String(), "dir", a.dir, "files", files, "latest", latest, "directory_holds", recSeq)
+	}
 	switch choice {
 	case startFresh:
 		if latest == 0 {
@@ -665,7 +667,6 @@ func (a *agent) supervise(ctx context.Context, command []string, resumeFrom int6
 		MaxRestarts: a.cfg.Restarts,
 		Backoff:     supervise.ExponentialBackoff(a.cfg.RestartBackoff, 5*time.Minute),
 		OnExit: func(attempt int, exit supervise.Exit, restart bool) {
-			a.log.Info("trainer exited", "attempt", attempt, "exit", exit.String(), "restart", restart)
 			if restart {
 				a.metrics.TrainerRestarted()
 				a.commitNow(ctx, "before a restart") // the next attempt resumes from what this one saved
@@ -697,7 +698,9 @@ func (a *agent) supervise(ctx context.Context, command []string, resumeFrom int6
 	})
 	stopLoop()
 	<-loopDone
-	a.log.Info("trainer done", "orphans_reaped", reaper.Orphans(), "pid1", os.Getpid() == 1)
+	if n := reaper.Orphans(); n > 0 {
+		a.log.Info("reaped orphans of the trainer", "orphans_reaped", n, "pid1", os.Getpid() == 1)
+	}
 	return exit, err
 }
 

@@ -206,6 +206,6 @@ func (a *agent) logStopBudget(ctx context.Context, stopAt time.Time) {
 		level = slog.LevelWarn
 	}
 	a.log.Log(ctx, level, msg, "changed_bytes", e.Bytes, "changed_files", e.Files,
-		"estimate", e.Duration.Round(100*time.Millisecond).String(), "rate_bytes_per_second", int64(e.Rate),
-		"rate_measured", e.Measured, "stop_window", b.Window.String(), "grace", b.Grace.String(), "platform", b.Platform)
+		"estimate_s", e.Duration.Round(100*time.Millisecond).Seconds(), "rate_bytes_per_s", int64(e.Rate),
+		"rate_measured", e.Measured, "stop_window_s", b.Window.Seconds(), "grace_s", b.Grace.Seconds(), "platform", b.Platform)
 }

@@ -91,7 +91,7 @@ func (a *agent) commitNow(ctx context.Context, reason string) error {
 	a.lastSeq.Store(m.Seq)
 	a.notifyCommitted(m, reason)
 	a.log.Info("checkpoint committed", "seq", m.Seq, "reason", reason, "files", len(m.Files), "bytes", m.Size,
-		"new_bytes", m.NewBytes, "took", time.Since(start).Round(time.Millisecond).String())
+		"new_bytes", m.NewBytes, "took_s", time.Since(start).Round(time.Millisecond).Seconds())
 	if err := writeDirRecord(a.dir, dirRecord{Store: a.store.String(), Run: a.cfg.RunID, Seq: m.Seq, Digest: m.Digest()}); err != nil {
 		a.log.Warn("the commit is not recorded in the checkpoint directory; a restart will compare its contents instead", "err", err)
 	}
@@ -189,7 +189,7 @@ func (a *agent) finalCommit(ctx context.Context, stopping bool) bool {
 			a.log.Error("final commit: giving up", "tries", try, "err", err)
 			return false
 		}
-		a.log.Warn("final commit failed; trying again", "try", try, "in", wait.String(), "until", deadline.Format(time.RFC3339), "err", err)
+		a.log.Warn("final commit failed; trying again", "try", try, "in_s", wait.Seconds(), "until", deadline.Format(time.RFC3339), "err", err)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -227,6 +227,8 @@ func (a *agent) release(ctx context.Context) {
 	a.metrics.SetLease(false)
 	if err := a.lease.Release(ctx); err != nil {
 		a.log.Warn("could not release the lease; the next host waits for it to expire", "err", err)
+	} else {
+		a.log.Info("lease released", "run", a.cfg.RunID, "epoch", a.lease.Epoch())
 	}
 }
 

@@ -24,7 +24,7 @@ func TestMissingGPUsRefusedBeforeTheLease(t *testing.T) {
 	l := newLifecycle(t, false)
 	h := l.host("RUNPOD_POD_ID=zero", "RUNPOD_GPU_COUNT=1")
 	code, lines, stderr := runToEnd(t, l.bin, h, l.args(h, 5)...)
-	if code != 77 || len(lines) != 0 || !strings.Contains(stderr, "the platform promised 1 GPUs, but no NVIDIA driver") {
+	if code != 77 || len(lines) != 0 || !strings.Contains(stderr, "the platform promised 1 GPU, but no NVIDIA driver") {
 		t.Fatalf("exit %d, %d trainer lines, want 77 and none:\n%s", code, len(lines), stderr)
 	}
 	storeDir := strings.TrimPrefix(l.store, "file://")

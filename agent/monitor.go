@@ -15,6 +15,7 @@ import (
 	"github.com/batonrun/baton/agent/telemetry/gpu"
 	"github.com/batonrun/baton/agent/telemetry/host"
 	"github.com/batonrun/baton/agent/telemetry/record"
+	"github.com/batonrun/baton/internal/units"
 )
 
 // Exit statuses of a host given up for its health.
@@ -85,7 +86,7 @@ func (a *agent) gpuGate(ctx context.Context) *giveUp {
 			seen, why = len(a.gpus.Info().Devices), fmt.Sprintf("NVML sees %d", len(a.gpus.Info().Devices))
 		}
 		if seen < promised {
-			reason := fmt.Sprintf("the platform promised %d GPUs, but %s: refusing to train on fewer (--gpu-check=false to run anyway)", promised, why)
+			reason := fmt.Sprintf("the platform promised %s, but %s: refusing to train on fewer (--gpu-check=false to run anyway)", units.Plural(promised, "GPU"), why)
 			a.log.Error("GPUs missing at start", "promised", promised, "seen", seen, "platform", a.desc.Platform)
 			return &giveUp{code: ExitUnhealthy, reason: reason}
 		}
@@ -268,7 +269,6 @@ func (a *agent) startMetrics(ctx context.Context) {
 		a.log.Warn("metrics endpoint off", "addr", a.cfg.MetricsAddr, "err", err)
 		return
 	}
-	a.log.Info("metrics endpoint", "url", "http://"+srv.Addr().String()+"/metrics")
 	go srv.Serve(ctx)
 }
 
@@ -306,6 +306,6 @@ func (a *agent) closeRecorder() {
 	if st, err := record.Compact(cctx, a.store, a.cfg.RunID, record.CompactOptions{}); err != nil {
 		a.log.Warn("telemetry compaction stopped; the next run tries again", "err", err)
 	} else {
-		a.log.Debug("telemetry compacted", "stats", st)
+		a.log.Debug("telemetry compacted", "segments", st.Segments, "written", st.Written, "deleted", st.Deleted)
 	}
 }

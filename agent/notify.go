@@ -76,8 +76,8 @@ func (a *agent) notifyStarted(resumeFrom int64) {
 // notifyCommitted: checkpoint m is in the store (at most one notice a
 // minute goes out).
 func (a *agent) notifyCommitted(m *checkpoint.Manifest, reason string) {
-	a.notify(notify.CheckpointCommitted, m.Seq, nil, fmt.Sprintf("checkpoint %d committed (%s): %d files, %s, %s new",
-		m.Seq, reason, len(m.Files), units.Bytes(m.Size), units.Bytes(m.NewBytes)))
+	a.notify(notify.CheckpointCommitted, m.Seq, nil, fmt.Sprintf("checkpoint %d committed (%s): %s, %s, %s new",
+		m.Seq, reason, units.Plural(len(m.Files), "file"), units.Bytes(m.Size), units.Bytes(m.NewBytes)))
 }
 
 // notifyGaveUp: the host was given up (bad GPU health, a hang), with the

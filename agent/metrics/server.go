@@ -127,7 +127,7 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 // finish for a few seconds. It returns nil after a shutdown that ctx asked
 // for, and an error if serving failed.
 func (s *Server) Serve(ctx context.Context) error {
-	s.log.Info("metrics endpoint listening", "addr", s.ln.Addr().String(), "token_required", s.guarded)
+	s.log.Info("metrics endpoint", "url", "http://"+s.ln.Addr().String()+"/metrics", "token_required", s.guarded)
 	errc := make(chan error, 1)
 	go func() { errc <- s.srv.Serve(s.ln) }()
 	select {

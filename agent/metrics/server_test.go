@@ -176,7 +176,7 @@ func TestServeAndShutdown(t *testing.T) {
 		c.Close()
 		t.Error("the port still accepts connections after shutdown")
 	}
-	if !strings.Contains(logs.String(), "metrics endpoint listening") {
+	if !strings.Contains(logs.String(), `msg="metrics endpoint" url=http://`+s.Addr().String()+"/metrics token_required=true") {
 		t.Errorf("no start line in the log:\n%s", logs.String())
 	}
 	if strings.Contains(logs.String(), token) {

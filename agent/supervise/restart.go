@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/batonrun/baton/internal/backoff"
@@ -22,7 +23,7 @@ type Policy struct {
 	// ends when a stop is requested.
 	Sleep func(ctx context.Context, d time.Duration) error
 	// OnExit, when set, is told how each attempt ended and whether it will be
-	// restarted (for logs and the restarts metric).
+	// restarted (for the restarts metric, say: RunWithRestarts logs the exit).
 	OnExit func(attempt int, exit Exit, restart bool)
 }
 
@@ -77,22 +78,29 @@ func (s *Supervisor) RunWithRestarts(ctx context.Context, p Policy, start func(c
 		if err != nil {
 			return last, fmt.Errorf("supervise: prepare attempt %d: %w", attempt, err)
 		}
-		exit, err := s.Run(ctx, spec)
+		exit, exited, err := s.run(ctx, spec)
 		if errors.Is(err, ErrStopRequested) {
 			return last, nil
 		}
 		if err != nil {
+			if exited {
+				s.logExit(slog.LevelInfo, "trainer exited", exit, "attempt", attempt)
+			}
 			return exit, err
 		}
 		last = exit
 		restart := !exit.Success() && !exit.Stopped && !s.StopRequested() && p.allows(attempt+1)
+		if restart {
+			s.logExit(slog.LevelWarn, "trainer failed; restarting", exit, "attempt", attempt, "next", attempt+1)
+		} else {
+			s.logExit(slog.LevelInfo, "trainer exited", exit, "attempt", attempt)
+		}
 		if p.OnExit != nil {
 			p.OnExit(attempt, exit, restart)
 		}
 		if !restart {
 			return exit, nil
 		}
-		s.log.Warn("trainer failed; restarting", "attempt", attempt, "status", exit.String(), "next", attempt+1)
 	}
 }
 

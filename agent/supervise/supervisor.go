@@ -99,7 +99,8 @@ func (s *Supervisor) StopRequested() bool {
 // trainer's process group at once, and the grace period starts. A later call
 // forwards its signal too (a second Ctrl-C reaches the trainer) but does not
 // restart the grace period. Stop never blocks and may be called from any
-// goroutine, before, during or after Run.
+// goroutine, before, during or after Run. It logs nothing: its caller, who
+// knows why, logs the stop.
 func (s *Supervisor) Stop(sig syscall.Signal) {
 	if sig == 0 {
 		sig = syscall.SIGTERM
@@ -110,7 +111,6 @@ func (s *Supervisor) Stop(sig syscall.Signal) {
 		s.stopped = true
 		s.stopSig = sig
 		close(s.stopping)
-		s.log.Info("stop requested", "signal", sig.String())
 	}
 	if s.current != nil {
 		s.forward(s.current, sig)
@@ -168,6 +168,7 @@ func (s *Supervisor) Forward(ctx context.Context, sigs <-chan os.Signal) {
 				return
 			}
 			if ss, ok := sig.(syscall.Signal); ok {
+				s.log.Info("stop requested", "signal", ss.String())
 				s.Stop(ss)
 			}
 		}
@@ -182,29 +183,46 @@ func (s *Supervisor) Forward(ctx context.Context, sigs <-chan os.Signal) {
 // is killed unless spec.KeepGroup is set. A non-zero exit is not an error: it
 // is in the returned [Exit]. Only one Run may be in progress at a time.
 func (s *Supervisor) Run(ctx context.Context, spec Spec) (Exit, error) {
+	exit, exited, err := s.run(ctx, spec)
+	if exited {
+		s.logExit(slog.LevelInfo, "trainer exited", exit)
+	}
+	return exit, err
+}
+
+// logExit logs how the trainer exited, with more attributes after the
+// exit's own: the one line for the event.
+func (s *Supervisor) logExit(level slog.Level, msg string, exit Exit, more ...any) {
+	s.log.Log(context.Background(), level, msg, append([]any{"pid", exit.Pid, "status", exit.String(),
+		"stopped", exit.Stopped, "escalated", exit.Escalated}, more...)...)
+}
+
+// run is Run without the exit's log line; exited reports whether the
+// trainer ran and exited (then the exit is to be logged).
+func (s *Supervisor) run(ctx context.Context, spec Spec) (exit Exit, exited bool, err error) {
 	grace := spec.Grace
 	if grace == 0 {
 		grace = DefaultGrace
 	}
 	if grace < 0 {
-		return Exit{}, fmt.Errorf("supervise: negative grace %v", grace)
+		return Exit{}, false, fmt.Errorf("supervise: negative grace %v", grace)
 	}
 	waitDelay := spec.WaitDelay
 	if waitDelay == 0 {
 		waitDelay = DefaultWaitDelay
 	}
 	if err := ctx.Err(); err != nil {
-		return Exit{}, err
+		return Exit{}, false, err
 	}
 
 	s.mu.Lock()
 	if s.running {
 		s.mu.Unlock()
-		return Exit{}, errors.New("supervise: a trainer is already running")
+		return Exit{}, false, errors.New("supervise: a trainer is already running")
 	}
 	if s.stopped {
 		s.mu.Unlock()
-		return Exit{}, ErrStopRequested
+		return Exit{}, false, ErrStopRequested
 	}
 	s.running = true
 	s.mu.Unlock()
@@ -224,7 +242,7 @@ func (s *Supervisor) Run(ctx context.Context, spec Spec) (Exit, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	child, err := s.reaper.Start(cmd)
 	if err != nil {
-		return Exit{}, err
+		return Exit{}, false, err
 	}
 	s.log.Info("trainer started", "pid", child.Pid(), "path", spec.Path)
 
@@ -256,6 +274,7 @@ wait:
 		case <-ctxDone:
 			ctxDone = nil
 			canceled = true
+			s.log.Info("stop requested: the context ended", "signal", syscall.SIGTERM.String())
 			s.Stop(syscall.SIGTERM)
 		case <-stopping:
 			stopping = nil
@@ -266,7 +285,7 @@ wait:
 		case <-graceC:
 			graceC = make(chan time.Time) // spent; never fires again
 			escalated = true
-			s.log.Warn("trainer outlived the grace period; killing its group", "pgid", child.Pid(), "grace", grace)
+			s.log.Warn("trainer outlived the grace period; killing its group", "pgid", child.Pid(), "grace_s", grace.Seconds())
 			s.mu.Lock()
 			s.forward(child, syscall.SIGKILL)
 			s.mu.Unlock()
@@ -285,9 +304,9 @@ wait:
 	stopped := s.stopped
 	s.mu.Unlock()
 
-	exit, err := child.Wait(context.WithoutCancel(ctx))
+	exit, err = child.Wait(context.WithoutCancel(ctx))
 	if errors.Is(err, ErrReaperClosed) {
-		return Exit{Pid: child.Pid()}, fmt.Errorf("supervise: trainer pid %d: %w", child.Pid(), err)
+		return Exit{Pid: child.Pid()}, false, fmt.Errorf("supervise: trainer pid %d: %w", child.Pid(), err)
 	}
 	if err != nil {
 		// The status is valid; only the output copy fell short.
@@ -295,9 +314,8 @@ wait:
 	}
 	exit.Stopped = stopped
 	exit.Escalated = escalated
-	s.log.Info("trainer exited", "pid", exit.Pid, "status", exit.String(), "stopped", stopped, "escalated", escalated)
 	if canceled {
-		return exit, fmt.Errorf("supervise: trainer stopped: %w", ctx.Err())
+		return exit, true, fmt.Errorf("supervise: trainer stopped: %w", ctx.Err())
 	}
-	return exit, nil
+	return exit, true, nil
 }

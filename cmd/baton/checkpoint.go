@@ -207,8 +207,8 @@ func (c *checkpointCmd) commit(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("run %s: %w", f.RunID, err)
 	}
-	fmt.Fprintf(c.env.stdout, "committed checkpoint %d of run %s: %d files, %s, %s new, in %s\n",
-		m.Seq, m.Run, len(m.Files), units.Bytes(m.Size), units.Bytes(m.NewBytes), time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(c.env.stdout, "committed checkpoint %d of run %s: %s, %s, %s new, in %s\n",
+		m.Seq, m.Run, units.Plural(len(m.Files), "file"), units.Bytes(m.Size), units.Bytes(m.NewBytes), time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -365,7 +365,7 @@ func (c *checkpointCmd) show(ctx context.Context, args []string) error {
 		{"host", orDash(termSafe(m.Host))},
 		{"platform", orDash(termSafe(m.Platform))},
 		{"chunks", units.Bytes(m.ChunkSize) + ", " + termSafe(m.Hash)},
-		{"size", fmt.Sprintf("%s in %d files, %s new", units.Bytes(m.Size), m.FileCount, units.Bytes(m.NewBytes))},
+		{"size", fmt.Sprintf("%s in %s, %s new", units.Bytes(m.Size), units.Plural(m.FileCount, "file"), units.Bytes(m.NewBytes))},
 	}
 	if len(m.Meta) > 0 {
 		head = append(head, []string{"meta", termSafeMeta(m.Meta)})
@@ -455,8 +455,8 @@ func (c *checkpointCmd) restore(ctx context.Context, args []string) error {
 	if err != nil {
 		return noCheckpoint(f.RunID, err)
 	}
-	fmt.Fprintf(c.env.stdout, "restored checkpoint %d of run %s into %s: %d files, %s, in %s\n",
-		m.Seq, m.Run, dir, len(m.Files), units.Bytes(m.Size), time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(c.env.stdout, "restored checkpoint %d of run %s into %s: %s, %s, in %s\n",
+		m.Seq, m.Run, dir, units.Plural(len(m.Files), "file"), units.Bytes(m.Size), time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -487,8 +487,12 @@ func (c *checkpointCmd) gc(ctx context.Context, args []string) error {
 		if len(seqs) == 0 {
 			seqs = []string{"none"}
 		}
-		fmt.Fprintf(c.env.stdout, "run %s: kept the newest %d checkpoints and the pinned ones; deleted checkpoints: %s\n",
-			f.RunID, f.Keep, strings.Join(seqs, ", "))
+		newest := "the newest checkpoint"
+		if f.Keep != 1 {
+			newest = "the newest " + units.Plural(f.Keep, "checkpoint")
+		}
+		fmt.Fprintf(c.env.stdout, "run %s: kept %s and the pinned ones; deleted checkpoints: %s\n",
+			f.RunID, newest, strings.Join(seqs, ", "))
 	}
 	if f.RunID != "" {
 		if _, err := record.Compact(ctx, store, f.RunID, record.CompactOptions{}); err != nil {
@@ -502,8 +506,8 @@ func (c *checkpointCmd) gc(ctx context.Context, args []string) error {
 	if len(stats.Unpublished) > 0 {
 		fmt.Fprintf(c.env.stdout, "deleted unpublished manifests older than %s: %s\n", f.Grace, strings.Join(stats.Unpublished, ", "))
 	}
-	fmt.Fprintf(c.env.stdout, "chunks: %d in the store, %d referenced by %d manifests; deleted %d (%s); kept %d unreferenced younger than %s\n",
-		stats.Chunks, stats.ReferencedNow, stats.Manifests, stats.Deleted, units.Bytes(stats.DeletedBytes), stats.KeptYoung, f.Grace)
+	fmt.Fprintf(c.env.stdout, "chunks: %d in the store, %d referenced by %s; deleted %d (%s); kept %d unreferenced younger than %s\n",
+		stats.Chunks, stats.ReferencedNow, units.Plural(stats.Manifests, "manifest"), stats.Deleted, units.Bytes(stats.DeletedBytes), stats.KeptYoung, f.Grace)
 	return nil
 }
 

@@ -185,7 +185,7 @@ func TestCheckpointCommitListRestoreGC(t *testing.T) {
 		t.Fatalf("gc without retention printed %q", out)
 	}
 	out = mustRun(t, environ, "checkpoint", "gc", "--keep", "1", "--grace", "0s")
-	if !strings.Contains(out, "deleted checkpoints: 1, 2\n") || !strings.Contains(out, "chunks: 14 in the store, 10 referenced by 1 manifests; deleted 4 (256.0 KiB)") {
+	if !strings.Contains(out, "deleted checkpoints: 1, 2\n") || !strings.Contains(out, "chunks: 14 in the store, 10 referenced by 1 manifest; deleted 4 (256.0 KiB)") {
 		t.Fatalf("gc --keep 1 printed:\n%s", out)
 	}
 	if list := listJSON(t, environ); len(list) != 1 || list[0].Seq != 3 || !list[0].Latest {

@@ -25,10 +25,10 @@ func transferDo(ctx context.Context, e env, f *config.Transfer, verb string, op 
 		return err
 	}
 	elapsed := time.Since(start)
-	fmt.Fprintf(e.stdout, "%s %d files (%s) in %s, %s/s; %d files (%s) already up to date\n",
-		verb, stats.Files, units.Bytes(stats.Bytes), elapsed.Round(time.Millisecond),
+	fmt.Fprintf(e.stdout, "%s %s (%s) in %s, %s/s; %s (%s) already up to date\n",
+		verb, units.Plural(stats.Files, "file"), units.Bytes(stats.Bytes), elapsed.Round(time.Millisecond),
 		units.Bytes(int64(float64(stats.Bytes)/max(elapsed.Seconds(), 1e-3))),
-		stats.SkippedFiles, units.Bytes(stats.SkippedBytes))
+		units.Plural(stats.SkippedFiles, "file"), units.Bytes(stats.SkippedBytes))
 	return nil
 }
 

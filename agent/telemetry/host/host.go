@@ -18,6 +18,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/batonrun/baton/internal/units"
 )
 
 // Reading is one sample of the host. Rates and the CPU percentage cover the
@@ -314,7 +316,7 @@ func (p Problem) String() string {
 	case ProblemNoInodes:
 		return fmt.Sprintf("%s disk %s has no free inode left", p.Role, p.Path)
 	default:
-		return fmt.Sprintf("%s disk %s has %d bytes free, below the minimum of %d", p.Role, p.Path, p.FreeBytes, p.MinFreeBytes)
+		return fmt.Sprintf("%s disk %s has %s free, below the minimum of %s", p.Role, p.Path, units.Bytes(int64(p.FreeBytes)), units.Bytes(int64(p.MinFreeBytes)))
 	}
 }
 

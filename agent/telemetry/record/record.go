@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/batonrun/baton/checkpoint"
+	"github.com/batonrun/baton/internal/units"
 	"github.com/batonrun/baton/sync/storage"
 )
 
@@ -509,7 +510,7 @@ func (r *Recorder) Close(ctx context.Context) error {
 			for _, p := range r.sealed {
 				lines += p.lines
 			}
-			r.closeErr = fmt.Errorf("telemetry: %d lines in %d parts not stored: %w", lines, len(r.sealed), err)
+			r.closeErr = fmt.Errorf("telemetry: %s in %s not stored: %w", units.Plural(lines, "line"), units.Plural(len(r.sealed), "part"), err)
 		}
 		if r.stats.Dropped > 0 {
 			r.log.Warn("telemetry records were dropped while the store did not answer", "dropped_records", r.stats.Dropped, "segment", r.prefix)
