@@ -16,6 +16,7 @@ import (
 	"github.com/batonrun/baton/agent/platform"
 	"github.com/batonrun/baton/internal/progress"
 	"github.com/batonrun/baton/internal/redact"
+	"github.com/batonrun/baton/sync/storage"
 	"github.com/batonrun/baton/sync/storeurl"
 	"github.com/batonrun/baton/sync/transfer"
 )
@@ -75,11 +76,11 @@ func (a *agent) fetchCode(ctx context.Context) error {
 	return fmt.Errorf("code: unsupported kind %v", code.Kind)
 }
 
-// git runs git, which must be in the image; its output goes to baton's
 // progress shows the pulls, restores and commits that last over a second
 // as lines of the agent's log: a first, one every 10 seconds, a last.
 func (a *agent) progress() *progress.Reporter { return &progress.Reporter{Log: a.log} }
 
+// git runs git, which must be in the image; its output goes to baton's
 // stderr, with the secrets of URLs removed. (It runs before the reaper
 // starts, so waiting for it is safe.)
 func (a *agent) git(ctx context.Context, args ...string) error {
@@ -124,7 +125,9 @@ func (a *agent) unpack(ctx context.Context, url, dir string, getenv func(string)
 		if err != nil {
 			return fmt.Errorf("code: %w", err)
 		}
-		if body, _, err = store.Get(ctx, key, 0, -1); err != nil {
+		// The one request of this fetch, retried like any other (a cut body
+		// resumes where it stopped).
+		if body, _, err = storage.WithRetry(store, storage.DefaultRetry()).Get(ctx, key, 0, -1); err != nil {
 			return fmt.Errorf("code: %w", err)
 		}
 	}
