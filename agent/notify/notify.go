@@ -426,7 +426,7 @@ func (n *Notifier) deliver(d *dest, ev Event) {
 			wait = min(retryAfter, n.opts.MaxRetryAfter)
 		}
 		backoff = min(2*backoff, n.opts.MaxBackoff)
-		n.log.Debug("notification failed; trying again", "event", ev.Event, "url", d.label, "attempt", attempt, "in", wait.String(), "err", err)
+		n.log.Debug("notification failed; trying again", "event", ev.Event, "url", d.label, "attempt", attempt, "in_s", wait.Seconds(), "err", err)
 		select {
 		case <-n.ctx.Done():
 			d.dropped.Add(1)

@@ -91,7 +91,11 @@ func writeVerifyReport(w io.Writer, r *checkpoint.VerifyReport) error {
 		what = "intact (downloaded and hashed)"
 	}
 	if len(r.Damaged) == 0 {
-		_, err := fmt.Fprintf(w, "%s: all %d chunks (%s) %s\n", seqList(r.Seqs), r.Chunks, units.Bytes(r.Bytes), what)
+		all := "all " + units.Plural(r.Chunks, "chunk")
+		if r.Chunks == 1 {
+			all = "its one chunk"
+		}
+		_, err := fmt.Fprintf(w, "%s: %s (%s) %s\n", seqList(r.Seqs), all, units.Bytes(r.Bytes), what)
 		return err
 	}
 	rows := [][]string{{"CHUNK", "DAMAGE", "CHECKPOINTS", "FILES"}}
