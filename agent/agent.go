@@ -242,6 +242,7 @@ func (a *agent) run(ctx context.Context, command []string) (int, error) {
 	a.notifyStarted(resumeFrom)
 	exit, err := a.supervise(ctx, command, resumeFrom)
 	if a.isLost() {
+		a.scrubSkipped("the lease was lost")
 		a.supersededAction(ctx, getenv)
 		return ExitLeaseLost, fmt.Errorf("%w: the trainer was stopped", checkpoint.ErrLeaseLost)
 	}
@@ -251,6 +252,7 @@ func (a *agent) run(ctx context.Context, command []string) (int, error) {
 	stopping := errors.Is(err, supervise.ErrStopRequested) || a.gaveUp.Load() != nil
 	saved := a.finalCommit(ctx, stopping)
 	if a.isLost() {
+		a.scrubSkipped("the lease was lost")
 		a.supersededAction(ctx, getenv)
 		return ExitLeaseLost, fmt.Errorf("%w: noticed at the final commit", checkpoint.ErrLeaseLost)
 	}
@@ -259,10 +261,12 @@ func (a *agent) run(ctx context.Context, command []string) (int, error) {
 		// What the trainer saved last is only on this disk: an exit action
 		// that stops or deletes the machine could destroy it.
 		a.notifyFinalCommitFailed()
+		a.scrubSkipped("the final commit failed")
 		a.log.Error("final commit failed: no exit action; what the trainer saved since the last commit is only in "+a.dir,
 			"last_committed", a.lastSeq.Load(), "status", ExitFinalCommitFailed)
 		return ExitFinalCommitFailed, nil
 	}
+	a.scrub() // everything the trainer saved is in the store: before any exit action
 	if g := a.gaveUp.Load(); g != nil {
 		a.notifyGaveUp(*g)
 		a.recordBadHost(ctx, *g)

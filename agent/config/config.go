@@ -63,6 +63,10 @@ type Config struct {
 	// OnSuperseded is what happens to the machine when another host has
 	// the run (exit 75 or 76).
 	OnSuperseded string `flag:"on-superseded" env:"BATON_ON_SUPERSEDED" yaml:"on_superseded" enum:"none,stop,terminate" default:"none" help:"what to do with the machine when another host has the run: it held the lease past --lease-wait (exit 75) or took it over (exit 76); RunPod restarts an exited container and a Vast.ai interruptible instance resumes by itself, so a superseded machine would go on billing; none, stop or terminate"`
+	// Scrub deletes what the run put on the machine when it ends safely;
+	// unset (Origin("scrub") is SourceDefault) the agent decides (see
+	// agent/scrub.go's scrubWanted).
+	Scrub bool `flag:"scrub" env:"BATON_SCRUB" yaml:"scrub" default:"false" help:"when the run ends and everything the trainer saved is in the store, delete the checkpoint directory, each --data DST, the --code-dir (when --code is set), the trainer's log copy and baton's own files (socket, lock, and with --detach the pid and log files) before the exit action, logging what went and how many bytes; never after a failed final commit or a lost lease, never a mount point, /, $HOME or the working directory; not set: on when --on-exit is stop or terminate, and on Vast.ai, else off (the default shown); --scrub=false keeps everything; deleting is not erasing: see docs/run.md, Scrub"`
 	// RunPodAPIURL is the base URL of RunPod's REST API v2, for the exit
 	// actions (read by platform.NewController as BATON_RUNPOD_API_URL).
 	RunPodAPIURL string `flag:"runpod-api-url" env:"BATON_RUNPOD_API_URL" yaml:"runpod_api_url" default:"https://api.runpod.io/v2" help:"base URL of RunPod's REST API v2 for --on-exit and --on-failure: a stop is POST URL/pods/ID/action with {\"action\":\"stop\"}, a terminate DELETE URL/pods/ID; replace it only with a proxy or a test server, and then RunPod's GraphQL API is not tried as the fallback; https, or http to a loopback address; see docs/platforms.md"`
@@ -129,6 +133,10 @@ type Config struct {
 	PIDFile string `flag:"pid-file" env:"BATON_PID_FILE" yaml:"pid_file" default:"/tmp/baton.pid" help:"with --detach: the file holding the background baton's process ID, which makes a second --detach a no-op"`
 	// LogFile is where a detached baton writes its output.
 	LogFile string `flag:"log-file" env:"BATON_LOG_FILE" yaml:"log_file" default:"/tmp/baton.log" help:"with --detach: the file that receives baton's and the trainer's output"`
+	// EnvFile is a file of NAME=value lines that baton run adds to its
+	// environment at start and then deletes, so that no secret stays on
+	// disk (cmd/baton/envfile.go).
+	EnvFile string `flag:"env-file" env:"BATON_ENV_FILE" yaml:"env_file" default:"" help:"a file of NAME=value lines (# comments, blank lines, optional export and quotes) that baton run adds to its environment, and so the trainer's, at start, a variable already set keeping its value, and then deletes, so that the keys it holds stay on no disk; see docs/run.md"`
 
 	// Origins records where each setting came from.
 	Origins
