@@ -73,6 +73,13 @@ func (r *Repo) Commit(ctx context.Context, lease *Lease, dir string, meta map[st
 	if latest.Epoch > epoch {
 		return nil, lease.markLost(latest.Epoch)
 	}
+	if latest.Seq > 0 {
+		// A run is encrypted from its first checkpoint, with one key, or
+		// never.
+		if err := r.checkKey(latest.Encryption); err != nil {
+			return nil, fmt.Errorf("checkpoint: commit refused: %w", err)
+		}
+	}
 	if latest.Seq == math.MaxInt64 {
 		return nil, fmt.Errorf("checkpoint: run %s: latest.json names checkpoint %d, the last number there is; refusing to commit", r.opts.Run, latest.Seq)
 	}
@@ -147,6 +154,11 @@ func (r *Repo) Commit(ctx context.Context, lease *Lease, dir string, meta map[st
 	if err != nil {
 		return nil, err
 	}
+	if r.key != nil {
+		if body, err = r.sealManifest(m, body); err != nil {
+			return nil, err
+		}
+	}
 	info, err := r.writeManifest(ctx, lease, m.Seq, body)
 	if err != nil {
 		return nil, err
@@ -164,7 +176,7 @@ func (r *Repo) Commit(ctx context.Context, lease *Lease, dir string, meta map[st
 		}
 	}
 	// 5. Publish.
-	next := Latest{Seq: m.Seq, Epoch: epoch, ManifestETag: info.ETag, UpdatedAt: m.CreatedAt, Holder: r.opts.Holder.ID}
+	next := Latest{Seq: m.Seq, Epoch: epoch, ManifestETag: info.ETag, UpdatedAt: m.CreatedAt, Holder: r.opts.Holder.ID, Encryption: r.key.marker()}
 	opts := storage.PutOptions{IfMatch: latestETag}
 	if latestETag == "" {
 		opts = storage.PutOptions{IfAbsent: true}
@@ -352,7 +364,7 @@ func (r *Repo) chunkStored(ctx context.Context, h string, n int64) (bool, error)
 	if err != nil {
 		return false, fmt.Errorf("looking for chunk %s: %w", h, err)
 	}
-	return info.Size == n, nil
+	return info.Size == r.storedLen(n), nil
 }
 
 // resendFile uploads the chunks of f in missing, read from dir, once each;
@@ -382,10 +394,10 @@ func (r *Repo) resendFile(ctx context.Context, dir string, f File, chunkSize int
 		if _, err := fh.ReadAt(data, off); err != nil {
 			return sent, fmt.Errorf("%w: %s: %v", ErrDirChanged, f.Path, err)
 		}
-		if sum := blake3.Sum256(data); hex.EncodeToString(sum[:]) != h {
+		if r.chunkName(data) != h {
 			return sent, fmt.Errorf("%w: %s", ErrDirChanged, f.Path)
 		}
-		if _, err := r.store.Put(ctx, chunkKey(h), storage.BytesPayload(data), storage.PutOptions{}); err != nil {
+		if _, err := r.store.Put(ctx, chunkKey(h), r.chunkPayload(h, data), storage.PutOptions{}); err != nil {
 			return sent, fmt.Errorf("uploading a chunk of %s: %w", f.Path, err)
 		}
 		sent++
@@ -630,7 +642,7 @@ func (r *Repo) hashAndUpload(ctx context.Context, dir string, files []scanned, p
 						tr.Add(0, int64(n))
 						return err
 					}
-					if _, err := r.store.Put(uctx, chunkKey(hash), storage.BytesPayload((*chunk)[:n]), storage.PutOptions{}); err != nil {
+					if _, err := r.store.Put(uctx, chunkKey(hash), r.chunkPayload(hash, (*chunk)[:n]), storage.PutOptions{}); err != nil {
 						return fmt.Errorf("uploading a chunk of %s: %w", f.rel, err)
 					}
 					uploaded.Add(int64(n))
@@ -679,9 +691,8 @@ func (r *Repo) readFile(ctx context.Context, p string, f scanned, send func(hash
 			}
 			return entry, fmt.Errorf("reading %s: %w", f.rel, err)
 		}
-		sum := blake3.Sum256((*buf)[:n])
 		whole.Write((*buf)[:n])
-		h := hex.EncodeToString(sum[:])
+		h := r.chunkName((*buf)[:n])
 		entry.Chunks = append(entry.Chunks, h)
 		send(h, buf, n)
 	}

@@ -25,6 +25,9 @@ const (
 	ChunkWrongSize Damage = "wrong size"
 	// ChunkWrongContent: the object's content does not hash to its name.
 	ChunkWrongContent Damage = "content does not match its hash"
+	// ChunkNotAuthentic: a sealed chunk (of an encrypted run) that does
+	// not open with the run's key under its name.
+	ChunkNotAuthentic Damage = "does not authenticate (tampered with or damaged)"
 )
 
 // DamagedChunkError names one damaged chunk of a checkpoint. It wraps

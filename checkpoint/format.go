@@ -104,6 +104,8 @@ type Latest struct {
 	ManifestETag string    `json:"manifest_etag"`
 	UpdatedAt    time.Time `json:"updated_at"`
 	Holder       string    `json:"holder"`
+	// Encryption marks an encrypted run (nil: a plain one).
+	Encryption *Encryption `json:"encryption,omitempty"`
 }
 
 // LeaseRecord is the content of lease.json: who may commit to the run now.
@@ -113,6 +115,8 @@ type LeaseRecord struct {
 	ExpiresAt time.Time `json:"expires_at"`
 	Platform  string    `json:"platform"`
 	Host      string    `json:"host"`
+	// Encryption marks an encrypted run (nil: a plain one).
+	Encryption *Encryption `json:"encryption,omitempty"`
 }
 
 // ErrBadManifest is wrapped by every error about a manifest or pointer that

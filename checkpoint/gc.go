@@ -54,6 +54,9 @@ func (r *Repo) List(ctx context.Context) ([]Summary, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := r.checkKey(latest.Encryption); err != nil {
+		return nil, err
+	}
 	listed, err := r.listManifests(ctx)
 	if err != nil {
 		return nil, err
@@ -478,6 +481,14 @@ func (g *collector) markRun(ctx context.Context, run string, listed []listedMani
 		})
 		if errors.Is(err, storage.ErrNotFound) {
 			continue // deleted since the listing (retention)
+		}
+		if ke, ok := errors.AsType[*KeyError](err); ok && ke.env != nil {
+			// A sealed manifest, and GC holds no key: its clear list
+			// names every chunk it references (see "Encryption").
+			for _, c := range ke.env.Chunks {
+				marked.add(c.Name)
+			}
+			m, err = ke.env.header(), nil
 		}
 		if err != nil {
 			return nil, 0, err

@@ -58,6 +58,9 @@ func (e indexEntry) header() *Manifest {
 // addToIndex records published checkpoint m in its index page. A failure is
 // logged, not returned: the index is a cache.
 func (r *Repo) addToIndex(ctx context.Context, m *Manifest) {
+	if r.key != nil {
+		return // an encrypted run has no index: it would hold hosts and sizes in the clear
+	}
 	key := indexKey(r.opts.Run, m.Seq)
 	for try := 0; try < 5; try++ {
 		var doc indexPageDoc

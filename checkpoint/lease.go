@@ -86,10 +86,11 @@ func (r *Repo) Acquire(ctx context.Context) (*Lease, error) {
 		}
 		now := r.opts.Now()
 		next := LeaseRecord{
-			Holder:    r.opts.Holder.ID,
-			ExpiresAt: now.Add(r.opts.LeaseDuration),
-			Platform:  r.opts.Holder.Platform,
-			Host:      r.opts.Holder.Host,
+			Holder:     r.opts.Holder.ID,
+			ExpiresAt:  now.Add(r.opts.LeaseDuration),
+			Platform:   r.opts.Holder.Platform,
+			Host:       r.opts.Holder.Host,
+			Encryption: r.key.marker(),
 		}
 		var opts storage.PutOptions
 		switch {
@@ -153,6 +154,9 @@ func (l *Lease) fence(ctx context.Context) error {
 		}
 		latest.Epoch = rec.Epoch
 		latest.Holder = rec.Holder
+		if latest.Seq == 0 {
+			latest.Encryption = r.key.marker() // no checkpoint yet: the first commit decides
+		}
 		latest.UpdatedAt = r.opts.Now()
 		_, err = r.putJSON(ctx, latestKey(r.opts.Run), latest, opts)
 		if errors.Is(err, storage.ErrPreconditionFailed) || errors.Is(err, storage.ErrNotFound) {

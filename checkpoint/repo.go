@@ -90,6 +90,11 @@ type Options struct {
 	Progress *progress.Reporter
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
+	// Key, if set, encrypts the run (see docs/checkpoint-format.md,
+	// "Encryption"): its chunks are named by keyed hashes and sealed, and
+	// so are its manifests. An encrypted run is read only with its key, a
+	// plain one only without a key.
+	Key *Key
 }
 
 // Repo is one run's checkpoints in a store.
@@ -97,6 +102,7 @@ type Repo struct {
 	store storage.Store // retries every request (see Options.Retry)
 	opts  Options
 	log   *slog.Logger
+	key   *Key // opts.Key
 }
 
 // Open returns the repository of opts.Run in store. It sends no request.
@@ -125,7 +131,7 @@ func Open(store storage.Store, opts Options) (*Repo, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	r := &Repo{store: retrying(store, opts.Retry), opts: opts, log: opts.Logger}
+	r := &Repo{store: retrying(store, opts.Retry), opts: opts, log: opts.Logger, key: opts.Key}
 	if r.log == nil {
 		r.log = slog.Default()
 	}
@@ -256,6 +262,9 @@ func (r *Repo) publishedSeq(ctx context.Context, seq int64) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	if err := r.checkKey(l.Encryption); err != nil {
+		return 0, err
+	}
 	if seq == 0 {
 		seq = l.Seq
 	}
@@ -321,13 +330,22 @@ func (r *Repo) walkManifest(ctx context.Context, seq int64, fn func(File) error)
 	}
 	open := func() (io.ReadCloser, error) {
 		rc, _, err := r.store.Get(ctx, manifestKey(r.opts.Run, seq), 0, -1)
-		return rc, err
+		if err != nil {
+			return nil, err
+		}
+		return plainOnly(rc)
 	}
 	// A manifest is never replaced, so a read cut mid-stream resumes
 	// (storage.WithRetry); fn still sees each file once if the decoder
 	// reads the manifest again (a header after the files, an entry too big
 	// for the fast decoder).
 	m, err := decodeManifest(open, r.opts.Run, seq, readMode{visit: visit})
+	if errors.Is(err, errSealed) {
+		return r.walkSealed(ctx, seq, fn)
+	}
+	if err == nil && r.key != nil {
+		return nil, r.notSealed(seq)
+	}
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, fmt.Errorf("run %s has no checkpoint %d: %w", r.opts.Run, seq, err)
 	}
@@ -351,10 +369,16 @@ func (r *Repo) fetchManifest(ctx context.Context, seq int64, headerOnly bool) (*
 		return func() (io.ReadCloser, error) {
 			rc, info, err := r.store.Get(ctx, key, 0, length)
 			size = info.Size
-			return rc, err
+			if err != nil {
+				return nil, err
+			}
+			return plainOnly(rc)
 		}
 	}
 	m, err := decodeManifest(open(length), r.opts.Run, seq, readMode{headerOnly: headerOnly})
+	if errors.Is(err, errSealed) {
+		return r.fetchSealed(ctx, seq, headerOnly)
+	}
 	if err != nil && headerOnly && size > headerProbe && !errors.Is(err, errBodyRead) && !errors.Is(err, storage.ErrNotFound) {
 		// The header did not fit in the probe (files before the
 		// counts): read the whole manifest, keeping no entries.
@@ -362,6 +386,9 @@ func (r *Repo) fetchManifest(ctx context.Context, seq int64, headerOnly bool) (*
 	}
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, fmt.Errorf("run %s has no checkpoint %d: %w", r.opts.Run, seq, err)
+	}
+	if err == nil && r.key != nil {
+		return nil, r.notSealed(seq)
 	}
 	return m, err
 }

@@ -2,7 +2,6 @@ package checkpoint
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +14,6 @@ import (
 	"github.com/batonrun/baton/internal/durable"
 	"github.com/batonrun/baton/internal/progress"
 	"github.com/batonrun/baton/sync/storage"
-	"github.com/zeebo/blake3"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
@@ -315,8 +313,21 @@ func allocate(fh *os.File, size int64) error {
 // chunk's length, and checks its content against its name. A missing chunk,
 // one of another length, or one whose content does not match its name is a
 // *DamagedChunkError and is not retried: the store lost or tore it.
+//
+// In an encrypted run the object is sealed: it is opened (authenticated)
+// into data, and one that does not open is damaged (ChunkNotAuthentic).
 func (r *Repo) fetchChunk(ctx context.Context, hash string, data []byte) error {
-	n := int64(len(data))
+	n := r.storedLen(int64(len(data)))
+	into := data
+	var sealed *[]byte
+	if r.key != nil {
+		sealed = sealBuffers.Get().(*[]byte)
+		defer sealBuffers.Put(sealed)
+		if int64(cap(*sealed)) < n {
+			*sealed = make([]byte, n)
+		}
+		into = (*sealed)[:n]
+	}
 	err := readAgainIfChanged(func() error {
 		rc, info, err := r.store.Get(ctx, chunkKey(hash), 0, -1)
 		if errors.Is(err, storage.ErrNotFound) {
@@ -329,16 +340,24 @@ func (r *Repo) fetchChunk(ctx context.Context, hash string, data []byte) error {
 		if info.Size != n {
 			return damagedChunk(hash, ChunkWrongSize, info.Size, n)
 		}
-		return readChunkBody(rc, chunkKey(hash), data)
+		return readChunkBody(rc, chunkKey(hash), into)
 	})
 	if err != nil {
 		return err
 	}
-	if sum := blake3.Sum256(data); hex.EncodeToString(sum[:]) != hash {
+	if r.key != nil {
+		if _, err := r.key.open(data, into, chunkAD(hash)); err != nil {
+			return damagedChunk(hash, ChunkNotAuthentic, n, n)
+		}
+	}
+	if r.chunkName(data) != hash {
 		return damagedChunk(hash, ChunkWrongContent, n, n)
 	}
 	return nil
 }
+
+// sealBuffers hold sealed chunks as they are downloaded.
+var sealBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
 // readChunkBody reads the body of the chunk object under key into data,
 // which has the chunk's length. The store resumes a body cut mid-stream

@@ -58,10 +58,17 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // 64 KiB chunks, a one-minute lease and fast retries.
 func openOn(t testing.TB, s storage.Store, holder string, now func() time.Time) *checkpoint.Repo {
 	t.Helper()
+	return openWith(t, s, holder, func(o *checkpoint.Options) { o.Now = now })
+}
+
+// openWith is openOn with the options as set changes them.
+func openWith(t testing.TB, s storage.Store, holder string, set func(*checkpoint.Options)) *checkpoint.Repo {
+	t.Helper()
 	opts := checkpoint.Options{
-		Run: testRun, ChunkSize: 64 << 10, LeaseDuration: time.Minute, Now: now,
+		Run: testRun, ChunkSize: 64 << 10, LeaseDuration: time.Minute,
 		Retry: fastRetry(), Logger: quiet, Workers: 4,
 	}
+	set(&opts)
 	if holder != "" {
 		opts.Holder = checkpoint.Holder{ID: holder, Host: holder + "-host", Platform: "test"}
 	}

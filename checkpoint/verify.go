@@ -3,7 +3,6 @@ package checkpoint
 import (
 	"cmp"
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"sync"
 
 	"github.com/batonrun/baton/sync/storage"
-	"github.com/zeebo/blake3"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
@@ -159,8 +157,8 @@ func (r *Repo) Verify(ctx context.Context, seqs []int64, deep bool) (*VerifyRepo
 		switch {
 		case !ok:
 			damaged[h] = damagedChunk(h, ChunkMissing, 0, want[h])
-		case size != want[h]:
-			damaged[h] = damagedChunk(h, ChunkWrongSize, size, want[h])
+		case size != r.storedLen(want[h]):
+			damaged[h] = damagedChunk(h, ChunkWrongSize, size, r.storedLen(want[h]))
 		default:
 			intact = append(intact, h)
 		}
@@ -235,32 +233,11 @@ func (r *Repo) hashChunks(ctx context.Context, hashes []string, want map[string]
 // checkChunk downloads chunk hash into data, which has the chunk's length,
 // and returns its damage, or nil if it is intact.
 func (r *Repo) checkChunk(ctx context.Context, hash string, data []byte) (*DamagedChunkError, error) {
-	n := int64(len(data))
-	var d *DamagedChunkError
-	err := readAgainIfChanged(func() error {
-		d = nil
-		rc, info, err := r.store.Get(ctx, chunkKey(hash), 0, -1)
-		if errors.Is(err, storage.ErrNotFound) {
-			d = damagedChunk(hash, ChunkMissing, 0, n)
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		defer rc.Close()
-		if info.Size != n {
-			d = damagedChunk(hash, ChunkWrongSize, info.Size, n)
-			return nil
-		}
-		return readChunkBody(rc, chunkKey(hash), data)
-	})
-	if err != nil || d != nil {
-		return d, err
+	err := r.fetchChunk(ctx, hash, data)
+	if d, ok := errors.AsType[*DamagedChunkError](err); ok {
+		return d, nil
 	}
-	if sum := blake3.Sum256(data); hex.EncodeToString(sum[:]) != hash {
-		return damagedChunk(hash, ChunkWrongContent, n, n), nil
-	}
-	return nil, nil
+	return nil, err
 }
 
 // findUses fills rep.Damaged: every damaged chunk with the published
@@ -353,14 +330,14 @@ func (r *Repo) Repair(ctx context.Context, report *VerifyReport, dir string) (re
 				buf = make([]byte, n)
 			}
 			data := buf[:n]
-			ok, err := readChunkFrom(filepath.Join(dir, filepath.FromSlash(f.Path)), f.Size, off, data, hash)
+			ok, err := readChunkFrom(filepath.Join(dir, filepath.FromSlash(f.Path)), f.Size, off, data, func(b []byte) bool { return r.chunkName(b) == hash })
 			if err != nil {
 				return repaired, unrepaired, err
 			}
 			if !ok {
 				continue
 			}
-			if _, err := r.store.Put(ctx, chunkKey(hash), storage.BytesPayload(data), storage.PutOptions{}); err != nil {
+			if _, err := r.store.Put(ctx, chunkKey(hash), r.chunkPayload(hash, data), storage.PutOptions{}); err != nil {
 				return repaired, unrepaired, fmt.Errorf("uploading chunk %s from %s: %w", hash, f.Path, err)
 			}
 			r.log.Info("repaired a chunk", "chunk", hash, "from", f.Path, "offset", off)
@@ -391,9 +368,9 @@ func findFile(m *Manifest, path string) (File, bool) {
 }
 
 // readChunkFrom reads len(data) bytes at off of the regular file at p into
-// data and reports whether they hash to hash. A file that is missing, not
+// data and reports whether they hash to their name (named). A file that is missing, not
 // regular, or not size bytes long is no source: false, and no error.
-func readChunkFrom(p string, size, off int64, data []byte, hash string) (bool, error) {
+func readChunkFrom(p string, size, off int64, data []byte, named func([]byte) bool) (bool, error) {
 	// O_NONBLOCK: a FIFO under the path must not hang the repair.
 	fh, err := os.OpenFile(p, os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if errors.Is(err, os.ErrNotExist) {
@@ -416,6 +393,5 @@ func readChunkFrom(p string, size, off int64, data []byte, hash string) (bool, e
 		}
 		return false, fmt.Errorf("repair: reading %s: %w", p, err)
 	}
-	sum := blake3.Sum256(data)
-	return hex.EncodeToString(sum[:]) == hash, nil
+	return named(data), nil
 }
