@@ -310,9 +310,13 @@ func (a *agent) setUp(ctx context.Context) (int64, int, error) {
 		return 0, ExitSetup, err
 	}
 	a.hostLock = lock
+	key, err := checkpoint.KeyFromSetting(a.cfg.EncryptionKey)
+	if err != nil {
+		return 0, ExitSetup, err
+	}
 	a.repo, err = checkpoint.Open(a.store, checkpoint.Options{
 		Run: a.cfg.RunID, Holder: holder, Supersedes: gone, ChunkSize: int64(a.cfg.ChunkSize), Workers: a.cfg.Workers,
-		LeaseDuration: a.cfg.LeaseDuration, Logger: a.log, Exclude: a.cfg.Exclude, Progress: a.progress(),
+		LeaseDuration: a.cfg.LeaseDuration, Logger: a.log, Exclude: a.cfg.Exclude, Progress: a.progress(), Key: key,
 	})
 	if err != nil {
 		return 0, ExitSetup, err

@@ -37,6 +37,9 @@ type Repo struct {
 	RunID      string `setting:"run"`
 	Workers    int    `setting:"workers"`
 	S3Driver   string `setting:"s3-driver"`
+	// EncryptionKey is the run's key (checkpoint.ParseKey), "" for a
+	// plain run.
+	EncryptionKey string `setting:"encryption-key"`
 }
 
 // CheckpointCommit is the settings of "baton checkpoint commit DIR".

@@ -206,6 +206,10 @@ func (x *validator) check(s Setting, v reflect.Value) {
 		if b := ByteSize(v.Int()); b < checkpoint.MinChunkSize || b > checkpoint.MaxChunkSize {
 			fail("want %s to %s", ByteSize(checkpoint.MinChunkSize), ByteSize(checkpoint.MaxChunkSize))
 		}
+	case "encryption-key":
+		if _, err := checkpoint.ParseKey(v.String()); v.String() != "" && err != nil {
+			fail("%v", err)
+		}
 	case "metrics-addr":
 		x.checkMetrics(s, v.String())
 	case "telemetry-interval":

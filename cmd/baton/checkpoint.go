@@ -128,7 +128,12 @@ func (c *checkpointCmd) open(ctx context.Context, r config.Repo, holder checkpoi
 	if err != nil || r.RunID == "" {
 		return store, nil, err
 	}
+	key, err := checkpoint.KeyFromSetting(r.EncryptionKey)
+	if err != nil {
+		return nil, nil, usageError{err}
+	}
 	repo, err := checkpoint.Open(store, checkpoint.Options{
+		Key:           key,
 		Run:           r.RunID,
 		Holder:        holder,
 		ChunkSize:     chunkSize,
