@@ -45,9 +45,11 @@ func (l *lifecycle) host(identity ...string) host {
 	return host{dir: filepath.Join(l.t.TempDir(), "ckpt"), env: baseEnv(append(append([]string(nil), l.env...), identity...)...)}
 }
 
-// args are baton run's arguments for h, training to step steps.
+// args are baton run's arguments for h, training to step steps. The table
+// is about what the local directory holds from one run to the next, which a
+// scrub (on by default on Vast.ai) would remove on purpose: --scrub=false.
 func (l *lifecycle) args(h host, steps int, extra ...string) []string {
-	args := append([]string{"--store", l.store, "--run", "life", "--checkpoint-dir", h.dir, "--checkpoint-interval", "0"}, extra...)
+	args := append([]string{"--store", l.store, "--run", "life", "--checkpoint-dir", h.dir, "--checkpoint-interval", "0", "--scrub=false"}, extra...)
 	return append(args, "--", "python3", l.trainer, "--steps", fmt.Sprint(steps), "--step-seconds", "0.001", "--save-every", "5", "--model-mib", "0.1")
 }
 
