@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Benchmark of baton checkpoint against rclone copy on one local versitygw, in
-# the same run, on a ~1 GiB checkpoint shaped like a real one:
+# Benchmark of baton checkpoint against s5cmd (when there is one: $S5CMD or
+# ../shared/tools/s5cmd) and rclone copy on one local versitygw, in the same
+# run, on a ~1 GiB checkpoint shaped like a real one:
 #
 #   model.safetensors  ~690 MiB: an 8-byte little-endian header length, a JSON
 #                      header of BF16 tensors (embeddings and 11 transformer
@@ -14,7 +15,8 @@
 # fresh prefix, and restores the second into an empty directory, compared
 # byte for byte with its source; rclone copy of the same directories to fresh
 # prefixes is the peer of each commit, rclone copy back the peer of the
-# restore. Every other round rclone goes first.
+# restore; s5cmd cp uploads the first state, s5cmd sync the second over it,
+# and s5cmd cp downloads it. The tools' order turns from round to round.
 #
 # The table shows the bytes the second commit uploaded against the bytes
 # changed (goal: at most 1.1x), the median wall times and their ratio to
@@ -152,6 +154,7 @@ for round in $(seq "$ROUNDS"); do
   store="s3://bench/ckpt-$round?endpoint=$endpoint"
   tools=(baton rclone)
   [ $((round % 2)) = 0 ] && tools=(rclone baton)
+  [ -n "$s5cmd" ] && tools+=(s5cmd)
   for state in 1 2; do
     src=$work/ckpt
     [ "$state" = 1 ] || src=$work/ckpt2
@@ -159,6 +162,10 @@ for round in $(seq "$ROUNDS"); do
       case $tool in
         baton) measure "commit$state baton" "$work/baton" checkpoint commit "${baton_flags[@]}" --run bench --store "$store" "$src" ;;
         rclone) measure "commit$state rclone" env -u AWS_CA_BUNDLE rclone copy "${rclone_flags[@]}" "$src" "gw:bench/rclone-$round-$state" ;;
+        s5cmd)
+          verb="cp"
+          [ "$state" = 1 ] || verb=sync # the second state over the first, as a user's sync script would
+          measure "commit$state s5cmd" "$s5cmd" --endpoint-url "$endpoint" --numworkers "$WORKERS" "$verb" "$src/" "s3://bench/s5cmd-$round/" ;;
       esac
     done
   done
@@ -169,6 +176,7 @@ for round in $(seq "$ROUNDS"); do
   order=()
   for k in $(seq "$RESTORES"); do
     if [ $(((round + k) % 2)) = 0 ]; then order+=(baton rclone rclone-fsync); else order+=(rclone baton rclone-fsync); fi
+    [ -n "$s5cmd" ] && order+=(s5cmd)
   done
   for tool in "${order[@]}"; do
     dst="$work/restore-$tool"
@@ -188,10 +196,11 @@ for round in $(seq "$ROUNDS"); do
       rclone-fsync) # shellcheck disable=SC2016 # the inner script expands its own arguments
         measure "restore rclone-fsync" env -u AWS_CA_BUNDLE sh -c \
           'rclone copy "$@" && find "$0" -type f -exec sync {} +' "$dst" "${rclone_flags[@]}" "gw:bench/rclone-$round-2" "$dst" ;;
+      s5cmd) measure "restore s5cmd" "$s5cmd" --endpoint-url "$endpoint" --numworkers "$WORKERS" cp "s3://bench/s5cmd-$round/*" "$dst/" ;;
     esac
     same "$dst" "$work/ckpt2"
   done
-  rm -rf "$work"/restore-* "$work/gw/bench/ckpt-$round" "$work/gw/bench/rclone-$round-"*
+  rm -rf "$work"/restore-* "$work/gw/bench/ckpt-$round" "$work/gw/bench/rclone-$round-"* "$work/gw/bench/s5cmd-$round"
 done
 uploaded=$(sort -n "$work/uploaded" | tail -n1)
 [ "$(sort -u "$work/uploaded" | wc -l)" = 1 ] || echo "warning: the second commit uploaded different amounts: $(tr '\n' ' ' <"$work/uploaded")" >&2
@@ -219,24 +228,29 @@ for line in open(results):
     op, tool, secs, kib = line.split()
     runs[(op, tool)].append((float(secs), int(kib)))
 MiB = 1 << 20
-print(f"baton checkpoint vs rclone copy on one local versitygw, {workers} workers each, "
+print(f"baton checkpoint vs s5cmd and rclone copy on one local versitygw (s5cmd when present), {workers} workers each, "
       f"median of {len(runs[('commit1', 'baton')])} runs ({len(runs[('restore', 'baton')])} for restores)")
 print(f"second commit: {changed / MiB:.1f} MiB changed ({picked} of {nblocks} blocks = "
       f"{100 * model_changed / model_size:.1f}% of the model, and all of the optimizer); "
       f"baton uploaded {uploaded / MiB:.1f} MiB = {uploaded / changed:.3f}x the changed bytes (goal <= 1.1)")
-print(f"{'op':8} {'baton s':>8} {'rclone s':>9} {'vs rclone':>9} {'baton RSS MiB':>13} {'rclone RSS MiB':>14}")
+peers = [t for t in ("s5cmd", "rclone") if runs[("commit1", t)]]
+print(f"{'op':8} {'baton s':>8}" + "".join(f" {p + ' s':>9}" for p in peers) + "".join(f" {'vs ' + p:>9}" for p in peers)
+      + f" {'baton RSS MiB':>13}" + "".join(f" {p + ' RSS MiB':>14}" for p in peers))
 names = {"commit1": "commit 1", "commit2": "commit 2", "restore": "restore"}
 for op in ("commit1", "commit2", "restore"):
-    b, r = runs[(op, "baton")], runs[(op, "rclone")]
-    bs, rs = statistics.median(s for s, _ in b), statistics.median(s for s, _ in r)
-    print(f"{names[op]:8} {bs:8.2f} {rs:9.2f} {bs / rs:9.2f} {max(k for _, k in b) / 1024:13.0f} {max(k for _, k in r) / 1024:14.0f}")
+    b = runs[(op, "baton")]
+    bs = statistics.median(s for s, _ in b)
+    ps = {p: statistics.median(s for s, _ in runs[(op, p)]) for p in peers}
+    rss = {p: max(k for _, k in runs[(op, p)]) / 1024 for p in peers}
+    print(f"{names[op]:8} {bs:8.2f}" + "".join(f" {ps[p]:9.2f}" for p in peers) + "".join(f" {bs / ps[p]:9.2f}" for p in peers)
+          + f" {max(k for _, k in b) / 1024:13.0f}" + "".join(f" {rss[p]:14.0f}" for p in peers))
 d = runs[("restore", "rclone-fsync")]
 ds = statistics.median(s for s, _ in d)
 bs = statistics.median(s for s, _ in runs[("restore", "baton")])
 print(f"{'restore':8} {bs:8.2f} {ds:9.2f} {bs / ds:9.2f}   against rclone copy + fsync of the files it wrote")
 print("every run, in round order (s):")
 for op in ("commit1", "commit2", "restore"):
-    for tool in ("baton", "rclone", "rclone-fsync"):
+    for tool in ("baton", "s5cmd", "rclone", "rclone-fsync"):
         if runs[(op, tool)]:
             print(f"  {names[op]:8} {tool:12} " + " ".join(f"{s:.2f}" for s, _ in runs[(op, tool)]))
 rows = sorted(tuple(map(float, l.split())) for l in open(sweep))

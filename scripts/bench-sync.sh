@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Benchmark of baton pull against rclone copy on one local versitygw, in the
+# Benchmark of baton pull against s5cmd cp (when there is one: $S5CMD or
+# ../shared/tools/s5cmd) and rclone copy on one local versitygw, in the
 # same run: (a) ~1,000 files of 64 KiB-4 MiB (log-uniform sizes, ~1 GiB in
 # all) and (b) one 1 GiB file. Each tool runs ROUNDS times per shape,
-# interleaved, each round starting with another tool; the table shows the median wall time, the ratio to rclone
-# (below 1 means baton is faster) and the largest peak RSS.
+# interleaved, each round starting with another tool; the table shows the median wall time, the ratios to s5cmd
+# and to rclone (below 1 means baton is faster) and the largest peak RSS.
 #
 # Also times push of both shapes, for information.
 #
@@ -56,10 +57,13 @@ for shape in small big; do
   "$work/baton" push "${baton_flags[@]}" "$work/$shape" "s3://bench/$shape?endpoint=$endpoint" >/dev/null
 done
 tools=(baton-aws baton-minio rclone)
+[ -n "$s5cmd" ] && tools+=(s5cmd)
+s5cmd_flags=(--endpoint-url "$endpoint" --numworkers "$WORKERS")
 for round in $(seq "$ROUNDS"); do
   echo "round $round/$ROUNDS" >&2
   # Each round starts with another tool, so none always runs first.
-  order=("${tools[@]:$(( (round - 1) % 3 ))}" "${tools[@]:0:$(( (round - 1) % 3 ))}")
+  n=${#tools[@]}
+  order=("${tools[@]:$(( (round - 1) % n ))}" "${tools[@]:0:$(( (round - 1) % n ))}")
   for shape in small big; do
     for tool in "${order[@]}"; do
       dst="$work/dst"; rm -rf "$dst"
@@ -68,6 +72,8 @@ for round in $(seq "$ROUNDS"); do
           measure "pull $shape $tool" "$work/baton" pull "${baton_flags[@]}" --s3-driver "${tool#baton-}" "s3://bench/$shape?endpoint=$endpoint" "$dst" ;;
         rclone)
           measure "pull $shape rclone" env -u AWS_CA_BUNDLE rclone copy "${rclone_flags[@]}" "gw:bench/$shape" "$dst" ;;
+        s5cmd)
+          measure "pull $shape s5cmd" "$s5cmd" "${s5cmd_flags[@]}" cp "s3://bench/$shape/*" "$dst/" ;;
       esac
       cmp -s "$dst/$( [ $shape = big ] && echo model.bin || echo shard-00/sample-0000.bin)" \
              "$work/$shape/$( [ $shape = big ] && echo model.bin || echo shard-00/sample-0000.bin)" || { echo "$tool pulled a wrong copy" >&2; exit 1; }
@@ -77,6 +83,8 @@ for round in $(seq "$ROUNDS"); do
           measure "push $shape $tool" "$work/baton" push "${baton_flags[@]}" --s3-driver "${tool#baton-}" "$work/$shape" "s3://bench/push-$tool-$round-$shape?endpoint=$endpoint" ;;
         rclone)
           measure "push $shape rclone" env -u AWS_CA_BUNDLE rclone copy "${rclone_flags[@]}" "$work/$shape" "gw:bench/push-rclone-$round-$shape" ;;
+        s5cmd)
+          measure "push $shape s5cmd" "$s5cmd" "${s5cmd_flags[@]}" cp "$work/$shape/" "s3://bench/push-s5cmd-$round-$shape/" ;;
       esac
     done
   done
@@ -88,14 +96,17 @@ runs = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     op, shape, tool, secs, kib = line.split()
     runs[(op, shape, tool)].append((float(secs), int(kib)))
-print(f"baton vs rclone on one local versitygw, {sys.argv[2]} workers each, median of {len(next(iter(runs.values())))} runs")
-print(f"{'op':5} {'shape':24} {'tool':12} {'wall s':>7} {'vs rclone':>9} {'peak RSS MiB':>12}")
+tools = [t for t in ("baton-aws", "baton-minio", "s5cmd", "rclone") if any(k[2] == t for k in runs)]
+peers = [t for t in ("s5cmd", "rclone") if t in tools]
+print(f"baton vs {' and '.join(peers)} on one local versitygw, {sys.argv[2]} workers each, median of {len(next(iter(runs.values())))} runs")
+print(f"{'op':5} {'shape':24} {'tool':12} {'wall s':>7}" + "".join(f" {'vs ' + p:>9}" for p in peers) + f" {'peak RSS MiB':>12}")
 names = {"small": "(a) 1000 files 64K-4M", "big": "(b) one 1 GiB file"}
 for op in ("pull", "push"):
     for shape in ("small", "big"):
-        ref = statistics.median(s for s, _ in runs[(op, shape, "rclone")])
-        for tool in ("baton-aws", "baton-minio", "rclone"):
+        ref = {p: statistics.median(s for s, _ in runs[(op, shape, p)]) for p in peers}
+        for tool in tools:
             r = runs[(op, shape, tool)]
             med = statistics.median(s for s, _ in r)
-            print(f"{op:5} {names[shape]:24} {tool:12} {med:7.2f} {med / ref:9.2f} {max(k for _, k in r) / 1024:12.0f}")
+            ratios = "".join(f" {med / ref[p]:9.2f}" for p in peers)
+            print(f"{op:5} {names[shape]:24} {tool:12} {med:7.2f}{ratios} {max(k for _, k in r) / 1024:12.0f}")
 PY
