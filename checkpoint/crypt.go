@@ -411,3 +411,100 @@ func KeyFromSetting(s string) (*Key, error) {
 	}
 	return ParseKey(s)
 }
+
+// Key returns the repository's encryption key, nil for a plain run.
+func (r *Repo) Key() *Key { return r.key }
+
+// objectMagic starts a sealed log segment or telemetry object: the clear
+// header "baton-sealed-v1 <key id>\n" precedes nonce || ciphertext || tag.
+const objectMagic = "baton-sealed-v1 "
+
+// objectHeaderLen is the length of a sealed object's clear header.
+const objectHeaderLen = len(objectMagic) + 32 + 1
+
+// LogAD is the associated data of log segment name of run.
+func LogAD(run, name string) []byte { return []byte("baton-v1 log " + run + " " + name) }
+
+// TelemetryAD is the associated data of the telemetry object stored under
+// key (its whole object key) of run.
+func TelemetryAD(run, key string) []byte { return []byte("baton-v1 telemetry " + run + " " + key) }
+
+// SealObject seals data as a log segment or telemetry object is stored: the
+// clear header "baton-sealed-v1 <key id>\n", then nonce || AES-GCM(data)
+// with associated data ad.
+func (k *Key) SealObject(data, ad []byte) []byte {
+	out := make([]byte, 0, objectHeaderLen+sealOverhead+len(data))
+	out = append(out, objectMagic...)
+	out = append(out, k.id...)
+	out = append(out, '\n')
+	return append(out, k.seal(data, ad)...)
+}
+
+// IsSealedObject reports whether b, an object or its first bytes, starts as
+// a sealed object does.
+func IsSealedObject(b []byte) bool { return bytes.HasPrefix(b, []byte(objectMagic)) }
+
+// OpenObject returns the content of object (stored under objKey, of run),
+// as SealObject sealed it with associated data ad. With k nil, a plain
+// object is returned as it is and a sealed one fails with a *KeyError; with
+// a key, a plain object is refused (an encrypted run writes none), a sealed
+// one under another key fails with a *KeyError, and one that does not
+// authenticate is refused as tampered with or damaged.
+func OpenObject(k *Key, run, objKey string, object, ad []byte) ([]byte, error) {
+	if !IsSealedObject(object) {
+		if k != nil {
+			return nil, fmt.Errorf("%s of run %s is not encrypted, but an encryption key was given: refused", objKey, run)
+		}
+		return object, nil
+	}
+	if len(object) < objectHeaderLen || object[objectHeaderLen-1] != '\n' {
+		return nil, fmt.Errorf("%s of run %s: a damaged sealed object (its header is cut)", objKey, run)
+	}
+	id := string(object[len(objectMagic) : objectHeaderLen-1])
+	if k == nil {
+		return nil, &KeyError{Run: run, RunKeyID: id}
+	}
+	if id != k.id {
+		return nil, &KeyError{Run: run, RunKeyID: id, GivenKeyID: k.id}
+	}
+	plain, err := k.open(nil, object[objectHeaderLen:], ad)
+	if err != nil {
+		return nil, fmt.Errorf("%s of run %s does not authenticate with the run's key: tampered with or damaged; refused", objKey, run)
+	}
+	return plain, nil
+}
+
+// maxLogBytes caps a log segment that is sealed or read back whole.
+const maxLogBytes = 1 << 30
+
+// ReadLog returns log segment name of the run (see PutLog), opened with the
+// repository's key in an encrypted run. Without the key an encrypted
+// segment fails with a *KeyError.
+func (r *Repo) ReadLog(ctx context.Context, name string) ([]byte, error) {
+	if err := CheckRunID(name); err != nil {
+		return nil, fmt.Errorf("log segment name: %w", err)
+	}
+	key := runPrefix(r.opts.Run) + "logs/" + name
+	body, _, err := r.store.Get(ctx, key, 0, -1)
+	if err != nil {
+		return nil, fmt.Errorf("read log segment %s: %w", key, err)
+	}
+	defer body.Close()
+	b, err := io.ReadAll(io.LimitReader(body, maxLogBytes+int64(objectHeaderLen+sealOverhead)+1))
+	if err != nil {
+		return nil, fmt.Errorf("read log segment %s: %w", key, err)
+	}
+	return OpenObject(r.key, r.opts.Run, key, b, LogAD(r.opts.Run, name))
+}
+
+// sealLog reads payload p, log segment name, whole and seals it.
+func (r *Repo) sealLog(name string, p storage.Payload) (storage.Payload, error) {
+	if p.Size() > maxLogBytes {
+		return storage.Payload{}, fmt.Errorf("log segment %s: %d bytes, more than the %d an encrypted run seals", name, p.Size(), maxLogBytes)
+	}
+	b := make([]byte, p.Size())
+	if _, err := io.ReadFull(p.Reader(), b); err != nil {
+		return storage.Payload{}, fmt.Errorf("log segment %s: %w", name, err)
+	}
+	return storage.BytesPayload(r.key.SealObject(b, LogAD(r.opts.Run, name))), nil
+}

@@ -395,10 +395,18 @@ func (r *Repo) fetchManifest(ctx context.Context, seq int64, headerOnly bool) (*
 
 // PutLog stores a log segment of the run under runs/<run>/logs/<name>,
 // replacing an earlier upload of the same segment. One host's agent writes
-// one segment per start, so a run's history survives its hosts.
+// one segment per start, so a run's history survives its hosts. In an
+// encrypted run the segment is read whole and sealed under the same name
+// (see SealObject and LogAD; ReadLog opens it).
 func (r *Repo) PutLog(ctx context.Context, name string, p storage.Payload) error {
 	if err := CheckRunID(name); err != nil {
 		return fmt.Errorf("log segment name: %w", err)
+	}
+	if r.key != nil {
+		var err error
+		if p, err = r.sealLog(name, p); err != nil {
+			return err
+		}
 	}
 	_, err := r.store.Put(ctx, runPrefix(r.opts.Run)+"logs/"+name, p, storage.PutOptions{})
 	return err
