@@ -278,7 +278,7 @@ func (a *agent) startRecorder(segment string) {
 	if a.cfg.TelemetryInterval == 0 || a.cfg.TelemetryUpload == 0 {
 		return
 	}
-	r, err := record.New(a.store, record.Options{Run: a.cfg.RunID, Segment: segment, Interval: a.cfg.TelemetryUpload, Log: a.log})
+	r, err := record.New(a.store, record.Options{Run: a.cfg.RunID, Segment: segment, Interval: a.cfg.TelemetryUpload, Log: a.log, Key: a.repo.Key()})
 	if err != nil {
 		a.log.Warn("telemetry stays local", "err", err)
 		return
@@ -303,7 +303,7 @@ func (a *agent) closeRecorder() {
 	// into a few objects, so that a month-long run leaves a few hundred.
 	cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
 	defer ccancel()
-	if st, err := record.Compact(cctx, a.store, a.cfg.RunID, record.CompactOptions{}); err != nil {
+	if st, err := record.Compact(cctx, a.store, a.cfg.RunID, record.CompactOptions{Key: a.repo.Key()}); err != nil {
 		a.log.Warn("telemetry compaction stopped; the next run tries again", "err", err)
 	} else {
 		a.log.Debug("telemetry compacted", "segments", st.Segments, "written", st.Written, "deleted", st.Deleted)

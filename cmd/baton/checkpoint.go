@@ -500,7 +500,11 @@ func (c *checkpointCmd) gc(ctx context.Context, args []string) error {
 			f.RunID, newest, strings.Join(seqs, ", "))
 	}
 	if f.RunID != "" {
-		if _, err := record.Compact(ctx, store, f.RunID, record.CompactOptions{}); err != nil {
+		// gc takes no key: an encrypted run's telemetry is left as it is
+		// (Compact never rewrites it in the clear); its next start compacts it.
+		if _, err := record.Compact(ctx, store, f.RunID, record.CompactOptions{Key: repo.Key()}); errors.Is(err, checkpoint.ErrEncrypted) {
+			fmt.Fprintf(c.env.stderr, "baton checkpoint gc: warning: run %s is encrypted and gc takes no key: its telemetry is left uncompacted\n", f.RunID)
+		} else if err != nil {
 			fmt.Fprintf(c.env.stderr, "baton checkpoint gc: warning: compacting the run's telemetry: %s\n", redactEnv(oneLine(err.Error()), c.env.environ))
 		}
 	}

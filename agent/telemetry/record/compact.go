@@ -1,6 +1,7 @@
 package record
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/batonrun/baton/checkpoint"
 	"github.com/batonrun/baton/sync/storage"
 )
 
@@ -192,7 +194,7 @@ type compactStats struct {
 // new object (only if absent), checks its size, and only then deletes the
 // objects it replaces; spare objects are deleted first. A crash at any
 // point leaves a history that cover reads whole, each line once.
-func compactSegment(ctx context.Context, store storage.Store, prefix string, objs []object, final bool) (compactStats, error) {
+func compactSegment(ctx context.Context, store storage.Store, sl sealer, prefix string, objs []object, final bool) (compactStats, error) {
 	var st compactStats
 	units, spare := cover(objs)
 	for _, o := range spare {
@@ -211,7 +213,7 @@ func compactSegment(ctx context.Context, store storage.Store, prefix string, obj
 			}
 			group := units[i:j]
 			if (len(group) > 1 || levelRank(group[0].level) < lv.rank) && (final || finished(units[j:], b.Add(lv.bucket+lv.lag))) {
-				merged, err := merge(ctx, store, prefix, lv.name, group)
+				merged, err := merge(ctx, store, sl, prefix, lv.name, group)
 				if err != nil {
 					return st, err
 				}
@@ -248,30 +250,30 @@ func finished(later []object, end time.Time) bool {
 const spoolMemory = 8 << 20
 
 // merge writes the concatenation of group as one object of level lv and
-// checks that the store holds all of it.
-func merge(ctx context.Context, store storage.Store, prefix, lv string, group []object) (object, error) {
+// checks that the store holds all of it. In an encrypted run (sl has a key)
+// each object is opened, and the concatenation is built in memory and
+// sealed; without the key, a sealed object stops the merge before anything
+// is written, so that no telemetry is rewritten in the clear.
+func merge(ctx context.Context, store storage.Store, sl sealer, prefix, lv string, group []object) (object, error) {
 	first, last := group[0], group[len(group)-1]
 	key := compactKey(prefix, lv, first.first, last.last, first.time)
 	var sp spool
+	sp.memOnly = sl.key != nil // no plaintext of an encrypted run on disk
 	defer sp.close()
 	for _, o := range group {
-		body, _, err := store.Get(ctx, o.key, 0, -1)
-		if err != nil {
-			return object{}, fmt.Errorf("read telemetry %s to compact: %w", o.key, err)
-		}
-		n, err := io.Copy(&sp, body)
-		body.Close()
-		if err != nil {
-			return object{}, fmt.Errorf("read telemetry %s to compact: %w", o.key, err)
-		}
-		if n != o.size {
-			return object{}, fmt.Errorf("read telemetry %s to compact: %d bytes, listed with %d", o.key, n, o.size)
+		if err := copyObject(ctx, store, sl, o, &sp); err != nil {
+			return object{}, err
 		}
 	}
 	if sp.err != nil {
 		return object{}, fmt.Errorf("compact telemetry into %s: %w", key, sp.err)
 	}
-	_, err := store.Put(ctx, key, sp.payload(), storage.PutOptions{IfAbsent: true})
+	payload := sp.payload()
+	if sl.key != nil {
+		sealed := sl.seal(key, sp.buf.Bytes())
+		payload, sp.n = storage.BytesPayload(sealed), int64(len(sealed))
+	}
+	_, err := store.Put(ctx, key, payload, storage.PutOptions{IfAbsent: true})
 	if err != nil && !errors.Is(err, storage.ErrPreconditionFailed) {
 		return object{}, fmt.Errorf("store compacted telemetry %s: %w", key, err)
 	}
@@ -287,20 +289,56 @@ func merge(ctx context.Context, store storage.Store, prefix, lv string, group []
 	return object{key: key, level: lv, first: first.first, last: last.last, time: first.time, size: sp.n, modified: info.LastModified}, nil
 }
 
+// copyObject appends the lines of object o to sp: streamed for a plain
+// object, read whole and opened for a sealed one.
+func copyObject(ctx context.Context, store storage.Store, sl sealer, o object, sp *spool) error {
+	body, _, err := store.Get(ctx, o.key, 0, -1)
+	if err != nil {
+		return fmt.Errorf("read telemetry %s to compact: %w", o.key, err)
+	}
+	defer body.Close()
+	br := bufio.NewReader(body)
+	head, _ := br.Peek(len("baton-sealed-v1 "))
+	var n int64
+	if sl.key == nil && !checkpoint.IsSealedObject(head) {
+		n, err = io.Copy(sp, br)
+	} else {
+		var raw []byte
+		raw, err = io.ReadAll(br)
+		n = int64(len(raw))
+		if err == nil && n == o.size {
+			var plain []byte
+			if plain, err = sl.open(o.key, raw); err != nil {
+				return err
+			}
+			_, err = sp.Write(plain)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("read telemetry %s to compact: %w", o.key, err)
+	}
+	if n != o.size {
+		return fmt.Errorf("read telemetry %s to compact: %d bytes, listed with %d", o.key, n, o.size)
+	}
+	return nil
+}
+
 // spool holds a compacted object while it is built: in memory up to
-// spoolMemory bytes, in a temporary file beyond.
+// spoolMemory bytes, in a temporary file beyond (or only in memory, if
+// memOnly is set).
 type spool struct {
-	buf bytes.Buffer
-	f   *os.File
-	n   int64
-	err error
+	buf     bytes.Buffer
+	f       *os.File
+	n       int64
+	err     error
+	memOnly bool
 }
 
 func (s *spool) Write(p []byte) (int, error) {
 	if s.err != nil {
 		return 0, s.err
 	}
-	if s.f == nil && s.buf.Len()+len(p) > spoolMemory {
+	if s.f == nil && !s.memOnly && s.buf.Len()+len(p) > spoolMemory {
 		f, err := os.CreateTemp("", "baton-telemetry-*.jsonl")
 		if err == nil {
 			_, err = f.Write(s.buf.Bytes())
@@ -355,6 +393,11 @@ type CompactOptions struct {
 	Idle time.Duration
 	// Now is the clock that Idle is measured with; nil means time.Now.
 	Now func() time.Time
+	// Key is the run's encryption key, nil for a plain run. Without it,
+	// the segments of an encrypted run are left as they are (never
+	// rewritten in the clear), and Compact fails with an error that wraps
+	// a *checkpoint.KeyError (errors.Is checkpoint.ErrEncrypted).
+	Key *checkpoint.Key
 }
 
 // CompactStats counts what Compact did.
@@ -392,7 +435,9 @@ func Compact(ctx context.Context, store storage.Store, run string, opts CompactO
 	sort.Strings(prefixes)
 	st.Segments = len(prefixes)
 	now := opts.Now()
+	sl := sealer{opts.Key, run}
 	var errs []error
+	var keyErr error
 	for _, p := range prefixes {
 		objs := segs[p]
 		var newest time.Time
@@ -401,12 +446,17 @@ func Compact(ctx context.Context, store storage.Store, run string, opts CompactO
 				newest = o.modified
 			}
 		}
-		cs, err := compactSegment(ctx, store, p, objs, now.Sub(newest) >= opts.Idle)
+		cs, err := compactSegment(ctx, store, sl, p, objs, now.Sub(newest) >= opts.Idle)
 		st.Written += cs.written
 		st.Deleted += cs.deleted
-		if err != nil {
+		if _, ok := errors.AsType[*checkpoint.KeyError](err); ok {
+			keyErr = err // the same for every segment: said once
+		} else if err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if keyErr != nil {
+		errs = append(errs, fmt.Errorf("telemetry left uncompacted: %w", keyErr))
 	}
 	return st, errors.Join(errs...)
 }

@@ -73,7 +73,7 @@ func segmentObjects(t *testing.T, store ReadStore) (keys []string, bytes int64) 
 // to n-1, each once, in order.
 func checkAll(t *testing.T, store ReadStore, n int) {
 	t.Helper()
-	lines, err := ReadRange(t.Context(), store, run, seg, time.Time{}, time.Time{})
+	lines, err := ReadRange(t.Context(), store, nil, run, seg, time.Time{}, time.Time{})
 	if err != nil {
 		t.Fatalf("read back: %v", err)
 	}
@@ -106,7 +106,7 @@ func TestThirtyDays(t *testing.T) {
 	for i := range 24 * 60 / 7 {
 		s.minutes(7)
 		store.reset()
-		lines, err := Newest(t.Context(), store, run, seg, time.Hour)
+		lines, err := Newest(t.Context(), store, nil, run, seg, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -283,7 +283,7 @@ func TestReadRange(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			lines, err := ReadRange(t.Context(), mem, run, seg, tt.since, tt.until)
+			lines, err := ReadRange(t.Context(), mem, nil, run, seg, tt.since, tt.until)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -332,7 +332,7 @@ func TestFigures(t *testing.T) {
 		keys, size := segmentObjects(t, store)
 		calls, got, put := store.reset()
 		store.reset()
-		lines, err := Newest(t.Context(), store, run, seg, time.Hour)
+		lines, err := Newest(t.Context(), store, nil, run, seg, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,6 +2,7 @@ package record
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/batonrun/baton/checkpoint"
 	"github.com/batonrun/baton/sync/storage"
 )
 
@@ -46,7 +48,11 @@ func Segments(ctx context.Context, store ReadStore, run string) ([]string, error
 // Objects are selected by the times in their names, which assumes the
 // recording host's clock did not step back; lines are then filtered by
 // their own times.
-func ReadRange(ctx context.Context, store ReadStore, run, segment string, since, until time.Time) ([]Line, error) {
+//
+// key is the run's encryption key, nil for a plain run; reading an
+// encrypted run without it fails with a *checkpoint.KeyError ("run R is
+// encrypted: ...").
+func ReadRange(ctx context.Context, store ReadStore, key *checkpoint.Key, run, segment string, since, until time.Time) ([]Line, error) {
 	prefix := Prefix(run, segment)
 	objs, err := listSegment(ctx, store, prefix)
 	if err != nil {
@@ -63,7 +69,7 @@ func ReadRange(ctx context.Context, store ReadStore, run, segment string, since,
 		if i+1 < len(units) && units[i+1].time.Add(time.Second).Before(since) {
 			continue
 		}
-		lines, err := readObject(ctx, store, o.key)
+		lines, err := readObject(ctx, store, sealer{key, run}, o.key)
 		if err != nil {
 			return nil, err
 		}
@@ -79,8 +85,9 @@ func ReadRange(ctx context.Context, store ReadStore, run, segment string, since,
 // Newest returns the lines of the last d of a segment: those at most d
 // older than its newest line, in order. It takes one listing, then reads
 // the objects from the newest back until one starts before the window:
-// with the default levels, at most 16 objects for an hour.
-func Newest(ctx context.Context, store ReadStore, run, segment string, d time.Duration) ([]Line, error) {
+// with the default levels, at most 16 objects for an hour. key is as for
+// ReadRange.
+func Newest(ctx context.Context, store ReadStore, key *checkpoint.Key, run, segment string, d time.Duration) ([]Line, error) {
 	prefix := Prefix(run, segment)
 	objs, err := listSegment(ctx, store, prefix)
 	if err != nil {
@@ -93,7 +100,7 @@ func Newest(ctx context.Context, store ReadStore, run, segment string, d time.Du
 		if i < len(units)-1 && units[i+1].time.Add(time.Second).Before(since) {
 			break // o ends before the window
 		}
-		lines, err := readObject(ctx, store, units[i].key)
+		lines, err := readObject(ctx, store, sealer{key, run}, units[i].key)
 		if err != nil {
 			return nil, err
 		}
@@ -113,15 +120,23 @@ func Newest(ctx context.Context, store ReadStore, run, segment string, d time.Du
 	return out, nil
 }
 
-// readObject reads one object's lines.
-func readObject(ctx context.Context, store ReadStore, key string) ([]Line, error) {
+// readObject reads one object's lines, opening it with sl's key.
+func readObject(ctx context.Context, store ReadStore, sl sealer, key string) ([]Line, error) {
 	body, _, err := store.Get(ctx, key, 0, -1)
 	if err != nil {
 		return nil, fmt.Errorf("read telemetry %s: %w", key, err)
 	}
-	defer body.Close()
+	raw, err := io.ReadAll(body)
+	body.Close()
+	if err != nil {
+		return nil, fmt.Errorf("read telemetry %s: %w", key, err)
+	}
+	data, err := sl.open(key, raw)
+	if err != nil {
+		return nil, err
+	}
 	var out []Line
-	sc := bufio.NewScanner(body)
+	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
 	for sc.Scan() {
 		var l Line

@@ -129,6 +129,10 @@ type Options struct {
 	// Log receives a line when the store stops answering, when records
 	// start being dropped, and when the store answers again; nil discards.
 	Log *slog.Logger
+	// Key, if set, is the run's encryption key: every part and compacted
+	// object is sealed with it (see docs/checkpoint-format.md,
+	// "Encryption"). nil writes them in the clear.
+	Key *checkpoint.Key
 }
 
 // Stats counts what a Recorder did.
@@ -162,6 +166,7 @@ type Recorder struct {
 	opts   Options
 	prefix string
 	log    *slog.Logger
+	seal   sealer
 
 	// bg is the context of the background flushes; Close cancels it.
 	bg     context.Context
@@ -224,6 +229,7 @@ func New(store Putter, opts Options) (*Recorder, error) {
 		opts:   opts,
 		prefix: Prefix(opts.Run, opts.Segment),
 		log:    opts.Log,
+		seal:   sealer{opts.Key, opts.Run},
 		kick:   make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
@@ -455,7 +461,7 @@ func (r *Recorder) put(ctx context.Context, p part) error {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.PutTimeout)
 	defer cancel()
 	key := partKey(r.prefix, p.n, p.first)
-	if _, err := r.store.Put(ctx, key, storage.BytesPayload(p.data), storage.PutOptions{}); err != nil {
+	if _, err := r.store.Put(ctx, key, storage.BytesPayload(r.seal.seal(key, p.data)), storage.PutOptions{}); err != nil {
 		return fmt.Errorf("store telemetry part %s: %w", key, err)
 	}
 	return nil
@@ -469,7 +475,7 @@ func (r *Recorder) compact(ctx context.Context) {
 	objs, err := listSegment(ctx, r.full, r.prefix)
 	var st compactStats
 	if err == nil {
-		st, err = compactSegment(ctx, r.full, r.prefix, objs, false)
+		st, err = compactSegment(ctx, r.full, r.seal, r.prefix, objs, false)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
