@@ -397,7 +397,10 @@ func (r *Repo) resendFile(ctx context.Context, dir string, f File, chunkSize int
 		if r.chunkName(data) != h {
 			return sent, fmt.Errorf("%w: %s", ErrDirChanged, f.Path)
 		}
-		if _, err := r.store.Put(ctx, chunkKey(h), r.chunkPayload(h, data), storage.PutOptions{}); err != nil {
+		payload, done := r.chunkPayload(h, data)
+		_, err := r.store.Put(ctx, chunkKey(h), payload, storage.PutOptions{})
+		done()
+		if err != nil {
 			return sent, fmt.Errorf("uploading a chunk of %s: %w", f.Path, err)
 		}
 		sent++
@@ -642,7 +645,10 @@ func (r *Repo) hashAndUpload(ctx context.Context, dir string, files []scanned, p
 						tr.Add(0, int64(n))
 						return err
 					}
-					if _, err := r.store.Put(uctx, chunkKey(hash), r.chunkPayload(hash, (*chunk)[:n]), storage.PutOptions{}); err != nil {
+					payload, done := r.chunkPayload(hash, (*chunk)[:n])
+					_, err := r.store.Put(uctx, chunkKey(hash), payload, storage.PutOptions{})
+					done()
+					if err != nil {
 						return fmt.Errorf("uploading a chunk of %s: %w", f.rel, err)
 					}
 					uploaded.Add(int64(n))

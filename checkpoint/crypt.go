@@ -17,6 +17,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/batonrun/baton/sync/storage"
@@ -188,11 +189,20 @@ func manifestAD(run string, seq int64) []byte {
 
 // seal returns nonce || AES-GCM(plaintext) with associated data ad.
 func (k *Key) seal(plaintext, ad []byte) []byte {
-	out := make([]byte, 12, 12+len(plaintext)+16)
+	return k.sealTo(nil, plaintext, ad)
+}
+
+// sealTo is seal into buf's storage, which it replaces if it is too small.
+// buf must not overlap plaintext.
+func (k *Key) sealTo(buf, plaintext, ad []byte) []byte {
+	if n := len(plaintext) + sealOverhead; cap(buf) < n {
+		buf = make([]byte, 0, n)
+	}
+	out := buf[:12]
 	if _, err := rand.Read(out); err != nil {
 		panic(err) // crypto/rand does not fail on Linux
 	}
-	return k.aead.Seal(out, out[:12], plaintext, ad)
+	return k.aead.Seal(out, out, plaintext, ad)
 }
 
 // open authenticates and decrypts sealed into dst[:0].
@@ -203,13 +213,22 @@ func (k *Key) open(dst, sealed, ad []byte) ([]byte, error) {
 	return k.aead.Open(dst[:0], sealed[:12], sealed[12:], ad)
 }
 
-// chunkPayload is what is stored for chunk name of content data.
-func (r *Repo) chunkPayload(name string, data []byte) storage.Payload {
+// chunkPayload is what is stored for chunk name of content data. In an
+// encrypted run it is sealed into a pooled buffer: the caller calls done
+// once the store has taken the payload (Put has returned), and not before.
+func (r *Repo) chunkPayload(name string, data []byte) (p storage.Payload, done func()) {
 	if r.key == nil {
-		return storage.BytesPayload(data)
+		return storage.BytesPayload(data), func() {}
 	}
-	return storage.BytesPayload(r.key.seal(data, chunkAD(name)))
+	buf := sealBuffers.Get().(*[]byte)
+	*buf = r.key.sealTo(*buf, data, chunkAD(name))
+	return storage.BytesPayload(*buf), func() { sealBuffers.Put(buf) }
 }
+
+// sealBuffers hold sealed chunks (4 MiB and 28 bytes by default): sealed
+// to be uploaded, or downloaded to be opened. Pooled, so that sealing and
+// opening allocate nothing per chunk.
+var sealBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
 // envelopeMagic starts every sealed manifest (see envelope).
 const envelopeMagic = `{"envelope":"baton-sealed-manifest-v1"`

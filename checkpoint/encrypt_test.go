@@ -5,8 +5,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -310,6 +313,95 @@ func TestEncryptedDedup(t *testing.T) {
 	rep, err := r.Verify(t.Context(), nil, false)
 	if err != nil || len(rep.Damaged) != 1 || rep.Damaged[0].Err.Damage != checkpoint.ChunkWrongSize {
 		t.Fatalf("verify of a torn chunk: %+v, %v", rep, err)
+	}
+}
+
+// TestEncryptedVerifyWithoutKey: verify (not deep) of an encrypted run
+// needs no key: it checks every chunk the envelopes list for presence and
+// sealed length, and finds a missing and a torn chunk with the checkpoints
+// they break, as verify with the key does; --deep without the key is
+// refused in one line.
+func TestEncryptedVerifyWithoutKey(t *testing.T) {
+	s := newStore(t)
+	key := testKey(t, 1)
+	r := openKeyed(t, s, testRun, "a", key)
+	tree := markedTree()
+	m1, _ := commitKeyed(t, r, tree)
+	model := bytes.Clone(tree["model.safetensors"])
+	copy(model[200<<10:], content(10, 3))
+	tree["model.safetensors"] = model
+	m2, _ := commitKeyed(t, r, tree)
+	keyless := openKeyed(t, s, testRun, "", nil)
+
+	keyed, err := r.Verify(t.Context(), []int64{1, 2}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, seqs := range [][]int64{nil, {1}, {1, 2}} {
+		rep, err := keyless.Verify(t.Context(), seqs, false)
+		if err != nil || len(rep.Damaged) != 0 || rep.Deep {
+			t.Fatalf("keyless verify of %v: %+v, %v", seqs, rep, err)
+		}
+		want := seqs
+		if seqs == nil {
+			want = []int64{2}
+		}
+		if !slices.Equal(rep.Seqs, want) {
+			t.Errorf("keyless verify of %v verified %v", seqs, rep.Seqs)
+		}
+		if len(seqs) == 2 && (rep.Chunks != keyed.Chunks || rep.Bytes != keyed.Bytes) {
+			t.Errorf("keyless verify counts %d chunks, %d bytes; with the key %d, %d", rep.Chunks, rep.Bytes, keyed.Chunks, keyed.Bytes)
+		}
+	}
+	if _, err := keyless.Verify(t.Context(), []int64{3}, false); err == nil {
+		t.Error("keyless verify of a checkpoint that does not exist passed")
+	}
+
+	// --deep opens every chunk: refused without the key, in one line.
+	_, err = keyless.Verify(t.Context(), nil, true)
+	if err == nil || !errors.Is(err, checkpoint.ErrEncrypted) || !strings.Contains(err.Error(), "--deep") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("keyless verify --deep: %v", err)
+	}
+
+	// A chunk both checkpoints share goes missing, the one only the second
+	// holds is torn (stored at its plaintext length).
+	shared, only2 := m1.Files[0].Chunks[0], ""
+	for _, h := range m2.Files[0].Chunks {
+		if !slices.Contains(m1.Files[0].Chunks, h) {
+			only2 = h
+		}
+	}
+	if m1.Files[0].Path != "model.safetensors" || only2 == "" || !slices.Contains(m2.Files[0].Chunks, shared) {
+		t.Fatalf("unexpected manifests: %+v %+v", m1.Files[0], m2.Files[0])
+	}
+	if err := s.Delete(t.Context(), "chunks/"+shared[:2]+"/"+shared); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(t.Context(), "chunks/"+only2[:2]+"/"+only2, storage.BytesPayload(make([]byte, 64<<10)), storage.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := keyless.Verify(t.Context(), nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, d := range rep.Damaged {
+		got[d.Err.Hash] = fmt.Sprint(d.Err.Damage, d.Err.Size, d.Err.Want, d.Checkpoints)
+	}
+	want := map[string]string{
+		shared: fmt.Sprint(checkpoint.ChunkMissing, 0, 64<<10+28, []int64{1, 2}),
+		only2:  fmt.Sprint(checkpoint.ChunkWrongSize, 64<<10, 64<<10+28, []int64{2}),
+	}
+	if !maps.Equal(got, want) || !slices.Equal(rep.Affected(), []int64{1, 2}) {
+		t.Errorf("keyless verify of a damaged run: %v, want %v", got, want)
+	}
+	// Repair would have to seal: refused without the key.
+	if _, _, err := keyless.Repair(t.Context(), rep, t.TempDir()); err == nil || !strings.Contains(err.Error(), "needs the run's key") {
+		t.Errorf("keyless repair: %v", err)
+	}
+	// With the key, the same damage.
+	if rep, err := r.Verify(t.Context(), nil, false); err != nil || len(rep.Damaged) != 2 {
+		t.Errorf("verify with the key of a damaged run: %+v, %v", rep, err)
 	}
 }
 

@@ -356,9 +356,6 @@ func (r *Repo) fetchChunk(ctx context.Context, hash string, data []byte) error {
 	return nil
 }
 
-// sealBuffers hold sealed chunks as they are downloaded.
-var sealBuffers = sync.Pool{New: func() any { return new([]byte) }}
-
 // readChunkBody reads the body of the chunk object under key into data,
 // which has the chunk's length. The store resumes a body cut mid-stream
 // (storage.WithRetry); an error is what it gave up with.

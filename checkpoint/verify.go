@@ -34,6 +34,9 @@ type VerifyReport struct {
 
 	// manifests holds every manifest read, by seq, for Repair.
 	manifests map[int64]*Manifest
+	// keyless: an encrypted run verified without its key (verifySealed);
+	// Repair refuses it, as it would have to seal what it uploads.
+	keyless bool
 }
 
 // DamagedChunk is one damaged chunk and what it breaks.
@@ -87,7 +90,23 @@ func (v *VerifyReport) Affected() []int64 {
 // published checkpoints (verified or not) and files that use it. The error
 // is for what kept Verify from finishing: a manifest that cannot be read
 // (ErrNoCheckpoint, ErrBadManifest, a missing seq) or a failing store.
+//
+// Without the key, an encrypted run is verified (not deep) from the clear
+// part of its envelopes: each chunk an envelope lists is checked for
+// presence and its sealed length (see verifySealed). Deep needs the key.
 func (r *Repo) Verify(ctx context.Context, seqs []int64, deep bool) (*VerifyReport, error) {
+	if r.key == nil {
+		l, _, err := r.readLatest(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := r.checkKey(l.Encryption); err != nil {
+			if deep {
+				return nil, fmt.Errorf("verify --deep opens every chunk, which needs the run's key: %w", err)
+			}
+			return r.verifySealed(ctx, l, seqs)
+		}
+	}
 	rep := &VerifyReport{Deep: deep, manifests: map[int64]*Manifest{}}
 	if len(seqs) == 0 {
 		m, err := r.Manifest(ctx, 0)
@@ -303,6 +322,9 @@ func (r *Repo) findUses(ctx context.Context, rep *VerifyReport, damaged map[stri
 // intact copy of, in the report's order. The caller verifies again to see
 // the store's state.
 func (r *Repo) Repair(ctx context.Context, report *VerifyReport, dir string) (repaired, unrepaired []string, err error) {
+	if report.keyless {
+		return nil, nil, fmt.Errorf("run %s is encrypted: repair seals what it uploads and needs the run's key (--encryption-key or BATON_ENCRYPTION_KEY)", r.opts.Run)
+	}
 	done := map[string]bool{}
 	var buf []byte
 	for _, d := range report.Damaged {
@@ -337,7 +359,10 @@ func (r *Repo) Repair(ctx context.Context, report *VerifyReport, dir string) (re
 			if !ok {
 				continue
 			}
-			if _, err := r.store.Put(ctx, chunkKey(hash), r.chunkPayload(hash, data), storage.PutOptions{}); err != nil {
+			payload, release := r.chunkPayload(hash, data)
+			_, err = r.store.Put(ctx, chunkKey(hash), payload, storage.PutOptions{})
+			release()
+			if err != nil {
 				return repaired, unrepaired, fmt.Errorf("uploading chunk %s from %s: %w", hash, f.Path, err)
 			}
 			r.log.Info("repaired a chunk", "chunk", hash, "from", f.Path, "offset", off)
@@ -394,4 +419,110 @@ func readChunkFrom(p string, size, off int64, data []byte, named func([]byte) bo
 		return false, fmt.Errorf("repair: reading %s: %w", p, err)
 	}
 	return named(data), nil
+}
+
+// verifySealed is Verify without the key, of an encrypted run whose
+// latest.json is l: it reads the envelopes of seqs (the latest checkpoint if
+// none), never opening them, and checks that every chunk their clear part
+// lists is stored with the sealed length listed. A damaged chunk's
+// Checkpoints are the verified ones and those of the chain from latest.json
+// (down to a gap left by retention) whose envelopes list it; its Uses are
+// empty, the files being sealed. The clear part is authenticated only by a
+// reader with the key (openEnvelope), so this checks what the envelopes say,
+// as a keyless GC does.
+func (r *Repo) verifySealed(ctx context.Context, l Latest, seqs []int64) (*VerifyReport, error) {
+	rep := &VerifyReport{keyless: true}
+	if len(seqs) == 0 {
+		seqs = []int64{l.Seq}
+	}
+	seqs = slices.Compact(slices.Sorted(slices.Values(seqs)))
+	envelopes := map[int64]*envelope{}
+	read := func(seq int64) (*envelope, error) {
+		if e := envelopes[seq]; e != nil {
+			return e, nil
+		}
+		e, err := r.readEnvelope(ctx, seq)
+		if err != nil {
+			return nil, err
+		}
+		if e.Cipher != CipherName || e.KeyID != l.Encryption.KeyID {
+			return nil, fmt.Errorf("%w: run %s checkpoint %d (%s) is sealed with %s key %s, the run's is %s key %s", ErrBadManifest,
+				r.opts.Run, seq, manifestKey(r.opts.Run, seq), e.Cipher, e.KeyID, l.Encryption.Cipher, l.Encryption.KeyID)
+		}
+		envelopes[seq] = e
+		return e, nil
+	}
+	// The chain from latest.json, to a gap: published checkpoints.
+	var chain []int64
+	for seq := l.Seq; seq > 0; {
+		e, err := read(seq)
+		if errors.Is(err, storage.ErrNotFound) && seq != l.Seq {
+			break // deleted by retention
+		}
+		if err != nil {
+			return nil, err
+		}
+		chain = append(chain, seq)
+		seq = e.Parent
+	}
+	for _, seq := range seqs {
+		if envelopes[seq] == nil {
+			if err := r.checkPublished(ctx, l, seq); err != nil {
+				return nil, err
+			}
+		}
+		if _, err := read(seq); err != nil {
+			return nil, err
+		}
+	}
+	rep.Seqs = seqs
+
+	want := map[string]int64{} // sealed lengths
+	var order []string
+	for _, seq := range seqs {
+		for _, c := range envelopes[seq].Chunks {
+			if size, ok := want[c.Name]; ok {
+				if size != c.Size {
+					return nil, fmt.Errorf("%w: run %s: chunk %s is listed with %d bytes and with %d", ErrBadManifest, r.opts.Run, c.Name, size, c.Size)
+				}
+				continue
+			}
+			want[c.Name] = c.Size
+			order = append(order, c.Name)
+			rep.Bytes += c.Size - sealOverhead
+		}
+	}
+	rep.Chunks = len(order)
+	stored, err := r.listChunkSizes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byHash := map[string]*DamagedChunk{}
+	for _, h := range order {
+		size, ok := stored[h]
+		switch {
+		case !ok:
+			byHash[h] = &DamagedChunk{Err: damagedChunk(h, ChunkMissing, 0, want[h])}
+		case size != want[h]:
+			byHash[h] = &DamagedChunk{Err: damagedChunk(h, ChunkWrongSize, size, want[h])}
+		}
+	}
+	if len(byHash) == 0 {
+		return rep, nil
+	}
+	all := slices.Compact(slices.Sorted(slices.Values(append(chain, seqs...))))
+	for _, seq := range all {
+		for _, c := range envelopes[seq].Chunks {
+			if d := byHash[c.Name]; d != nil {
+				d.Checkpoints = append(d.Checkpoints, seq)
+			}
+		}
+	}
+	for _, d := range byHash {
+		rep.Damaged = append(rep.Damaged, *d)
+	}
+	slices.SortFunc(rep.Damaged, func(a, b DamagedChunk) int {
+		return cmp.Or(cmp.Compare(a.Checkpoints[0], b.Checkpoints[0]), cmp.Compare(a.Err.Hash, b.Err.Hash))
+	})
+	return rep, nil
 }
