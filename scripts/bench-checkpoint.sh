@@ -157,7 +157,13 @@ for round in $(seq "$ROUNDS"); do
   [ -n "$s5cmd" ] && tools+=(s5cmd)
   for state in 1 2; do
     src=$work/ckpt
-    [ "$state" = 1 ] || src=$work/ckpt2
+    if [ "$state" = 2 ]; then
+      src=$work/ckpt2
+      # The second state is written after the first was uploaded, as a
+      # trainer's next save is: s5cmd sync uploads only files newer than
+      # their objects (it compares no content).
+      find "$src" -type f -exec touch {} +
+    fi
     for tool in "${tools[@]}"; do
       case $tool in
         baton) measure "commit$state baton" "$work/baton" checkpoint commit "${baton_flags[@]}" --run bench --store "$store" "$src" ;;
