@@ -88,7 +88,7 @@ func TestPullShowsABarOnATerminal(t *testing.T) {
 }
 
 // TestRunLogsProgress runs the real baton run twice on a store behind
-// slowProxy: the first pulls its code (4 MiB) and commits what the trainer
+// the slowed proxy: the first pulls its code (4 MiB) and commits what the trainer
 // wrote (4 MiB), logging JSON; the second, on a fresh checkpoint directory,
 // restores that checkpoint, logging text. Each transfer logs a first line
 // with its totals and a last one with what moved.

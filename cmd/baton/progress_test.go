@@ -4,23 +4,22 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/batonrun/baton/internal/faultproxy"
 	"github.com/batonrun/baton/internal/s3test"
 )
 
-// slowRate is how fast slowProxy passes bytes each way: the 4 MiB of
+// slowRate is how fast the proxy passes bytes each way: the 4 MiB of
 // slowStore take two seconds at least on any machine, twice the second a
 // transfer runs before it is shown.
 const slowRate = 2 << 20
 
 // slowStore starts a versitygw holding 4 files of 1 MiB under data/ and
-// returns the store's URL through slowProxy, and the environment that
+// returns the store's URL through a slowed proxy, and the environment that
 // gives its credentials.
 func slowStore(t *testing.T) (url string, environ map[string]string) {
 	srv := s3test.Start(t, s3test.Versitygw)
@@ -35,52 +34,7 @@ func slowStore(t *testing.T) (url string, environ map[string]string) {
 	if r := runBaton(t, environ, "push", "--progress=none", src, "s3://"+bucket+"/data?endpoint="+srv.Endpoint); r.code != exitOK {
 		t.Fatalf("push: %+v", r)
 	}
-	return "s3://" + bucket + "/data?endpoint=" + slowProxy(t, strings.TrimPrefix(srv.Endpoint, "http://"), slowRate), environ
-}
-
-// slowProxy forwards TCP connections to target at rate bytes per second
-// each way, all connections together: every 32 KiB read waits for the
-// next tick of its direction's clock.
-func slowProxy(t *testing.T, target string, rate float64) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	const block = 32 << 10
-	up, down := time.NewTicker(time.Duration(block/rate*float64(time.Second))), time.NewTicker(time.Duration(block/rate*float64(time.Second)))
-	t.Cleanup(func() { ln.Close(); up.Stop(); down.Stop() })
-	pipe := func(dst, src net.Conn, tick <-chan time.Time) {
-		defer dst.Close()
-		buf := make([]byte, block)
-		for {
-			n, err := src.Read(buf)
-			if n > 0 {
-				<-tick
-				if _, err := dst.Write(buf[:n]); err != nil {
-					return
-				}
-			}
-			if err != nil {
-				return
-			}
-		}
-	}
-	go func() {
-		for {
-			client, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			server, err := net.Dial("tcp", target)
-			if err != nil {
-				client.Close()
-				continue
-			}
-			go pipe(server, client, up.C)
-			go pipe(client, server, down.C)
-		}
-	}()
-	return "http://" + ln.Addr().String()
+	return "s3://" + bucket + "/data?endpoint=" + faultproxy.Start(t, strings.TrimPrefix(srv.Endpoint, "http://"), faultproxy.Options{BytesPerSecond: slowRate}).URL(), environ
 }
 
 // TestPullLogsJSONProgressOffATerminal: with stderr not a terminal, the same
@@ -118,7 +72,7 @@ func TestPullLogsJSONProgressOffATerminal(t *testing.T) {
 }
 
 // TestCheckpointCommitAndRestoreLogProgress: baton checkpoint commit and
-// restore, off a terminal and through slowProxy, log a first line with
+// restore, off a terminal and through a slowed proxy, log a first line with
 // their totals and a last with what moved.
 func TestCheckpointCommitAndRestoreLogProgress(t *testing.T) {
 	url, environ := slowStore(t)

@@ -17,6 +17,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Options says how a proxy breaks connections. The zero value breaks none.
@@ -37,6 +38,10 @@ type Options struct {
 	// TCP RST (SO_LINGER 0) rather than a FIN: the peer sees "connection
 	// reset by peer" and may lose bytes already sent to it.
 	Reset bool
+	// BytesPerSecond, if > 0, slows the proxy to about that many bytes a
+	// second in each direction, all connections together: each block of
+	// up to 32 KiB waits for the next tick of its direction's clock.
+	BytesPerSecond float64
 }
 
 // Proxy is a running proxy. Its methods are safe for concurrent use.
@@ -47,6 +52,8 @@ type Proxy struct {
 	ctx    context.Context // done when the proxy stops
 	stop   context.CancelFunc
 	wg     sync.WaitGroup
+
+	upTick, downTick <-chan time.Time // with BytesPerSecond: a tick a block; else nil
 
 	mu      sync.Mutex
 	rng     *rand.Rand
@@ -76,11 +83,20 @@ func Start(t testing.TB, target string, opts Options) *Proxy {
 		rng:    rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15)),
 		live:   map[*conn]struct{}{},
 	}
+	if opts.BytesPerSecond > 0 {
+		every := time.Duration(blockSize / opts.BytesPerSecond * float64(time.Second))
+		up, down := time.NewTicker(every), time.NewTicker(every)
+		t.Cleanup(func() { up.Stop(); down.Stop() })
+		p.upTick, p.downTick = up.C, down.C
+	}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(p.close)
 	return p
 }
+
+// blockSize is what pump moves at a time.
+const blockSize = 32 << 10
 
 // Addr is the address the proxy listens on, as host:port.
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
@@ -202,8 +218,8 @@ func (p *Proxy) serve(client net.Conn, limit int64) {
 	p.mu.Unlock()
 
 	var pumps sync.WaitGroup
-	pumps.Go(func() { c.pump(server, client) })
-	pumps.Go(func() { c.pump(client, server) })
+	pumps.Go(func() { c.pump(server, client, p.upTick) })
+	pumps.Go(func() { c.pump(client, server, p.downTick) })
 	pumps.Wait()
 	client.Close()
 	server.Close()
@@ -223,13 +239,22 @@ type conn struct {
 	cutOK bool // cut already
 }
 
-// pump copies src to dst until src ends, then half-closes dst. If the
-// connection is armed, it stops after limit bytes and cuts the connection.
-func (c *conn) pump(dst, src net.Conn) {
-	buf := make([]byte, 32<<10)
+// pump copies src to dst until src ends, then half-closes dst; a non-nil
+// tick paces it, a block a tick. If the connection is armed, it stops after
+// limit bytes and cuts the connection.
+func (c *conn) pump(dst, src net.Conn, tick <-chan time.Time) {
+	buf := make([]byte, blockSize)
 	var carried int64
 	for {
 		n, rerr := src.Read(buf)
+		if n > 0 && tick != nil {
+			select {
+			case <-tick:
+			case <-c.p.ctx.Done():
+				c.cut(false)
+				return
+			}
+		}
 		if n > 0 {
 			chunk := buf[:n]
 			cutHere := false
