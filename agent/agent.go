@@ -473,9 +473,11 @@ func (a *agent) isLost() bool {
 // checkpoints of other runs, naming the closest: a misspelt run id starts a
 // run afresh beside the one that was meant.
 func (a *agent) warnOtherRuns(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	// It stands between a first start and the trainer: a few pages of the
+	// listing at most, and never long.
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	runs, err := checkpoint.Runs(ctx, a.store, 100000)
+	runs, err := checkpoint.Runs(ctx, a.store, 10000)
 	if err != nil {
 		return
 	}
