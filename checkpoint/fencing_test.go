@@ -17,6 +17,7 @@ import (
 
 	"github.com/batonrun/baton/checkpoint"
 	"github.com/batonrun/baton/sync/faults"
+	"github.com/batonrun/baton/sync/file"
 	"github.com/batonrun/baton/sync/storage"
 )
 
@@ -522,5 +523,33 @@ func TestKeepAliveStuckRenewal(t *testing.T) {
 	<-s2.entered
 	if err := stop2(); err != nil || lease2.Lost() {
 		t.Fatalf("stop during a stuck renewal: %v, lost %v", err, lease2.Lost())
+	}
+}
+
+// TestOneIdentityTwoProcesses: two processes with one holder ID (two
+// `baton checkpoint commit` of one host share HOST/cli): the second retakes
+// the lease at a new epoch, and the first's next renewal and commit find it
+// lost, rather than taking lease.json for their own earlier write.
+func TestOneIdentityTwoProcesses(t *testing.T) {
+	s, err := file.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := newSyncClock()
+	first, lease1 := acquireOn(t, s, "same", clock.now)
+	_, lease2 := acquireOn(t, s, "same", clock.now)
+	if lease2.Epoch() != lease1.Epoch()+1 {
+		t.Fatalf("epochs %d then %d, want the second one higher by one", lease1.Epoch(), lease2.Epoch())
+	}
+	if err := lease1.Renew(t.Context()); !errors.Is(err, checkpoint.ErrLeaseLost) {
+		t.Errorf("the first process's renewal: %v, want ErrLeaseLost", err)
+	}
+	src := t.TempDir()
+	writeTree(t, src, map[string][]byte{"model.pt": content(1000, 1)})
+	if _, err := first.Commit(t.Context(), lease1, src, nil); !errors.Is(err, checkpoint.ErrLeaseLost) {
+		t.Errorf("the first process's commit: %v, want ErrLeaseLost", err)
+	}
+	if err := lease2.Renew(t.Context()); err != nil {
+		t.Errorf("the second process's renewal: %v", err)
 	}
 }
