@@ -133,6 +133,10 @@ func Commands() []Command {
 		{"checkpoint unpin", "checkpoint unpin [flags] SEQ", func() any { return new(Repo) }},
 		{"checkpoint verify", "checkpoint verify [flags]", func() any { return new(CheckpointVerify) }},
 		{"checkpoint hosts", "checkpoint hosts [flags]", func() any { return new(CheckpointHosts) }},
+		// issue 16 (launch.go)
+		{"launch", "launch [flags]", func() any { return new(Launch) }},
+		{"watch", "watch [flags]", func() any { return new(Watch) }},
+		{"status", "status [flags]", func() any { return new(Status) }},
 	}
 }
 

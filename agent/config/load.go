@@ -128,7 +128,7 @@ func readConfigFile(settings []Setting, flags, env map[string]origin, readFile f
 		return nil, &Error{Source: at.Source, Key: at.Key, Value: path,
 			Problem: fmt.Sprintf("cannot read the config file: %v", err), Err: err}
 	}
-	known := Settings()
+	known := append(Settings(), specSettings()...) // issue 16: run.yaml's launch spec serves every command
 	for _, s := range settings {
 		if s.YAML != "-" && !s.Shared {
 			known = append(known, s)
@@ -203,6 +203,12 @@ func set(s Setting, v reflect.Value, o origin) error {
 			return fail(err.Error())
 		}
 		*p = b
+	case *Number: // issue 16: prices
+		f, err := strconv.ParseFloat(strings.TrimPrefix(raw, "$"), 64)
+		if err != nil {
+			return fail("not a number (want e.g. 2.5)")
+		}
+		*p = Number(f)
 	case *[]DataMapping:
 		var list []DataMapping
 		for _, item := range o.items {

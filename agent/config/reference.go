@@ -87,6 +87,8 @@ func placeholder(s Setting) string {
 		return " NAME[,NAME...]"
 	case "KEY=VALUE list":
 		return " KEY=VALUE"
+	case "argument list": // issue 16: one --command per word
+		return " WORD"
 	}
 	return " " + strings.ToUpper(s.Type) // STRING, DURATION, SIZE
 }
@@ -101,6 +103,14 @@ func settingName(s Setting) string {
 		name = s.Flag
 	}
 	return strings.NewReplacer("_", " ", "-", " ").Replace(name)
+}
+
+// embeds reports whether the settings struct that dst points to embeds a T;
+// an embedded Config comes first, a LaunchSpec second, so that their
+// settings lead SettingsOf's list.
+func embeds[T any](dst any) bool {
+	f, ok := reflect.TypeOf(dst).Elem().FieldByName(reflect.TypeFor[T]().Name())
+	return ok && f.Anonymous && f.Type == reflect.TypeFor[T]()
 }
 
 // code writes s as inline code.
@@ -198,6 +208,7 @@ sense for one invocation (` + "`--json`" + `, ` + "`--force`" + `, ` + "`--seq`"
 container's environment, and no key of a file written for ` + "`baton run`" + `, changes what one command does.
 `)
 	cmds := Commands()[1:] // all but run
+	specShown := false
 	for i := 0; i < len(cmds); {
 		// Commands of one settings struct (pull and push, ls and show)
 		// share a section.
@@ -212,9 +223,23 @@ container's environment, and no key of a file written for ` + "`baton run`" + `,
 		}
 		fmt.Fprintf(&b, "\n### %s\n\n%s\n\n", strings.Join(names, ", "), strings.Join(synopses, "<br>"))
 		settings := SettingsOf(cmds[i].Settings())
-		if cmds[i].Name == "doctor" {
-			b.WriteString("Every setting of `baton run` (the table above), and:\n\n")
+		if embeds[Config](cmds[i].Settings()) {
 			settings = settings[len(Settings()):]
+			if embeds[LaunchSpec](cmds[i].Settings()) { // issue 16: launch and watch
+				spec := specSettings()
+				settings = settings[len(spec):]
+				if !specShown {
+					b.WriteString("Every setting of `baton run` (the table above); the run's launch spec, which `baton launch` and `baton watch` share " +
+						"(`command:` at the top of the file, the others as the keys of a `launch:` mapping; see docs/launch.md):\n\n")
+					b.WriteString(referenceOf(spec))
+					b.WriteString("\nand:\n\n")
+					specShown = true
+				} else {
+					b.WriteString("Every setting of `baton run` and of the launch spec (above), and:\n\n")
+				}
+			} else {
+				b.WriteString("Every setting of `baton run` (the table above), and:\n\n")
+			}
 		}
 		b.WriteString(referenceOf(settings))
 		i = j

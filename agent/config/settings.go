@@ -137,6 +137,8 @@ func typeName(f reflect.StructField) string {
 		return "duration"
 	case ByteSize:
 		return "size"
+	case Number: // issue 16: prices
+		return "number"
 	case []DataMapping:
 		return "SRC=DST list"
 	case []string:
@@ -154,7 +156,7 @@ func (s Setting) isList() bool { return strings.HasSuffix(s.Type, " list") }
 // splits reports whether one value of list setting s may hold several
 // elements separated by commas; a KEY=VALUE's value may hold a comma, so
 // each of its flags is one element.
-func (s Setting) splits() bool { return s.Type != "KEY=VALUE list" }
+func (s Setting) splits() bool { return s.Type != "KEY=VALUE list" && s.Type != "argument list" }
 
 // itemName is what one element of list setting s is called in messages:
 // SRC=DST, a glob, a URL, a name or KEY=VALUE.
@@ -168,6 +170,8 @@ func (s Setting) itemName() string {
 		return "a name"
 	case "KEY=VALUE list":
 		return "KEY=VALUE"
+	case "argument list": // issue 16: command
+		return "a word"
 	}
 	return "SRC=DST"
 }

@@ -117,6 +117,7 @@ func (x *validator) check(s Setting, v reflect.Value) {
 		}
 		return
 	}
+	x.checkSpec(s, v) // issue 16: the launch spec and watch's own (launch.go)
 	switch s.Name {
 	case "store":
 		if p := storeURLProblem(v.String()); v.String() != "" && p != "" {

@@ -52,9 +52,8 @@ func parseYAML(settings []Setting, path string, data []byte) (map[string]origin,
 	}
 	out := map[string]origin{}
 	firstLine := map[string]int{}
-	for i := 0; i+1 < len(top.Content); i += 2 {
-		k, v := top.Content[i], resolveAlias(top.Content[i+1])
-		key := k.Value
+	for _, pair := range yamlPairs(top) {
+		k, v, key := pair.k, pair.v, pair.key
 		s, ok := byKey[key]
 		if !ok || k.Kind != yaml.ScalarNode {
 			problem := "unknown key"
@@ -82,6 +81,31 @@ func parseYAML(settings []Setting, path string, data []byte) (map[string]origin,
 		out[s.YAML] = newOrigin(s, at, scalar(v))
 	}
 	return out, nil
+}
+
+// yamlPair is one key of the file and its value; the keys of the launch:
+// mapping are flattened to launch.KEY (issue 16, the launch spec).
+type yamlPair struct {
+	key  string
+	k, v *yaml.Node
+}
+
+// yamlPairs returns the keys of the file's top mapping, with a launch:
+// mapping's keys in its place as launch.KEY.
+func yamlPairs(top *yaml.Node) []yamlPair {
+	var out []yamlPair
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		k, v := top.Content[i], resolveAlias(top.Content[i+1])
+		if k.Kind == yaml.ScalarNode && k.Value == "launch" && v.Kind == yaml.MappingNode {
+			for j := 0; j+1 < len(v.Content); j += 2 {
+				lk := v.Content[j]
+				out = append(out, yamlPair{"launch." + lk.Value, lk, resolveAlias(v.Content[j+1])})
+			}
+			continue
+		}
+		out = append(out, yamlPair{k.Value, k, v})
+	}
+	return out
 }
 
 // yamlList reads the value of a list setting: a list of strings (SRC=DST,
@@ -132,6 +156,8 @@ func yamlList(s Setting, at Origin, v *yaml.Node) (origin, error) {
 		what = "SRC=DST"
 	case "URL list":
 		what = "URLs"
+	case "argument list": // issue 16: command
+		what = "words"
 	}
 	return origin{}, &Error{Source: SourceFile, File: at.File, Line: v.Line, Key: at.Key,
 		Problem: "want a list of " + what + ", not a " + kindName(v.Kind)}
