@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/batonrun/baton/checkpoint"
+	"github.com/batonrun/baton/internal/testfs"
 )
 
 // TestRunRemovesRestoreLeftovers: baton run on a checkpoint directory that a
@@ -42,23 +43,12 @@ func TestRunRemovesRestoreLeftovers(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(ckpt, "new.txt")); err != nil || string(b) != "new" {
 		t.Fatalf("the swap was not rolled forward: new.txt %q, %v\n%s", b, err, stderr)
 	}
-	names := func(d string) []string {
-		entries, err := os.ReadDir(d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []string
-		for _, e := range entries {
-			out = append(out, e.Name())
-		}
-		return out
-	}
-	for _, n := range names(ckpt) {
+	for _, n := range testfs.Names(t, ckpt) {
 		if n == "old.txt" || len(n) > 7 && n[:7] == ".baton-" && n != checkpoint.StateFile {
 			t.Errorf("the checkpoint directory still holds %s", n)
 		}
 	}
-	if got, want := names(dir), []string{".ckpt.baton-lock", "ckpt", "ckpt.baton-old-backup", "store"}; !slices.Equal(got, want) {
+	if got, want := testfs.Names(t, dir), []string{".ckpt.baton-lock", "ckpt", "ckpt.baton-old-backup", "store"}; !slices.Equal(got, want) {
 		t.Errorf("beside the checkpoint directory: %q, want %q", got, want)
 	}
 }

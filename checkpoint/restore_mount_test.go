@@ -18,6 +18,7 @@ import (
 
 	"github.com/batonrun/baton/checkpoint"
 	"github.com/batonrun/baton/internal/testenv"
+	"github.com/batonrun/baton/internal/testfs"
 	"github.com/batonrun/baton/sync/storage"
 )
 
@@ -66,20 +67,6 @@ func isMountRoot(t *testing.T, dir string) bool {
 		t.Skip("this kernel's statx does not say whether a directory is a mount's root")
 	}
 	return stx.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0
-}
-
-// entryNames lists the names in dir.
-func entryNames(t *testing.T, dir string) []string {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	return names
 }
 
 func TestRestoreIntoMountPoint(t *testing.T) { eachStore(t, testRestoreIntoMountPoint) }
@@ -134,10 +121,10 @@ func testRestoreIntoMountPoint(t *testing.T, store storage.Store) {
 		}
 		// lost+found stays at the root of the mount, and nothing else of
 		// the old content or of the restore remains.
-		if got, want := entryNames(t, target), []string{"config.json", "empty", "lost+found", "model.bin", "optim"}; !slices.Equal(got, want) {
+		if got, want := testfs.Names(t, target), []string{"config.json", "empty", "lost+found", "model.bin", "optim"}; !slices.Equal(got, want) {
 			t.Fatalf("restore %d: the mount point holds %q, want %q", round, got, want)
 		}
-		if got := entryNames(t, root); !slices.Equal(got, []string{"ckpt"}) {
+		if got := testfs.Names(t, root); !slices.Equal(got, []string{"ckpt"}) {
 			t.Fatalf("restore %d: its parent holds %q, want only ckpt", round, got)
 		}
 	}

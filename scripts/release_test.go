@@ -19,28 +19,15 @@ import (
 
 	"github.com/batonrun/baton/internal/imagetest"
 	"github.com/batonrun/baton/internal/testenv"
+	"github.com/batonrun/baton/internal/testfs"
 )
-
-// toolsBin is where scripts/install-test-servers.sh puts its binaries.
-func toolsBin(t *testing.T) string {
-	t.Helper()
-	tools := os.Getenv("BATON_TOOLS")
-	if tools == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			t.Fatal(err)
-		}
-		tools = filepath.Join(home, ".cache", "baton-tools")
-	}
-	return filepath.Join(tools, "bin")
-}
 
 // TestActionlint runs actionlint (pinned in scripts/install-test-servers.sh)
 // on .github/workflows/*.yml; it runs shellcheck on their run: scripts when
 // shellcheck is on PATH. Without actionlint it skips, unless
 // BATON_REQUIRE_ALL=1.
 func TestActionlint(t *testing.T) {
-	bin := filepath.Join(toolsBin(t), "actionlint")
+	bin := filepath.Join(imagetest.ToolsDir(), "bin", "actionlint")
 	if _, err := os.Stat(bin); err != nil {
 		if bin, err = exec.LookPath("actionlint"); err != nil {
 			testenv.Unavailable(t, "no actionlint; run scripts/install-test-servers.sh actionlint")
@@ -138,14 +125,7 @@ func TestRelease(t *testing.T) {
 	for _, arch := range []string{"amd64", "arm64"} {
 		archives[arch] = "baton_" + releaseVersion + "_linux_" + arch + ".tar.gz"
 	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
+	names := testfs.Names(t, dir)
 	want := []string{"SHA256SUMS", archives["amd64"], archives["arm64"], "install.sh"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("release.sh made %q, want %q", names, want)

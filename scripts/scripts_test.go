@@ -61,14 +61,7 @@ func TestCrashLoopSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds baton and runs versitygw; skipped with -short")
 	}
-	tools := os.Getenv("BATON_TOOLS")
-	if tools == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			t.Fatal(err)
-		}
-		tools = filepath.Join(home, ".cache", "baton-tools")
-	}
+	tools := imagetest.ToolsDir()
 	if _, err := os.Stat(filepath.Join(tools, "bin", "versitygw")); err != nil {
 		testenv.Unavailable(t, "no versitygw (%v); run scripts/install-test-servers.sh versitygw", err)
 	}
