@@ -230,16 +230,7 @@ func TestCheckpointUsageErrors(t *testing.T) {
 	dir := t.TempDir()
 	store := "file://" + t.TempDir()
 	noEnv := map[string]string{"BATON_STORE": "", "BATON_RUN_ID": "", "BATON_RUN": ""}
-	with := func(kv ...string) map[string]string {
-		m := map[string]string{}
-		for k, v := range noEnv {
-			m[k] = v
-		}
-		for i := 0; i < len(kv); i += 2 {
-			m[kv[i]] = kv[i+1]
-		}
-		return m
-	}
+	with := func(kv ...string) map[string]string { return withEnv(noEnv, kv...) }
 	cases := []struct {
 		name    string
 		environ map[string]string

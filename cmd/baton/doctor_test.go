@@ -90,16 +90,6 @@ func TestDoctorExitStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	good := map[string]string{"BATON_STORE": "file://" + filepath.Join(dir, "store"), "BATON_RUN_ID": "r1"}
-	with := func(m map[string]string, kv ...string) map[string]string {
-		out := map[string]string{}
-		for k, v := range m {
-			out[k] = v
-		}
-		for i := 0; i+1 < len(kv); i += 2 {
-			out[kv[i]] = kv[i+1]
-		}
-		return out
-	}
 	cases := []struct {
 		name string
 		env  map[string]string
@@ -112,18 +102,18 @@ func TestDoctorExitStatus(t *testing.T) {
 		{"run's flags, as baton run reads them", nil,
 			[]string{"--store", good["BATON_STORE"], "--run", "r2", "--checkpoint-dir", "ck", "--detach", "--", "python", "train.py"},
 			exitOK, []string{"config           ok    run r2: " + filepath.Join(dir, "ck") + " committed every 10m"}},
-		{"store not writable", with(good, "BATON_STORE", "file://"+filepath.Join(blocker, "store")), nil, exitFailure,
+		{"store not writable", withEnv(good, "BATON_STORE", "file://"+filepath.Join(blocker, "store")), nil, exitFailure,
 			[]string{"store            fail  file://" + blocker + "/store: put_if_absent:", "(required: store); exit status 1"}},
-		{"a bad variable, as baton run prints it", with(good, "BATON_KEEP", "x"), nil, exitFailure,
+		{"a bad variable, as baton run prints it", withEnv(good, "BATON_KEEP", "x"), nil, exitFailure,
 			[]string{`config           fail  baton run: BATON_KEEP="x": not an integer`, "store            ok"}},
-		{"a misspelt variable warns", with(good, "BATON_CHEKPOINT_DIR", "/w"), nil, exitOK,
+		{"a misspelt variable warns", withEnv(good, "BATON_CHEKPOINT_DIR", "/w"), nil, exitOK,
 			[]string{"config           warn", "BATON_CHEKPOINT_DIR is set but no baton command reads it; did you mean BATON_CHECKPOINT_DIR?"}},
-		{"low disk warns only", with(good, "BATON_MIN_FREE_DISK", "1000000GiB"), nil, exitOK,
+		{"low disk warns only", withEnv(good, "BATON_MIN_FREE_DISK", "1000000GiB"), nil, exitOK,
 			[]string{"below --min-free-disk (1000000GiB)"}},
 		{"bad flag of baton run", good, []string{"--keep=x"}, exitUsage, []string{"baton doctor: --keep=x: not an integer"}},
 		{"unknown flag", good, []string{"--frob"}, exitUsage, []string{"baton doctor: --frob: unknown flag"}},
 		{"bad timeout", good, []string{"--timeout=0s"}, exitUsage, []string{"--timeout=0s: want a positive duration"}},
-		{"--timeout is a flag alone: BATON_TIMEOUT is not read", with(good, "BATON_TIMEOUT", "soon"), nil, exitOK, []string{"nothing required is broken"}},
+		{"--timeout is a flag alone: BATON_TIMEOUT is not read", withEnv(good, "BATON_TIMEOUT", "soon"), nil, exitOK, []string{"nothing required is broken"}},
 		{"help", nil, []string{"-h"}, exitOK, []string{"Usage: baton doctor", "--require-gpu", "Exit status: 0 when nothing required is broken"}},
 	}
 	for _, c := range cases {

@@ -128,16 +128,7 @@ func TestInterruptExits130Or143(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(src, "big.bin"), randomData(14, 4<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	with := func(extra ...string) map[string]string {
-		env := map[string]string{}
-		for k, v := range creds {
-			env[k] = v
-		}
-		for i := 0; i+1 < len(extra); i += 2 {
-			env[extra[i]] = extra[i+1]
-		}
-		return env
-	}
+	with := func(kv ...string) map[string]string { return withEnv(creds, kv...) }
 	store := func(endpoint, prefix string) string { return "s3://" + bucket + "/" + prefix + "?endpoint=" + endpoint }
 	finish := func(env map[string]string, args ...string) {
 		t.Helper()

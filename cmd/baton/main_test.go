@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,6 +29,19 @@ func runBaton(t *testing.T, environ map[string]string, args ...string) result {
 	e := env{stdout: &out, stderr: &errb, getenv: os.Getenv, environ: os.Environ()}
 	code := run(t.Context(), e, args)
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
+}
+
+// withEnv returns a copy of base with the variables of kv (name, value, name,
+// value...) set: an environment for runBaton or startBaton.
+func withEnv(base map[string]string, kv ...string) map[string]string {
+	m := maps.Clone(base)
+	if m == nil {
+		m = map[string]string{}
+	}
+	for i := 0; i < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return m
 }
 
 func TestVersion(t *testing.T) {
