@@ -295,19 +295,8 @@ func testCreateIfAbsentRace(t *testing.T, s storage.Store) {
 	const writers, rounds = 32, 3
 	for round := range rounds {
 		key := fmt.Sprintf("lease-%d.json", round)
-		var mu sync.Mutex
-		var winners []int
-		parallel(t, writers, writers, func(ctx context.Context, i int) error {
+		winners := race(t, writers, func(ctx context.Context, i int) error {
 			_, err := s.Put(ctx, key, storage.BytesPayload([]byte(fmt.Sprintf("writer %d", i))), storage.PutOptions{IfAbsent: true})
-			switch {
-			case err == nil:
-				mu.Lock()
-				winners = append(winners, i)
-				mu.Unlock()
-				return nil
-			case errors.Is(err, storage.ErrPreconditionFailed):
-				return nil
-			}
 			return err
 		})
 		if len(winners) != 1 {
@@ -340,19 +329,8 @@ func testReplaceIfMatch(t *testing.T, s storage.Store) {
 func testReplaceIfMatchRace(t *testing.T, s storage.Store) {
 	const writers = 16
 	base := put(t, s, "cas", []byte("base"))
-	var mu sync.Mutex
-	var won []int
-	parallel(t, writers, writers, func(ctx context.Context, i int) error {
+	won := race(t, writers, func(ctx context.Context, i int) error {
 		_, err := s.Put(ctx, "cas", storage.BytesPayload([]byte(fmt.Sprint(i))), storage.PutOptions{IfMatch: base.ETag})
-		switch {
-		case err == nil:
-			mu.Lock()
-			won = append(won, i)
-			mu.Unlock()
-			return nil
-		case errors.Is(err, storage.ErrPreconditionFailed):
-			return nil
-		}
 		return err
 	})
 	if len(won) != 1 {
@@ -439,6 +417,29 @@ func testBigObject(t *testing.T, s storage.Store) {
 	if n != BigObjectSize || info.Size != BigObjectSize || !bytes.Equal(h.Sum(nil), want) {
 		t.Fatalf("300 MiB round trip: read %d bytes (info says %d), hash equal: %v", n, info.Size, bytes.Equal(h.Sum(nil), want))
 	}
+}
+
+// race runs the conditional writes put(ctx, 0) to put(ctx, writers-1) all at
+// once and returns the writers whose write took effect. A write refused with
+// ErrPreconditionFailed lost the race; any other error fails t.
+func race(t *testing.T, writers int, put func(ctx context.Context, i int) error) []int {
+	t.Helper()
+	var mu sync.Mutex
+	var won []int
+	parallel(t, writers, writers, func(ctx context.Context, i int) error {
+		err := put(ctx, i)
+		switch {
+		case err == nil:
+			mu.Lock()
+			won = append(won, i)
+			mu.Unlock()
+			return nil
+		case errors.Is(err, storage.ErrPreconditionFailed):
+			return nil
+		}
+		return err
+	})
+	return won
 }
 
 // parallel runs fn(i) for i in [0,n) on up to workers goroutines, started
