@@ -22,6 +22,24 @@ import (
 // New, as it is.
 type NewStoreFunc[S storage.Store] func(ctx context.Context, cfg s3config.Config) (S, error)
 
+// Driver runs every check an S3 driver passes against real servers: the
+// shared Store suite (Conformance), the S3-specific checks on each kind of
+// server (Smoke), and AWS_CA_BUNDLE over HTTPS (SmokeTLS). A driver's test
+// hands it the driver's New and nothing else:
+//
+//	func TestDriver(t *testing.T) { s3test.Driver(t, s3aws.New) }
+//
+// SmokeTLS changes the environment, so the test must not run in parallel.
+func Driver[S storage.Store](t *testing.T, open NewStoreFunc[S]) {
+	t.Run("Conformance", func(t *testing.T) { Conformance(t, open) })
+	t.Run("Smoke", func(t *testing.T) {
+		for _, kind := range Kinds() {
+			t.Run(kind, func(t *testing.T) { Smoke(t, kind, open) })
+		}
+	})
+	t.Run("TLS", func(t *testing.T) { SmokeTLS(t, Versitygw, open) })
+}
+
 // Conformance runs the shared Store suite, sync/storetest, against each
 // real server, one fresh bucket per subtest, with a key prefix so that
 // prefix handling is exercised too.

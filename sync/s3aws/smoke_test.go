@@ -8,12 +8,5 @@ import (
 )
 
 // The driver against real servers: the shared Store suite, then the
-// S3-specific checks (see internal/s3test).
-
-func TestConformance(t *testing.T) { s3test.Conformance(t, s3aws.New) }
-
-func TestSmokeVersitygw(t *testing.T) { s3test.Smoke(t, s3test.Versitygw, s3aws.New) }
-
-func TestSmokeMinIO(t *testing.T) { s3test.Smoke(t, s3test.MinIO, s3aws.New) }
-
-func TestTLSVersitygw(t *testing.T) { s3test.SmokeTLS(t, s3test.Versitygw, s3aws.New) }
+// S3-specific checks (see s3test.Driver).
+func TestDriver(t *testing.T) { s3test.Driver(t, s3aws.New) }
