@@ -77,6 +77,18 @@ func fetch(c *http.Client, url string) ([]byte, error) {
 	return io.ReadAll(resp.Body)
 }
 
+// fetchWhole GETs /big through p n times; each must return the whole body.
+// when says in which state of p, for the failure.
+func fetchWhole(t *testing.T, c *http.Client, p *faultproxy.Proxy, n int, when string) {
+	t.Helper()
+	for range n {
+		got, err := fetch(c, p.URL()+"/big")
+		if err != nil || !bytes.Equal(got, body()) {
+			t.Fatalf("%s: %d bytes, %v", when, len(got), err)
+		}
+	}
+}
+
 func target(srv *httptest.Server) string { return strings.TrimPrefix(srv.URL, "http://") }
 
 func TestPassThrough(t *testing.T) {
@@ -85,13 +97,7 @@ func TestPassThrough(t *testing.T) {
 	if p.URL() != "http://"+p.Addr() || !strings.HasPrefix(p.Addr(), "127.0.0.1:") {
 		t.Fatalf("Addr() = %q, URL() = %q", p.Addr(), p.URL())
 	}
-	c := client(t)
-	for range 3 {
-		got, err := fetch(c, p.URL()+"/big")
-		if err != nil || !bytes.Equal(got, body()) {
-			t.Fatalf("get: %d bytes, %v", len(got), err)
-		}
-	}
+	fetchWhole(t, client(t), p, 3, "get")
 	if p.Cuts() != 0 || p.Conns() < 1 {
 		t.Fatalf("Cuts() = %d, Conns() = %d", p.Cuts(), p.Conns())
 	}
@@ -146,12 +152,7 @@ func TestCutsThenPass(t *testing.T) {
 	}
 
 	// The budget is spent: everything passes.
-	for range 3 {
-		got, err := fetch(c, p.URL()+"/big")
-		if err != nil || !bytes.Equal(got, body()) {
-			t.Fatalf("after the cuts: %d bytes, %v", len(got), err)
-		}
-	}
+	fetchWhole(t, c, p, 3, "after the cuts")
 	if p.Cuts() != 2 || p.Conns() < 3 {
 		t.Fatalf("Cuts() = %d, Conns() = %d; want 2, >= 3", p.Cuts(), p.Conns())
 	}
@@ -177,9 +178,7 @@ func TestCutWithReset(t *testing.T) {
 	if _, err := fetch(c, p.URL()+"/big"); err == nil {
 		t.Fatal("got the whole body, want a reset")
 	}
-	if got, err := fetch(c, p.URL()+"/big"); err != nil || len(got) != bigSize {
-		t.Fatalf("after the cut: %d bytes, %v", len(got), err)
-	}
+	fetchWhole(t, c, p, 1, "after the cut")
 	if p.Cuts() != 1 {
 		t.Fatalf("Cuts() = %d, want 1", p.Cuts())
 	}
@@ -240,9 +239,7 @@ func TestOutage(t *testing.T) {
 	}
 
 	p.SetDown(false)
-	if got, err := fetch(c, p.URL()+"/big"); err != nil || len(got) != bigSize {
-		t.Fatalf("after the outage: %d bytes, %v", len(got), err)
-	}
+	fetchWhole(t, c, p, 1, "after the outage")
 	if p.Cuts() != 0 || p.Conns() != 3 {
 		t.Fatalf("Cuts() = %d, Conns() = %d; want 0, 3", p.Cuts(), p.Conns())
 	}
