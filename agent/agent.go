@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/batonrun/baton/agent/config"
+	"github.com/batonrun/baton/agent/launch"
 	"github.com/batonrun/baton/agent/metrics"
 	"github.com/batonrun/baton/agent/notify"
 	"github.com/batonrun/baton/agent/platform"
@@ -256,6 +257,9 @@ func (a *agent) run(ctx context.Context, command []string) (int, error) {
 		a.supersededAction(ctx, getenv)
 		return ExitLeaseLost, fmt.Errorf("%w: noticed at the final commit", checkpoint.ErrLeaseLost)
 	}
+	if saved && exit.Success() && !stopping {
+		a.markDone(ctx) // issue 16: before the lease goes, so no watcher launches a replacement
+	}
 	a.release(ctx)
 	if !saved {
 		// What the trainer saved last is only on this disk: an exit action
@@ -284,6 +288,23 @@ func (a *agent) run(ctx context.Context, command []string) (int, error) {
 	}
 	a.log.Info("run ended", "trainer", exit.String(), "status", exit.StatusCode())
 	return exit.StatusCode(), nil
+}
+
+// markDone writes the run's done record (runs/<run>/done.json, see
+// docs/launch.md): the trainer exited 0 and everything it saved is
+// committed, so baton watch launches no other host. Issue 16.
+func (a *agent) markDone(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	d := launch.Done{Seq: a.lastSeq.Load(), Platform: a.desc.Platform, Host: a.desc.Host, At: time.Now().UTC()}
+	if a.lease != nil {
+		d.Holder = a.lease.Record().Holder
+	}
+	if err := launch.WriteDone(ctx, a.store, a.cfg.RunID, d); err != nil {
+		a.log.Warn("could not mark the run done in the store: a baton watch may launch another host", "err", err)
+		return
+	}
+	a.log.Info("run marked done in the store", "seq", d.Seq)
 }
 
 // setUp opens the store, takes this machine's lock and the run's lease,
