@@ -25,8 +25,11 @@ import (
 const helperEnv = "BATON_SUPERVISE_TEST_HELPER"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(helperEnv) == "pid1" {
+	switch os.Getenv(helperEnv) {
+	case "pid1":
 		os.Exit(pid1Main())
+	case "priority":
+		os.Exit(priorityMain())
 	}
 	os.Exit(m.Run())
 }

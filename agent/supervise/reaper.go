@@ -44,6 +44,15 @@ type ReaperOptions struct {
 	// Reaper's goroutine, outside its lock, one call at a time; a slow
 	// callback delays reaping.
 	OnOrphan func(Exit)
+	// Spawn, when set, runs each start of a child ([Reaper.Start]) and
+	// returns when it has: the child is forked on the OS thread that runs
+	// it, and inherits that thread's niceness and I/O priority, which on
+	// Linux belong to each thread. baton run passes the Do of a
+	// priority.Thread, a thread kept at baton's starting priority while
+	// the rest of baton runs lowered, so that the trainer starts at the
+	// former. An error fails the start. Nil: the fork happens on the
+	// thread of Start's caller.
+	Spawn func(start func()) error
 }
 
 // A Reaper is the process's only caller of wait4(-1). It reaps every child
@@ -55,6 +64,7 @@ type ReaperOptions struct {
 type Reaper struct {
 	log      *slog.Logger
 	onOrphan func(Exit)
+	spawn    func(func()) error
 
 	sigs chan os.Signal
 	kick chan struct{}
@@ -84,6 +94,7 @@ func NewReaper(opts ReaperOptions) *Reaper {
 	r := &Reaper{
 		log:      log,
 		onOrphan: opts.OnOrphan,
+		spawn:    opts.Spawn,
 		sigs:     make(chan os.Signal, 1),
 		kick:     make(chan struct{}, 1),
 		quit:     make(chan struct{}),
@@ -258,7 +269,15 @@ func (r *Reaper) Start(cmd *exec.Cmd) (*Child, error) {
 		c.closePipes()
 		return nil, ErrReaperClosed
 	}
-	if err := cmd.Start(); err != nil {
+	var err error
+	if r.spawn != nil {
+		if serr := r.spawn(func() { err = cmd.Start() }); serr != nil {
+			err = serr
+		}
+	} else {
+		err = cmd.Start()
+	}
+	if err != nil {
 		r.mu.Unlock()
 		c.closePipes()
 		return nil, fmt.Errorf("supervise: start: %w", err)
