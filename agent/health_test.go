@@ -22,7 +22,7 @@ import (
 	"github.com/batonrun/baton/agent/config"
 	"github.com/batonrun/baton/agent/telemetry/gpu/gputest"
 	"github.com/batonrun/baton/checkpoint"
-	"github.com/batonrun/baton/sync/file"
+	"github.com/batonrun/baton/sync/file/filetest"
 )
 
 // These tests run the agent in this process, on go-nvml's mock of an H100
@@ -164,11 +164,7 @@ func xidEvents(srv *server.Server) chan<- uint64 {
 // healthRepo opens run "health" in the file store at store, to read.
 func healthRepo(t *testing.T, store string) *checkpoint.Repo {
 	t.Helper()
-	s, err := file.New(store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo, err := checkpoint.Open(s, checkpoint.Options{Run: "health"})
+	repo, err := checkpoint.Open(filetest.Open(t, store), checkpoint.Options{Run: "health"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/batonrun/baton/checkpoint"
-	"github.com/batonrun/baton/sync/file"
+	"github.com/batonrun/baton/sync/file/filetest"
 )
 
 // TestMissingGPUsRefusedBeforeTheLease: a platform that promised a GPU
@@ -42,11 +42,7 @@ func TestMissingGPUsRefusedBeforeTheLease(t *testing.T) {
 func TestBadHostRefused(t *testing.T) {
 	l := newLifecycle(t, false)
 	storeDir := strings.TrimPrefix(l.store, "file://")
-	s, err := file.New(storeDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo, err := checkpoint.Open(s, checkpoint.Options{Run: "life"})
+	repo, err := checkpoint.Open(filetest.Open(t, storeDir), checkpoint.Options{Run: "life"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/batonrun/baton/checkpoint"
 	"github.com/batonrun/baton/internal/testenv"
-	"github.com/batonrun/baton/sync/file"
+	"github.com/batonrun/baton/sync/file/filetest"
 )
 
 // TestForkInsideAMountPoint: a checkpoint directory that is a mount point
@@ -32,11 +32,7 @@ func TestForkInsideAMountPoint(t *testing.T) {
 	t.Cleanup(func() { syscall.Unmount(dir, unix.MNT_DETACH) })
 
 	// The store's newest checkpoint, committed from elsewhere.
-	s, err := file.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo, err := checkpoint.Open(s, checkpoint.Options{Run: "r", Holder: checkpoint.Holder{ID: "other"}, ChunkSize: 64 << 10})
+	repo, err := checkpoint.Open(filetest.New(t), checkpoint.Options{Run: "r", Holder: checkpoint.Holder{ID: "other"}, ChunkSize: 64 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/batonrun/baton/checkpoint"
 	"github.com/batonrun/baton/internal/s3test"
-	"github.com/batonrun/baton/sync/file"
+	"github.com/batonrun/baton/sync/file/filetest"
 	"github.com/batonrun/baton/sync/s3aws"
 	"github.com/batonrun/baton/sync/storage"
 )
@@ -22,14 +22,8 @@ type clock struct{ t time.Time }
 
 func (c *clock) now() time.Time { return c.t }
 
-func newStore(t *testing.T) storage.Store {
-	t.Helper()
-	s, err := file.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+// newStore returns an empty file store.
+func newStore(t *testing.T) storage.Store { return filetest.New(t) }
 
 // eachStore runs fn on the file store and on a real versitygw (skipped, out
 // of CI, when the server is not installed).

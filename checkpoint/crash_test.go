@@ -40,6 +40,7 @@ import (
 	"github.com/batonrun/baton/internal/s3test"
 	"github.com/batonrun/baton/sync/faults"
 	"github.com/batonrun/baton/sync/file"
+	"github.com/batonrun/baton/sync/file/filetest"
 	"github.com/batonrun/baton/sync/s3aws"
 	"github.com/batonrun/baton/sync/s3config"
 	"github.com/batonrun/baton/sync/storage"
@@ -478,11 +479,7 @@ func crashTrials(t *testing.T, trials int, child crashChild, store storage.Store
 
 func TestCrashConsistencyFileStore(t *testing.T) {
 	root := t.TempDir()
-	store, err := file.New(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	crashTrials(t, 50, crashChild{Store: "file", Root: root}, store)
+	crashTrials(t, 50, crashChild{Store: "file", Root: root}, filetest.Open(t, root))
 }
 
 func TestCrashConsistencyVersitygw(t *testing.T) {

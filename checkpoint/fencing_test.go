@@ -17,7 +17,6 @@ import (
 
 	"github.com/batonrun/baton/checkpoint"
 	"github.com/batonrun/baton/sync/faults"
-	"github.com/batonrun/baton/sync/file"
 	"github.com/batonrun/baton/sync/storage"
 )
 
@@ -531,10 +530,7 @@ func TestKeepAliveStuckRenewal(t *testing.T) {
 // the lease at a new epoch, and the first's next renewal and commit find it
 // lost, rather than taking lease.json for their own earlier write.
 func TestOneIdentityTwoProcesses(t *testing.T) {
-	s, err := file.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newStore(t)
 	clock := newSyncClock()
 	first, lease1 := acquireOn(t, s, "same", clock.now)
 	_, lease2 := acquireOn(t, s, "same", clock.now)

@@ -6,17 +6,13 @@ import (
 	"time"
 
 	"github.com/batonrun/baton/checkpoint"
-	"github.com/batonrun/baton/sync/file"
 	"github.com/batonrun/baton/sync/storage"
 )
 
 // TestRuns lists the runs of a store that have a checkpoint, and no more
 // than the limit of objects allows.
 func TestRuns(t *testing.T) {
-	s, err := file.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newStore(t)
 	r, lease := acquireOn(t, s, "a", time.Now)
 	commitTree(t, r, lease, map[string][]byte{"model.pt": content(1000, 1)})
 	other, err := checkpoint.Open(s, checkpoint.Options{Run: "zz-other", Holder: checkpoint.Holder{ID: "b"}, Logger: quiet, Retry: fastRetry()})

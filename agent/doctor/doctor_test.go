@@ -14,6 +14,7 @@ import (
 
 	"github.com/batonrun/baton/agent/config"
 	"github.com/batonrun/baton/sync/file"
+	"github.com/batonrun/baton/sync/file/filetest"
 	"github.com/batonrun/baton/sync/storage"
 )
 
@@ -325,10 +326,7 @@ func TestStoreRoundTrip(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			root := t.TempDir()
 			o := baseOptions(t, map[string]string{"BATON_STORE": "file://" + root, "BATON_RUN_ID": "r"})
-			inner, err := file.New(root)
-			if err != nil {
-				t.Fatal(err)
-			}
+			inner := filetest.Open(t, root)
 			s := &hookStore{Store: inner}
 			if c.hook != nil {
 				c.hook(s)

@@ -12,18 +12,9 @@ import (
 	"time"
 
 	"github.com/batonrun/baton/sync/faults"
-	"github.com/batonrun/baton/sync/file"
+	"github.com/batonrun/baton/sync/file/filetest"
 	"github.com/batonrun/baton/sync/storage"
 )
-
-func newFile(t *testing.T) *file.Store {
-	t.Helper()
-	fs, err := file.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fs
-}
 
 func put(t *testing.T, s storage.Store, key, data string) {
 	t.Helper()
@@ -57,7 +48,7 @@ func wantInjected(t *testing.T, err error, kind error, op, key string) {
 
 func TestPassThrough(t *testing.T) {
 	ctx := t.Context()
-	inner := newFile(t)
+	inner := filetest.New(t)
 	s := faults.Wrap(inner)
 	if got, want := s.String(), "faults("+inner.String()+")"; got != want {
 		t.Errorf("String() = %q, want %q", got, want)
@@ -146,7 +137,7 @@ func TestPassThrough(t *testing.T) {
 
 func TestErrTimes(t *testing.T) {
 	ctx := t.Context()
-	inner := newFile(t)
+	inner := filetest.New(t)
 	put(t, inner, "k", "v")
 	s := faults.Wrap(inner, faults.Rule{Op: "get", Times: 3, Err: faults.Transient})
 
@@ -171,7 +162,7 @@ func TestErrTimes(t *testing.T) {
 }
 
 func TestErrAfter(t *testing.T) {
-	inner := newFile(t)
+	inner := filetest.New(t)
 	s := faults.Wrap(inner, faults.Rule{Op: "put", After: 2, Times: 1, Err: storage.ErrPermission})
 	var errs []error
 	for i := range 4 {
@@ -198,7 +189,7 @@ func TestKindsMapToSentinels(t *testing.T) {
 		faults.NoBucket: storage.ErrNoBucket, faults.Invalid: storage.ErrInvalid, faults.IO: storage.ErrIO,
 	}
 	for k, sentinel := range kinds {
-		s := faults.Wrap(newFile(t), faults.Rule{Err: k})
+		s := faults.Wrap(filetest.New(t), faults.Rule{Err: k})
 		wantInjected(t, s.Delete(t.Context(), "x"), sentinel, "delete", "x")
 		if !errors.Is(k, sentinel) || k.Error() != sentinel.Error() {
 			t.Errorf("kind %d: Is/Error do not match %v", k, sentinel)
@@ -208,7 +199,7 @@ func TestKindsMapToSentinels(t *testing.T) {
 
 func TestOtherErrorReturnedAsIs(t *testing.T) {
 	mine := errors.New("my error")
-	s := faults.Wrap(newFile(t), faults.Rule{Op: "stat", Err: mine})
+	s := faults.Wrap(filetest.New(t), faults.Rule{Op: "stat", Err: mine})
 	if _, err := s.Stat(t.Context(), "k"); err != mine {
 		t.Fatalf("stat = %v, want %v as is", err, mine)
 	}
@@ -217,7 +208,7 @@ func TestOtherErrorReturnedAsIs(t *testing.T) {
 func TestRetryStopsOnPermanentError(t *testing.T) {
 	noSleep := func(context.Context, time.Duration) error { return nil }
 	retry := storage.Retry{Attempts: 10, Sleep: noSleep}
-	inner := newFile(t)
+	inner := filetest.New(t)
 	put(t, inner, "k", "v")
 
 	perm := faults.Wrap(inner, faults.Rule{Op: "get", Err: faults.Permission})
@@ -235,7 +226,7 @@ func TestRetryStopsOnPermanentError(t *testing.T) {
 
 func TestKeyAndPrefix(t *testing.T) {
 	ctx := t.Context()
-	s := faults.Wrap(newFile(t),
+	s := faults.Wrap(filetest.New(t),
 		faults.Rule{Op: "put,delete", Prefix: "ckpt/", Err: faults.IO},
 		faults.Rule{Op: "stat", Key: func(k string) bool { return strings.HasSuffix(k, ".lock") }, Err: faults.Unreachable},
 	)
@@ -276,7 +267,7 @@ func pattern(t *testing.T, s storage.Store, n int) string {
 }
 
 func TestProbIsSeeded(t *testing.T) {
-	inner := newFile(t)
+	inner := filetest.New(t)
 	put(t, inner, "k", "v")
 	rule := func(seed uint64) faults.Rule {
 		return faults.Rule{Op: "stat", Prob: 0.3, Seed: seed, Err: faults.Transient}
@@ -306,7 +297,7 @@ func TestProbIsSeeded(t *testing.T) {
 
 func TestShortRead(t *testing.T) {
 	ctx := t.Context()
-	inner := newFile(t)
+	inner := filetest.New(t)
 	data := strings.Repeat("0123456789", 100)
 	put(t, inner, "k", data)
 	put(t, inner, "small", "abc")
@@ -353,7 +344,7 @@ func TestShortRead(t *testing.T) {
 }
 
 func TestShortList(t *testing.T) {
-	inner := newFile(t)
+	inner := filetest.New(t)
 	for _, k := range []string{"a", "b", "c", "d"} {
 		put(t, inner, k, k)
 	}
@@ -374,7 +365,7 @@ func TestShortList(t *testing.T) {
 }
 
 func TestDelayRespectsContext(t *testing.T) {
-	inner := newFile(t)
+	inner := filetest.New(t)
 	s := faults.Wrap(inner, faults.Rule{Op: "put", Delay: time.Hour})
 
 	ctx, cancel := context.WithCancel(t.Context())
@@ -398,7 +389,7 @@ func TestDelayRespectsContext(t *testing.T) {
 }
 
 func TestDelayThenPass(t *testing.T) {
-	inner := newFile(t)
+	inner := filetest.New(t)
 	put(t, inner, "k", "v")
 	s := faults.Wrap(inner,
 		faults.Rule{Op: "get", Times: 1, Delay: time.Millisecond},
@@ -416,7 +407,7 @@ func TestDelayThenPass(t *testing.T) {
 
 func TestLoseResponse(t *testing.T) {
 	ctx := t.Context()
-	inner := newFile(t)
+	inner := filetest.New(t)
 	s := faults.Wrap(inner, faults.Rule{Op: "put", Times: 1, Err: faults.Transient, LoseResponse: true})
 	pl := storage.BytesPayload([]byte("v"))
 	_, err := s.Put(ctx, "k", pl, storage.PutOptions{IfAbsent: true})
@@ -438,7 +429,7 @@ func TestLoseResponse(t *testing.T) {
 
 func TestUploadFaults(t *testing.T) {
 	ctx := t.Context()
-	inner := newFile(t)
+	inner := filetest.New(t)
 	s := faults.Wrap(inner,
 		faults.Rule{Op: "upload.part", Times: 1, Err: faults.Transient},
 		faults.Rule{Op: "upload.complete", Times: 1, Err: faults.Transient},
@@ -475,7 +466,7 @@ func TestUploadFaults(t *testing.T) {
 }
 
 func TestFirstErrorWins(t *testing.T) {
-	s := faults.Wrap(newFile(t),
+	s := faults.Wrap(filetest.New(t),
 		faults.Rule{Op: "delete", Times: 1, Err: faults.Permission},
 		faults.Rule{Err: faults.Transient, Times: 2},
 	)
@@ -492,7 +483,7 @@ func TestFirstErrorWins(t *testing.T) {
 }
 
 func TestConcurrent(t *testing.T) {
-	inner := newFile(t)
+	inner := filetest.New(t)
 	put(t, inner, "k", strings.Repeat("x", 1000))
 	s := faults.Wrap(inner,
 		faults.Rule{Op: "stat", Prob: 0.5, Seed: 3, Err: faults.Transient},
@@ -542,14 +533,14 @@ func TestBadRulesPanic(t *testing.T) {
 					t.Fatal("Wrap did not panic")
 				}
 			}()
-			faults.Wrap(newFile(t), r)
+			faults.Wrap(filetest.New(t), r)
 		})
 	}
 }
 
 func TestShortReadBodyBytes(t *testing.T) {
 	// A body cut exactly at its end is not cut.
-	inner := newFile(t)
+	inner := filetest.New(t)
 	put(t, inner, "k", "0123456789")
 	s := faults.Wrap(inner, faults.Rule{Op: "get", ShortRead: 10})
 	body, _, err := s.Get(t.Context(), "k", 0, -1)

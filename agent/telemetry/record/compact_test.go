@@ -11,6 +11,7 @@ import (
 	"github.com/batonrun/baton/internal/fakeclock"
 	"github.com/batonrun/baton/internal/s3test"
 	"github.com/batonrun/baton/sync/faults"
+	"github.com/batonrun/baton/sync/file/filetest"
 	"github.com/batonrun/baton/sync/s3aws"
 	"github.com/batonrun/baton/sync/storage"
 )
@@ -181,7 +182,7 @@ func TestCompactionFaults(t *testing.T) {
 				}
 				inner, minutes = s, 80
 			} else {
-				inner = fileStore(t)
+				inner = filetest.New(t)
 			}
 			store := faults.Wrap(inner, tt.rule)
 			clk := fakeclock.New(t0)

@@ -19,7 +19,7 @@ import (
 	"github.com/batonrun/baton/agent/telemetry/host"
 	"github.com/batonrun/baton/internal/s3test"
 	"github.com/batonrun/baton/sync/faults"
-	"github.com/batonrun/baton/sync/file"
+	"github.com/batonrun/baton/sync/file/filetest"
 	"github.com/batonrun/baton/sync/s3aws"
 	"github.com/batonrun/baton/sync/storage"
 )
@@ -40,15 +40,6 @@ type event struct {
 func (event) RecordType() string { return "event" }
 
 func ev(i int) event { return event{ID: fmt.Sprintf("%05d", i)} }
-
-func fileStore(t *testing.T) storage.Store {
-	t.Helper()
-	s, err := file.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
 
 // readSegment reads every part of the segment back, in key order, and
 // returns the keys and the lines.
@@ -158,7 +149,7 @@ func TestRoundTrip(t *testing.T) {
 		name string
 		open func(t *testing.T) storage.Store
 	}{
-		{"file", fileStore},
+		{"file", func(t *testing.T) storage.Store { return filetest.New(t) }},
 		{"s3", func(t *testing.T) storage.Store {
 			srv := s3test.Start(t, s3test.Versitygw)
 			s, err := s3aws.New(t.Context(), srv.Config(srv.NewBucket(t), "ckpt"))
@@ -246,7 +237,7 @@ func TestRoundTrip(t *testing.T) {
 // tick, hold whole lines, and keep the order across parts.
 func TestPartSizeCap(t *testing.T) {
 	t.Parallel()
-	store := fileStore(t)
+	store := filetest.New(t)
 	line, err := marshalLine("event", t0, ev(0))
 	if err != nil {
 		t.Fatal(err)
@@ -321,7 +312,7 @@ func (c *logCounter) count(prefix string) int {
 // "dropped" line that accounts for every lost record.
 func TestStoreDown(t *testing.T) {
 	t.Parallel()
-	inner := fileStore(t)
+	inner := filetest.New(t)
 	const outage = 3
 	store := faults.Wrap(inner, faults.Rule{Op: faults.OpPut, Err: faults.Unreachable, Times: outage})
 	line, err := marshalLine("event", t0, ev(0))
@@ -442,7 +433,7 @@ func TestAddNeverBlocks(t *testing.T) {
 
 func TestErrors(t *testing.T) {
 	t.Parallel()
-	store := fileStore(t)
+	store := filetest.New(t)
 	for _, o := range []Options{
 		{Run: "", Segment: seg},
 		{Run: run, Segment: ""},
