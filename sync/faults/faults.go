@@ -385,6 +385,28 @@ func (s *Store) before(ctx context.Context, op, key string) (plan, error) {
 	return p, nil
 }
 
+// call runs inner, the inner store's operation op on key, with the faults
+// planned for it: an error in place of the call, or the call made and its
+// result lost. It serves every operation whose result is passed on whole.
+func call[T any](ctx context.Context, s *Store, op, key string, inner func() (T, error)) (T, error) {
+	var none T
+	p, err := s.before(ctx, op, key)
+	if err != nil {
+		return none, err
+	}
+	v, err := inner()
+	if p.lose {
+		return none, p.err
+	}
+	return v, err
+}
+
+// callErr is call for an operation that returns only an error.
+func callErr(ctx context.Context, s *Store, op, key string, inner func() error) error {
+	_, err := call(ctx, s, op, key, func() (struct{}, error) { return struct{}{}, inner() })
+	return err
+}
+
 // cutErr is the error of a result cut short after n bytes or objects.
 func (s *Store) cutErr(p plan, n int64, unit string) error {
 	return &storage.Error{Op: storeOp(p.op), Key: p.key, Kind: storage.ErrTransient,
@@ -403,15 +425,7 @@ func (s *Store) noteCut(p plan) {
 
 // Put implements storage.Store.
 func (s *Store) Put(ctx context.Context, key string, pl storage.Payload, opts storage.PutOptions) (storage.ObjectInfo, error) {
-	p, err := s.before(ctx, OpPut, key)
-	if err != nil {
-		return storage.ObjectInfo{}, err
-	}
-	info, err := s.inner.Put(ctx, key, pl, opts)
-	if p.lose {
-		return storage.ObjectInfo{}, p.err
-	}
-	return info, err
+	return call(ctx, s, OpPut, key, func() (storage.ObjectInfo, error) { return s.inner.Put(ctx, key, pl, opts) })
 }
 
 // Get implements storage.Store.
@@ -472,15 +486,7 @@ func (b *shortBody) Close() error { return b.inner.Close() }
 
 // Stat implements storage.Store.
 func (s *Store) Stat(ctx context.Context, key string) (storage.ObjectInfo, error) {
-	p, err := s.before(ctx, OpStat, key)
-	if err != nil {
-		return storage.ObjectInfo{}, err
-	}
-	info, err := s.inner.Stat(ctx, key)
-	if p.lose {
-		return storage.ObjectInfo{}, p.err
-	}
-	return info, err
+	return call(ctx, s, OpStat, key, func() (storage.ObjectInfo, error) { return s.inner.Stat(ctx, key) })
 }
 
 // List implements storage.Store. The rules see the prefix as the key.
@@ -514,15 +520,7 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(storage.ObjectI
 
 // Delete implements storage.Store.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	p, err := s.before(ctx, OpDelete, key)
-	if err != nil {
-		return err
-	}
-	err = s.inner.Delete(ctx, key)
-	if p.lose {
-		return p.err
-	}
-	return err
+	return callErr(ctx, s, OpDelete, key, func() error { return s.inner.Delete(ctx, key) })
 }
 
 // NewUpload implements storage.Store. The upload it returns injects faults into
@@ -554,37 +552,13 @@ type upload struct {
 }
 
 func (u *upload) Part(ctx context.Context, n int, offset int64, pl storage.Payload) (storage.CompletedPart, error) {
-	p, err := u.s.before(ctx, OpPart, u.key)
-	if err != nil {
-		return storage.CompletedPart{}, err
-	}
-	part, err := u.inner.Part(ctx, n, offset, pl)
-	if p.lose {
-		return storage.CompletedPart{}, p.err
-	}
-	return part, err
+	return call(ctx, u.s, OpPart, u.key, func() (storage.CompletedPart, error) { return u.inner.Part(ctx, n, offset, pl) })
 }
 
 func (u *upload) Complete(ctx context.Context, parts []storage.CompletedPart) (storage.ObjectInfo, error) {
-	p, err := u.s.before(ctx, OpComplete, u.key)
-	if err != nil {
-		return storage.ObjectInfo{}, err
-	}
-	info, err := u.inner.Complete(ctx, parts)
-	if p.lose {
-		return storage.ObjectInfo{}, p.err
-	}
-	return info, err
+	return call(ctx, u.s, OpComplete, u.key, func() (storage.ObjectInfo, error) { return u.inner.Complete(ctx, parts) })
 }
 
 func (u *upload) Abort(ctx context.Context) error {
-	p, err := u.s.before(ctx, OpAbort, u.key)
-	if err != nil {
-		return err
-	}
-	err = u.inner.Abort(ctx)
-	if p.lose {
-		return p.err
-	}
-	return err
+	return callErr(ctx, u.s, OpAbort, u.key, func() error { return u.inner.Abort(ctx) })
 }
