@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/batonrun/baton/checkpoint"
 	"github.com/batonrun/baton/internal/buildflags"
 	"github.com/batonrun/baton/internal/s3test"
+	"github.com/batonrun/baton/internal/syncbuf"
 	"github.com/batonrun/baton/internal/testenv"
 )
 
@@ -68,7 +68,7 @@ func baseEnv(extra ...string) []string {
 type started struct {
 	cmd    *exec.Cmd
 	lines  chan string // the trainer's stdout, line by line
-	stderr *syncBuffer
+	stderr *syncbuf.Buffer
 	done   chan struct{}
 }
 
@@ -81,7 +81,7 @@ func startRun(t *testing.T, bin string, h host, args ...string) *started {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &started{cmd: cmd, lines: make(chan string, 10000), stderr: &syncBuffer{}, done: make(chan struct{})}
+	s := &started{cmd: cmd, lines: make(chan string, 10000), stderr: &syncbuf.Buffer{}, done: make(chan struct{})}
 	cmd.Stderr = s.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -102,25 +102,6 @@ func startRun(t *testing.T, bin string, h host, args ...string) *started {
 		close(s.done)
 	}()
 	return s
-}
-
-// syncBuffer is a strings.Builder that a test may read while the process
-// writes into it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // waitFor reads trainer lines until one satisfies match, and returns it.

@@ -1,15 +1,14 @@
 package gpu
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/batonrun/baton/internal/fakeclock"
+	"github.com/batonrun/baton/internal/syncbuf"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
@@ -35,23 +34,12 @@ func newClock() *fakeclock.Clock {
 }
 
 // logBuf collects the Sampler's log lines.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
+type logBuf struct{ syncbuf.Buffer }
 
 // count returns how many lines contain every one of subs.
 func (l *logBuf) count(subs ...string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	n := 0
-	for line := range strings.Lines(l.b.String()) {
+	for line := range strings.Lines(l.String()) {
 		all := true
 		for _, s := range subs {
 			all = all && strings.Contains(line, s)
@@ -61,12 +49,6 @@ func (l *logBuf) count(subs ...string) int {
 		}
 	}
 	return n
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // harness is a Sampler on a mock, with a fake clock, captured logs and a
