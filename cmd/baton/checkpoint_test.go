@@ -15,7 +15,7 @@ import (
 
 	"github.com/batonrun/baton/checkpoint"
 	"github.com/batonrun/baton/internal/s3test"
-	"github.com/batonrun/baton/sync/file"
+	"github.com/batonrun/baton/sync/file/filetest"
 )
 
 // randomData returns n reproducible pseudo-random bytes.
@@ -286,11 +286,7 @@ func TestCheckpointFailures(t *testing.T) {
 		}
 	}
 
-	store, err := file.New(storeDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := checkpoint.Open(store, checkpoint.Options{
+	other, err := checkpoint.Open(filetest.Open(t, storeDir), checkpoint.Options{
 		Run: "busy", Holder: checkpoint.Holder{ID: "trainer-7/agent", Host: "trainer-7", Platform: "runpod"}, LeaseDuration: time.Hour, Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
