@@ -38,6 +38,7 @@ import (
 	"github.com/batonrun/baton/agent/telemetry/gpu"
 	"github.com/batonrun/baton/agent/telemetry/record"
 	"github.com/batonrun/baton/checkpoint"
+	"github.com/batonrun/baton/internal/priority"
 	"github.com/batonrun/baton/internal/redact"
 	"github.com/batonrun/baton/internal/spell"
 	"github.com/batonrun/baton/sync/storage"
@@ -85,6 +86,11 @@ type Deps struct {
 	NVML nvml.Interface
 	// Version is baton's version, for the metrics' baton_info.
 	Version string
+	// Lower lowers the priority of every thread of the process but those
+	// kept (priority.Lower), once the trainer is about to start; nil
+	// leaves the process as it is (tests that run the agent in their own
+	// process).
+	Lower func(nice int, keep ...*priority.Thread) (priority.Lowered, error)
 }
 
 // Run carries out one run of command under cfg (already validated) and
@@ -664,8 +670,13 @@ func (a *agent) supervise(ctx context.Context, command []string, resumeFrom int6
 			a.log.Warn("cannot become a child subreaper; orphans of the trainer are left to PID 1", "err", err)
 		}
 	}
-	reaper := supervise.NewReaper(supervise.ReaperOptions{Logger: a.log})
+	// The trainer is forked on a thread kept at baton's starting priority;
+	// every other thread is lowered (agent/priority.go).
+	kept := priority.NewThread()
+	defer kept.Close()
+	reaper := supervise.NewReaper(supervise.ReaperOptions{Logger: a.log, Spawn: kept.Do})
 	defer reaper.Close()
+	a.lowerPriority(kept)
 	sup := supervise.NewSupervisor(reaper, a.log)
 
 	loopCtx, stopLoop := context.WithCancel(ctx)

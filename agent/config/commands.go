@@ -46,6 +46,7 @@ type Repo struct {
 type CheckpointCommit struct {
 	Repo
 	ChunkSize ByteSize `setting:"chunk-size"`
+	Nice      int      `setting:"nice" help:"niceness of this commit, 0 to 19: run by a trainer, it takes CPU time the trainer leaves over instead of the trainer's; 0, or not above its own niceness: unchanged"`
 	Holder    string   `flag:"holder" env:"BATON_HOLDER" yaml:"-" default:"" help:"who commits, recorded in the lease: a holder retakes its own lease at once, so two committers must never share one; empty: HOST/cli"`
 	Platform  string   `flag:"platform" env:"BATON_PLATFORM" yaml:"-" default:"" help:"name of the platform, recorded in the lease and the manifest"`
 	Meta      []string `flag:"meta" env:"-" yaml:"-" type:"KEY=VALUE list" default:"" help:"KEY=VALUE recorded in the manifest; repeat the flag for more (a value may hold commas)"`

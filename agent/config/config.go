@@ -92,6 +92,9 @@ type Config struct {
 	LeaseWait string `flag:"lease-wait" env:"BATON_LEASE_WAIT" yaml:"lease_wait" default:"auto" help:"when another host holds the run, wait this long for its lease to end (a host that vanished stops renewing, and its lease expires) before exiting 75; auto: the lease duration plus 30s, enough to outlast any lease that is not renewed; 0: exit 75 at once"`
 	// Workers is the number of requests in flight to the store.
 	Workers int `flag:"workers" env:"BATON_WORKERS" yaml:"workers" default:"16" help:"requests in flight to the store at once, 1 to 1024"`
+	// Nice is the niceness of baton run's own threads while the trainer
+	// runs (internal/priority); the trainer keeps baton's starting one.
+	Nice int `flag:"nice" env:"BATON_NICE" yaml:"nice" default:"19" help:"niceness of baton's own work (commits, uploads, telemetry) once the trainer starts, 0 to 19, so that it takes CPU time the trainer leaves over instead of the trainer's: the trainer keeps the niceness baton started with; 19 costs a trainer busy on every core about 1% while a 1 GiB commit runs, where baton at the trainer's priority costs it a third, but the commit takes longer on a busy machine (docs/checkpoint-format.md, Commits and the trainer's CPU); 0, or not above baton's own niceness: nothing is lowered"`
 	// PartSize is the size of one part of a big file in a transfer.
 	PartSize ByteSize `flag:"part-size" env:"BATON_PART_SIZE" yaml:"part_size" default:"16MiB" help:"size of one part of a big file when pulling code and data, 5MiB to 5GiB"`
 	// ChunkSize is the chunk size of checkpoint commits.

@@ -55,7 +55,7 @@ func TestDefaults(t *testing.T) {
 		CheckpointDir: "./checkpoints", CheckpointInterval: 10 * time.Minute, Quiescence: 5 * time.Second,
 		Keep: 3, CodeDir: "./code", OnExit: "none", OnSuperseded: "none", Restarts: 3, RestartBackoff: 10 * time.Second,
 		Exclude:       []string{"*.tmp", "*.partial", "tmp-checkpoint-*"},
-		LeaseDuration: 2 * time.Minute, LeaseWait: "auto", Workers: 16, PartSize: 16 << 20, ChunkSize: 4 << 20,
+		LeaseDuration: 2 * time.Minute, LeaseWait: "auto", Workers: 16, Nice: 19, PartSize: 16 << 20, ChunkSize: 4 << 20,
 		S3Driver: "aws", MetricsAddr: "127.0.0.1:9400", LogFormat: "auto",
 		TelemetryInterval: 5 * time.Second, TelemetryUpload: time.Minute, GPUCheck: true,
 		OnUnhealthy: "give-up", HangTimeout: 30 * time.Minute, OnHang: "restart", MinFreeDisk: 2 << 30,

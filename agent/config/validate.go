@@ -195,6 +195,10 @@ func (x *validator) check(s Setting, v reflect.Value) {
 				fail("want auto or a duration from 0 to 24h")
 			}
 		}
+	case "nice":
+		if n := v.Int(); n < 0 || n > 19 {
+			fail("want 0 (unchanged) to 19 (the lowest priority)")
+		}
 	case "workers":
 		if n := v.Int(); n < 1 || n > MaxWorkers {
 			fail("want 1 to %d", MaxWorkers)

@@ -89,6 +89,8 @@ func TestValidateErrors(t *testing.T) {
 			want: `c.yaml:1: lease_duration: "2h": want 10s to 1h0m0s`, source: SourceFile, key: "lease_duration"},
 		{name: "workers", args: append(requiredArgs(), "--workers=0"),
 			want: `--workers=0: want 1 to 1024`, source: SourceFlag, key: "--workers"},
+		{name: "nice", args: requiredArgs(), env: map[string]string{"BATON_NICE": "20"},
+			want: `BATON_NICE="20": want 0 (unchanged) to 19 (the lowest priority)`, source: SourceEnv, key: "BATON_NICE"},
 		{name: "part size", args: requiredArgs(), env: map[string]string{"BATON_PART_SIZE": "1MiB"},
 			want: `BATON_PART_SIZE="1MiB": want 5MiB to 5GiB`, source: SourceEnv, key: "BATON_PART_SIZE"},
 		{name: "chunk size", args: requiredArgs(), yaml: "chunk_size: 2GiB\n",
