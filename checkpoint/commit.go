@@ -22,8 +22,8 @@ import (
 
 	"github.com/batonrun/baton/internal/progress"
 	"github.com/batonrun/baton/sync/storage"
-	"github.com/zeebo/blake3"
 	"golang.org/x/sync/errgroup"
+	"lukechampine.com/blake3"
 )
 
 // racyWindow is how close to a scan a file's mtime may be before the file
@@ -451,7 +451,7 @@ func DirDigest(dir string, exclude []string) (digest string, files int, err erro
 	if err != nil {
 		return "", 0, err
 	}
-	h := blake3.New()
+	h := blake3.New(32, nil)
 	for _, f := range scanned {
 		digestLine(h, f.rel, f.size, f.mode, f.mtime)
 	}
@@ -460,7 +460,7 @@ func DirDigest(dir string, exclude []string) (digest string, files int, err erro
 
 // Digest sums up the files of m as DirDigest does for a directory.
 func (m *Manifest) Digest() string {
-	h := blake3.New()
+	h := blake3.New(32, nil)
 	for _, f := range m.Files {
 		digestLine(h, f.Path, f.Size, f.Mode, f.MTime)
 	}
@@ -682,7 +682,7 @@ func (r *Repo) readFile(ctx context.Context, p string, f scanned, send func(hash
 		return entry, err
 	}
 	defer fh.Close()
-	whole := blake3.New()
+	whole := blake3.New(32, nil)
 	for off := int64(0); off < f.size; off += r.opts.ChunkSize {
 		if err := ctx.Err(); err != nil {
 			return entry, err

@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/batonrun/baton/sync/storage"
-	"github.com/zeebo/blake3"
+	"lukechampine.com/blake3"
 )
 
 // KeySize is the length of an encryption key: 32 bytes.
@@ -37,8 +37,8 @@ const sealOverhead = 12 + 16
 // Key is the master key of an encrypted run (see docs/checkpoint-format.md,
 // "Encryption"), with the keys derived from it.
 type Key struct {
-	names *blake3.Hasher // keyed with the name key; cloned for each chunk
-	aead  cipher.AEAD    // AES-256-GCM under the content key
+	names []byte      // the key of keyed BLAKE3 for chunk names
+	aead  cipher.AEAD // AES-256-GCM under the content key
 	id    string
 }
 
@@ -54,10 +54,6 @@ func NewKey(master []byte) (*Key, error) {
 		}
 		return k
 	}
-	names, err := blake3.NewKeyed(derive("baton-v1 chunk names"))
-	if err != nil {
-		return nil, err
-	}
 	block, err := aes.NewCipher(derive("baton-v1 content"))
 	if err != nil {
 		return nil, err
@@ -66,7 +62,7 @@ func NewKey(master []byte) (*Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Key{names: names, aead: aead, id: hex.EncodeToString(derive("baton-v1 key id")[:16])}, nil
+	return &Key{names: derive("baton-v1 chunk names"), aead: aead, id: hex.EncodeToString(derive("baton-v1 key id")[:16])}, nil
 }
 
 // ParseKey reads a key as --encryption-key takes it: standard base64 of 32
@@ -169,7 +165,7 @@ func (r *Repo) chunkName(data []byte) string {
 		sum := blake3.Sum256(data)
 		return hex.EncodeToString(sum[:])
 	}
-	h := r.key.names.Clone()
+	h := blake3.New(32, r.key.names)
 	h.Write(data)
 	return hex.EncodeToString(h.Sum(nil))
 }

@@ -4,7 +4,7 @@ import (
 	"crypto/sha256"
 	"testing"
 
-	"github.com/zeebo/blake3"
+	"lukechampine.com/blake3"
 )
 
 // BenchmarkHash compares the two candidate chunk hashes on one 4 MiB chunk:

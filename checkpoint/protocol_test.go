@@ -22,7 +22,7 @@ import (
 	"github.com/batonrun/baton/checkpoint"
 	"github.com/batonrun/baton/sync/faults"
 	"github.com/batonrun/baton/sync/storage"
-	"github.com/zeebo/blake3"
+	"lukechampine.com/blake3"
 )
 
 // chunkKeyOf is the store key of the chunk of data.

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/batonrun/baton/internal/directio"
 	"github.com/batonrun/baton/internal/durable"
 	"github.com/batonrun/baton/internal/progress"
 	"github.com/batonrun/baton/sync/storage"
@@ -142,7 +143,7 @@ func at(step string) {
 // openFile is one file of a restore between its creation and the moment its
 // last chunk is written and it is made durable.
 type openFile struct {
-	fh     *os.File
+	fh     *directio.File
 	f      File
 	left   atomic.Int64 // tasks not yet done
 	failed atomic.Bool
@@ -162,9 +163,12 @@ func (r *Repo) download(ctx context.Context, m *Manifest, staging string, tr *pr
 	defer cancel()
 	// Each chunk is checked against its name (its BLAKE3 hash) on the worker
 	// that fetched it, so every byte is verified once and the hashing
-	// spreads over the workers. A file is made durable on the worker that
-	// wrote its last chunk, while other downloads go on.
-	buffers := sync.Pool{New: func() any { b := make([]byte, m.ChunkSize); return &b }}
+	// spreads over the workers. Its whole blocks are written around the
+	// page cache where the file system allows it (internal/directio): they
+	// reach the disk while other chunks download, instead of all at the
+	// fsync at the end. A file is made durable on the worker that wrote its
+	// last chunk, while other downloads go on.
+	buffers := sync.Pool{New: func() any { b := directio.Buffer(int(m.ChunkSize)); return &b }}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.opts.Workers)
 	slots := make(chan struct{}, 2*r.opts.Workers)
@@ -181,7 +185,7 @@ func (r *Repo) download(ctx context.Context, m *Manifest, staging string, tr *pr
 			return err
 		}
 		if err == nil && !of.failed.Load() {
-			err = finishFile(of.fh, of.f)
+			err = finishFile(of.fh.File, of.f)
 		}
 		if cerr := of.fh.Close(); err == nil && cerr != nil {
 			err = fmt.Errorf("%s: %w", of.f.Path, cerr)
@@ -209,9 +213,9 @@ dispatch:
 			stopped = true
 			break dispatch
 		}
-		fh, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+		fh, err := directio.Create(p, 0o600)
 		if err == nil {
-			if err = allocate(fh, f.Size); err != nil {
+			if err = allocate(fh.File, f.Size); err != nil {
 				fh.Close()
 				err = fmt.Errorf("%s: %w", f.Path, err)
 			}
