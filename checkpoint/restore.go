@@ -213,7 +213,7 @@ dispatch:
 			stopped = true
 			break dispatch
 		}
-		fh, err := directio.Create(p, 0o600)
+		fh, err := directio.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
 		if err == nil {
 			if err = allocate(fh.File, f.Size); err != nil {
 				fh.Close()

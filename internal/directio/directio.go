@@ -38,11 +38,11 @@ type File struct {
 	direct   *os.File // O_DIRECT on the same file, or nil
 }
 
-// Create creates path, which must not exist (O_EXCL), with mode perm, open
-// for reading and writing, and opens it a second time for direct writes
-// where the file system allows it.
-func Create(path string, perm os.FileMode) (*File, error) {
-	fh, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDWR, perm)
+// OpenFile opens path as os.OpenFile does, with flag (which must allow
+// writing) and perm, and opens it a second time for direct writes where the
+// file system allows it.
+func OpenFile(path string, flag int, perm os.FileMode) (*File, error) {
+	fh, err := os.OpenFile(path, flag, perm)
 	if err != nil {
 		return nil, err
 	}

@@ -42,7 +42,7 @@ func TestWriteAt(t *testing.T) {
 				want[i] = byte(rand.IntN(256))
 			}
 			path := filepath.Join(t.TempDir(), "f")
-			f, err := Create(path, 0o600)
+			f, err := OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -84,8 +84,8 @@ func TestCreateExclusive(t *testing.T) {
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Create(path, 0o600); !errors.Is(err, fs.ErrExist) {
-		t.Errorf("Create over an existing file: %v, want ErrExist", err)
+	if _, err := OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("OpenFile(O_EXCL) over an existing file: %v, want ErrExist", err)
 	}
 }
 
@@ -105,7 +105,7 @@ func TestBuffer(t *testing.T) {
 func TestDirectSkipsPageCache(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "f")
-	f, err := Create(path, 0o600)
+	f, err := OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}

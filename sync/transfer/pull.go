@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/batonrun/baton/internal/directio"
 	"github.com/batonrun/baton/internal/durable"
 	"github.com/batonrun/baton/internal/progress"
 	"github.com/batonrun/baton/sync/storage"
@@ -111,15 +112,15 @@ func (e *Engine) download(p *pool, s storage.Store, o storage.ObjectInfo, path s
 	tmpPath := partialPath(path)
 	var (
 		once    sync.Once
-		f       *os.File
+		f       *directio.File
 		openErr error
 	)
-	open := func() (*os.File, error) {
+	open := func() (*directio.File, error) {
 		once.Do(func() {
 			if openErr = os.MkdirAll(filepath.Dir(path), 0o755); openErr != nil {
 				return
 			}
-			f, openErr = os.OpenFile(tmpPath, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+			f, openErr = directio.OpenFile(tmpPath, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 			if openErr == nil {
 				openErr = f.Truncate(o.Size)
 			}
@@ -160,10 +161,13 @@ func (e *Engine) download(p *pool, s storage.Store, o storage.ObjectInfo, path s
 }
 
 // getRange writes the span sp of object o into f at the same offset,
-// counting its bytes on tr as they arrive. The
+// counting its bytes on tr as they arrive. It reads whole buffers, so that
+// each write starts at a multiple of the buffer's size and its whole blocks
+// go around the page cache (internal/directio: the fsync at the end then
+// has little left to write). The
 // store (storage.WithRetry) resumes a body cut mid-stream after the bytes
 // already written, and fails it if the object changed meanwhile.
-func (e *Engine) getRange(ctx context.Context, s storage.Store, o storage.ObjectInfo, f *os.File, sp span, tr *progress.Transfer) error {
+func (e *Engine) getRange(ctx context.Context, s storage.Store, o storage.ObjectInfo, f *directio.File, sp span, tr *progress.Transfer) error {
 	if sp.n == 0 {
 		return nil
 	}
@@ -177,18 +181,29 @@ func (e *Engine) getRange(ctx context.Context, s storage.Store, o storage.Object
 	if info.ETag != o.ETag || info.Size != o.Size {
 		return fmt.Errorf("object changed while it was being pulled (ETag %s, was %s): pull again", info.ETag, o.ETag)
 	}
-	var done int64
-	w := &progressWriter{w: io.NewOffsetWriter(f, sp.off), p: tr, n: &done}
-	_, err = io.CopyBuffer(w, io.LimitReader(rc, sp.n), *bufp)
-	if err == nil && done != sp.n {
-		err = &storage.Error{Op: "get", Key: o.Key, Kind: storage.ErrTransient, Err: io.ErrUnexpectedEOF}
+	body, buf := io.LimitReader(rc, sp.n), *bufp
+	for done := int64(0); done < sp.n; {
+		n, err := io.ReadFull(body, buf[:min(int64(len(buf)), sp.n-done)])
+		if n > 0 {
+			if _, werr := f.WriteAt(buf[:n], sp.off+done); werr != nil {
+				return werr
+			}
+			done += int64(n)
+			tr.Add(0, int64(n))
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return &storage.Error{Op: "get", Key: o.Key, Kind: storage.ErrTransient, Err: io.ErrUnexpectedEOF}
+		}
+		if err != nil {
+			return err
+		}
 	}
-	return err
+	return nil
 }
 
 // seal makes the finished temporary file durable, gives it the object's
 // modification time and renames it to its final name.
-func seal(f *os.File, tmpPath, path string, o storage.ObjectInfo) error {
+func seal(f *directio.File, tmpPath, path string, o storage.ObjectInfo) error {
 	err := f.Sync()
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -217,20 +232,6 @@ func checkFileDirConflicts(objects []storage.ObjectInfo) error {
 		}
 	}
 	return nil
-}
-
-// progressWriter counts what it writes into n and the transfer's bytes.
-type progressWriter struct {
-	w io.Writer
-	p *progress.Transfer
-	n *int64
-}
-
-func (w *progressWriter) Write(b []byte) (int, error) {
-	n, err := w.w.Write(b)
-	*w.n += int64(n)
-	w.p.Add(0, int64(n))
-	return n, err
 }
 
 // dirSet collects directories whose entries changed, to fsync each once.

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/batonrun/baton/internal/directio"
 	"github.com/batonrun/baton/internal/progress"
 	"github.com/batonrun/baton/sync/storage"
 	"golang.org/x/sync/errgroup"
@@ -57,7 +58,7 @@ const (
 	DefaultWorkers  = 16
 	DefaultPartSize = 16 << 20
 	// copyBufferSize is what one worker holds while it streams a download.
-	copyBufferSize = 256 << 10
+	copyBufferSize = 1 << 20
 )
 
 // Stats counts what a Pull or Push did.
@@ -107,7 +108,7 @@ func New(opts Options) *Engine {
 	if e.log == nil {
 		e.log = slog.Default()
 	}
-	e.buffers.New = func() any { b := make([]byte, copyBufferSize); return &b }
+	e.buffers.New = func() any { b := directio.Buffer(copyBufferSize); return &b }
 	return e
 }
 
