@@ -105,6 +105,12 @@ time.sleep(1.5)
 			if err == nil || !strings.Contains(out, "run sealed is encrypted") || strings.Count(strings.TrimSpace(out), "\n") != 0 {
 				t.Errorf("restore without the key: %v, output %q, want one line saying the run is encrypted", err, out)
 			}
+			// verify --all needs no key: it checks what the envelopes list.
+			verify := exec.Command(bin, "checkpoint", "verify", "--all", "--store", store, "--run", "sealed")
+			verify.Env = env
+			if out, err := verify.CombinedOutput(); err != nil || !strings.Contains(string(out), "present with the right size") {
+				t.Errorf("verify --all without the key: %v\n%s", err, out)
+			}
 			dst := filepath.Join(root, "restored")
 			if out, err := restore(key, dst); err != nil {
 				t.Fatalf("restore with the key: %v\n%s", err, out)

@@ -356,6 +356,14 @@ func TestEncryptedVerifyWithoutKey(t *testing.T) {
 	if _, err := keyless.Verify(t.Context(), []int64{3}, false); err == nil {
 		t.Error("keyless verify of a checkpoint that does not exist passed")
 	}
+	// verify --all: the published checkpoints, listed without the key,
+	// while List (ls) still wants it.
+	if seqs, err := keyless.Published(t.Context()); err != nil || !slices.Equal(seqs, []int64{1, 2}) {
+		t.Errorf("keyless Published: %v, %v; want [1 2]", seqs, err)
+	}
+	if _, err := keyless.List(t.Context()); !errors.Is(err, checkpoint.ErrEncrypted) {
+		t.Errorf("keyless List: %v, want ErrEncrypted", err)
+	}
 
 	// --deep opens every chunk: refused without the key, in one line.
 	_, err = keyless.Verify(t.Context(), nil, true)
@@ -399,9 +407,28 @@ func TestEncryptedVerifyWithoutKey(t *testing.T) {
 	if _, _, err := keyless.Repair(t.Context(), rep, t.TempDir()); err == nil || !strings.Contains(err.Error(), "needs the run's key") {
 		t.Errorf("keyless repair: %v", err)
 	}
-	// With the key, the same damage.
-	if rep, err := r.Verify(t.Context(), nil, false); err != nil || len(rep.Damaged) != 2 {
-		t.Errorf("verify with the key of a damaged run: %+v, %v", rep, err)
+	// With the key, the same damage, and repair from a copy of the second
+	// state seals both chunks again: verify --deep is clean and a restore
+	// gives the tree back.
+	rep, err = r.Verify(t.Context(), nil, false)
+	if err != nil || len(rep.Damaged) != 2 {
+		t.Fatalf("verify with the key of a damaged run: %+v, %v", rep, err)
+	}
+	copyDir := t.TempDir()
+	writeTree(t, copyDir, tree)
+	repaired, unrepaired, err := r.Repair(t.Context(), rep, copyDir)
+	if err != nil || len(repaired) != 2 || len(unrepaired) != 0 {
+		t.Fatalf("repair with the key: repaired %v, unrepaired %v, %v", repaired, unrepaired, err)
+	}
+	if rep, err := r.Verify(t.Context(), []int64{1, 2}, true); err != nil || len(rep.Damaged) != 0 {
+		t.Errorf("deep verify after the repair: %+v, %v", rep, err)
+	}
+	dst := filepath.Join(t.TempDir(), "ckpt")
+	if _, err := r.Restore(t.Context(), 0, dst); err != nil {
+		t.Fatal(err)
+	}
+	if got := readTree(t, dst); !maps.EqualFunc(got, tree, bytes.Equal) {
+		t.Error("the restore after the repair differs from the tree committed")
 	}
 }
 

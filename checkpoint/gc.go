@@ -47,6 +47,24 @@ type Summary struct {
 // thousand checkpoints (the index, see addToIndex), plus a header read for
 // each checkpoint the index lacks.
 func (r *Repo) List(ctx context.Context) ([]Summary, error) {
+	return r.list(ctx, true)
+}
+
+// Published returns the numbers of the run's published checkpoints, oldest
+// first, as List does. It needs no key: an encrypted run's chain is walked
+// through the clear part of its envelopes.
+func (r *Repo) Published(ctx context.Context) ([]int64, error) {
+	list, err := r.list(ctx, false)
+	seqs := make([]int64, len(list))
+	for i, s := range list {
+		seqs[i] = s.Seq
+	}
+	return seqs, err
+}
+
+// list is List; with needKey false, the summaries of an encrypted run read
+// without its key hold only what an envelope's clear part says.
+func (r *Repo) list(ctx context.Context, needKey bool) ([]Summary, error) {
 	latest, _, err := r.readLatest(ctx)
 	if errors.Is(err, ErrNoCheckpoint) {
 		return nil, nil
@@ -54,7 +72,7 @@ func (r *Repo) List(ctx context.Context) ([]Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := r.checkKey(latest.Encryption); err != nil {
+	if err := r.checkKey(latest.Encryption); err != nil && needKey {
 		return nil, err
 	}
 	listed, err := r.listManifests(ctx)

@@ -40,15 +40,11 @@ func (c *checkpointCmd) verify(ctx context.Context, args []string) error {
 	var seqs []int64
 	switch {
 	case all:
-		list, err := repo.List(ctx)
-		if err != nil {
+		if seqs, err = repo.Published(ctx); err != nil {
 			return err
 		}
-		if len(list) == 0 {
+		if len(seqs) == 0 {
 			return noCheckpoint(f.RunID, checkpoint.ErrNoCheckpoint)
-		}
-		for _, s := range list {
-			seqs = append(seqs, s.Seq)
 		}
 	case seqFlag != 0:
 		seqs = []int64{seqFlag}
