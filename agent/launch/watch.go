@@ -233,12 +233,13 @@ func holds(holder string, c Claim) bool {
 }
 
 // avoid returns the machines a new launch must not land on: those whose
-// launch failed, the machine of the host whose lease just lapsed, and
-// those of hosts the run recorded as bad (runs/<run>/hosts/).
+// host never took the lease, the machine of the host whose lease just
+// lapsed, and those of hosts the run recorded as bad (runs/<run>/hosts/).
+// A create the provider refused says nothing of its machine.
 func (w *Watcher) avoid(ctx context.Context, claims []Claim, lease *checkpoint.LeaseRecord, now time.Time) (map[string]bool, error) {
 	avoid := map[string]bool{}
 	for _, c := range claims {
-		if c.Machine != "" && (c.failed(now, w.BootTimeout) || lease != nil && holds(lease.Holder, c)) {
+		if c.Machine != "" && c.Instance != "" && (c.failed(now, w.BootTimeout) || lease != nil && holds(lease.Holder, c)) {
 			avoid[c.Machine] = true
 		}
 	}

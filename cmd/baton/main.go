@@ -99,6 +99,10 @@ Usage:
   baton checkpoint COMMAND          a run's checkpoints: commit, ls, show, restore, gc,
                                     pin, unpin, verify, hosts
   baton doctor [flags]              what baton sees here: platform, config, GPUs, disks, store
+  baton launch --config run.yaml    start one host of the run on the cheapest offer that fits
+  baton watch --config run.yaml     keep the run alive: launch a host whenever its lease lapses,
+                                    until it is done (RunPod, Vast.ai, local; docs/launch.md)
+  baton status --config run.yaml    the run from the store alone: holder, checkpoint, hosts, spend
   baton version                     print the version
 
 Run "baton COMMAND -h" for a command's flags. Every command reads its settings
@@ -110,7 +114,7 @@ them all.
 
 // commandNames are the commands of baton, for a did-you-mean.
 func commandNames() []string {
-	return []string{"run", "pull", "push", "checkpoint", "doctor", "version", "help"}
+	return []string{"run", "pull", "push", "checkpoint", "doctor", "launch", "watch", "status", "version", "help"}
 }
 
 // run executes one command line and returns the exit status.
@@ -133,6 +137,12 @@ func run(ctx context.Context, e env, args []string) int {
 		cmd = &checkpointCmd{env: e}
 	case "doctor":
 		cmd = &doctorCmd{env: e}
+	case "launch": // issue 16
+		cmd = &launchCmd{env: e}
+	case "watch":
+		cmd = &watchCmd{env: e}
+	case "status":
+		cmd = &statusCmd{env: e}
 	case "help", "-h", "--help":
 		fmt.Fprint(e.stdout, usage)
 		return exitOK

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/batonrun/baton/agent/config"
+	"github.com/batonrun/baton/agent/launch"
+	"github.com/batonrun/baton/agent/launch/local"
+	"github.com/batonrun/baton/internal/redact"
+)
+
+// launchCmd is "baton launch": start one host of the run now, on the
+// cheapest offer that fits its launch spec (docs/launch.md).
+type launchCmd struct{ env env }
+
+func (c *launchCmd) Run(ctx context.Context, args []string) error {
+	var s config.Launch
+	operands, err := c.env.settings("launch", &s, args)
+	if err != nil {
+		return err
+	}
+	if err := wantOperands(operands, 0, 0, ""); err != nil {
+		return err
+	}
+	l, err := c.env.newLauncher(ctx, &s.Config, s.LaunchSpec, "launch")
+	if err != nil {
+		return err
+	}
+	if s.DryRun {
+		offer, _, err := l.Choose(ctx, l.Request(nil))
+		if err != nil {
+			return err
+		}
+		host, err := l.Host(launch.Label(l.Run, 0, 0))
+		if err != nil {
+			return usageError{err}
+		}
+		fmt.Fprintf(c.env.stdout, "offer: %s\nhost:  baton %s\n", offer, strings.Join(host.Args, " "))
+		return nil
+	}
+	lease, err := launch.ReadLease(ctx, l.Store, l.Run)
+	if err != nil {
+		return err
+	}
+	var epoch int64
+	if lease != nil {
+		epoch = lease.Epoch
+		if time.Now().Before(lease.ExpiresAt) {
+			l.Log.Warn("the run is held by a live host: the new one waits for its lease (--lease-wait), then exits 75",
+				"holder", lease.Holder, "until", lease.ExpiresAt)
+		}
+	}
+	claims, err := launch.Claims(ctx, l.Store, l.Run)
+	if err != nil {
+		return err
+	}
+	attempt := 1
+	for _, cl := range claims {
+		if cl.Epoch == epoch {
+			attempt = cl.Attempt + 1
+		}
+	}
+	claim, err := l.Claim(ctx, epoch, attempt)
+	if err != nil {
+		return err
+	}
+	m, err := l.Launch(ctx, claim, nil, -1)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.env.stdout, "launched %s: %s %s, %dx %s at $%.3f/h\n", claim.Label, m.Provider, m.ID, claim.GPUCount, orDash(claim.GPU), claim.PricePerHour)
+	return nil
+}
+
+// newLauncher wires the launcher of the run that cfg and spec describe:
+// its store, its providers in the spec's order, and a log whose lines
+// never show a secret of the environment.
+func (e env) newLauncher(ctx context.Context, cfg *config.Config, spec config.LaunchSpec, name string) (*launch.Launcher, error) {
+	log := slog.New(redact.Handler(logHandler(cfg.LogFormat, e), e.environ)).With("cmd", name, "run", cfg.RunID)
+	store, err := e.openStore(ctx, cfg.Store, cfg.S3Driver, cfg.Workers)
+	if err != nil {
+		return nil, err
+	}
+	l := &launch.Launcher{Store: store, Run: cfg.RunID, Spec: spec, Config: cfg, Getenv: e.getenv, Now: time.Now, Log: log, ID: launch.NewID()}
+	for _, p := range spec.Provider {
+		switch p {
+		case "local":
+			lp, err := local.New(spec.LocalDir, "", e.environ)
+			if err != nil {
+				return nil, err
+			}
+			l.Providers = append(l.Providers, lp)
+		}
+	}
+	if _, err := l.Host("check"); err != nil {
+		return nil, usageError{err}
+	}
+	return l, nil
+}
+

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/batonrun/baton/agent/config"
+	"github.com/batonrun/baton/agent/launch"
+	"github.com/batonrun/baton/checkpoint"
+)
+
+// statusCmd is "baton status": the run on one screen, from its store
+// alone (docs/launch.md).
+type statusCmd struct{ env env }
+
+func (c *statusCmd) Run(ctx context.Context, args []string) error {
+	var s config.Status
+	operands, err := c.env.settings("status", &s, args)
+	if err != nil {
+		return err
+	}
+	if err := wantOperands(operands, 0, 0, ""); err != nil {
+		return err
+	}
+	var key *checkpoint.Key
+	if s.EncryptionKey != "" {
+		if key, err = checkpoint.ParseKey(s.EncryptionKey); err != nil {
+			return usageError{err}
+		}
+	}
+	store, err := c.env.openStore(ctx, s.Store, s.S3Driver, 4)
+	if err != nil {
+		return err
+	}
+	st, err := launch.ReadStatus(ctx, store, key, s.RunID, time.Now())
+	if err != nil {
+		return err
+	}
+	if s.JSON {
+		enc := json.NewEncoder(c.env.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	return st.WriteText(c.env.stdout)
+}
