@@ -177,6 +177,17 @@ func TestEncryptedTamperedObjectsAreRefused(t *testing.T) {
 		}
 		if _, err := openKeyed(t, s, testRun, "", key).Restore(t.Context(), 0, filepath.Join(t.TempDir(), "ckpt")); !errors.Is(err, checkpoint.ErrDamaged) || !strings.Contains(err.Error(), h) {
 			t.Fatalf("restore of a swapped chunk: %v", err)
+		}		// Content sealed under a name that is not its keyed hash (only a
+		// writer with the key can make one: a bug, not an attacker) opens,
+		// so restore relies on the writers; verify --deep hashes it.
+		plain := bytes.Clone(markedTree()["model.safetensors"][:len(b)-28])
+		plain[0] ^= 1
+		if _, err := s.Put(t.Context(), ck, storage.BytesPayload(checkpoint.SealChunk(key, h, plain)), storage.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		rep, err = openKeyed(t, s, testRun, "", key).Verify(t.Context(), nil, true)
+		if err != nil || len(rep.Damaged) != 1 || rep.Damaged[0].Err.Hash != h || rep.Damaged[0].Err.Damage != checkpoint.ChunkWrongContent {
+			t.Fatalf("verify --deep of a chunk sealed under another content's name: %+v, %v", rep, err)
 		}
 	})
 	for name, tamper := range map[string]func(map[string]any){

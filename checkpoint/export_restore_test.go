@@ -7,3 +7,9 @@ func SetRestoreHook(fn func(step string)) func() {
 	testHook = fn
 	return func() { testHook = nil }
 }
+
+// SealChunk seals data as the object of the chunk named name, as a writer
+// with key k would, whether or not name is data's keyed hash.
+func SealChunk(k *Key, name string, data []byte) []byte {
+	return k.seal(data, chunkAD(name))
+}

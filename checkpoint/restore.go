@@ -318,8 +318,14 @@ func allocate(fh *os.File, size int64) error {
 // one of another length, or one whose content does not match its name is a
 // *DamagedChunkError and is not retried: the store lost or tore it.
 //
-// In an encrypted run the object is sealed: it is opened (authenticated)
-// into data, and one that does not open is damaged (ChunkNotAuthentic).
+// In an encrypted run the object is sealed: it is opened into data, and one
+// that does not open is damaged (ChunkNotAuthentic). Opening is the check:
+// the GCM tag authenticates the content together with the chunk's name
+// (chunkAD) under a key only the run's writers hold, so a tampered, torn or
+// swapped object does not open. The keyed hash of the content is not
+// computed again here (it would double the restore's CPU work); verify
+// --deep computes it (checkChunk), which also catches a writer that sealed
+// content under a name that is not its hash.
 func (r *Repo) fetchChunk(ctx context.Context, hash string, data []byte) error {
 	n := r.storedLen(int64(len(data)))
 	into := data
@@ -353,6 +359,7 @@ func (r *Repo) fetchChunk(ctx context.Context, hash string, data []byte) error {
 		if _, err := r.key.open(data, into, chunkAD(hash)); err != nil {
 			return damagedChunk(hash, ChunkNotAuthentic, n, n)
 		}
+		return nil
 	}
 	if r.chunkName(data) != hash {
 		return damagedChunk(hash, ChunkWrongContent, n, n)

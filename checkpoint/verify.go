@@ -250,9 +250,14 @@ func (r *Repo) hashChunks(ctx context.Context, hashes []string, want map[string]
 }
 
 // checkChunk downloads chunk hash into data, which has the chunk's length,
-// and returns its damage, or nil if it is intact.
+// and returns its damage, or nil if it is intact. An encrypted chunk that
+// opens is also checked against its keyed hash, which a restore leaves to
+// the authentication (see fetchChunk).
 func (r *Repo) checkChunk(ctx context.Context, hash string, data []byte) (*DamagedChunkError, error) {
 	err := r.fetchChunk(ctx, hash, data)
+	if err == nil && r.key != nil && r.chunkName(data) != hash {
+		err = damagedChunk(hash, ChunkWrongContent, int64(len(data))+sealOverhead, int64(len(data))+sealOverhead)
+	}
 	if d, ok := errors.AsType[*DamagedChunkError](err); ok {
 		return d, nil
 	}

@@ -28,13 +28,18 @@
 # rclone does not, so the restore is also compared with rclone copy followed
 # by an fsync of the files it wrote (coreutils sync FILE...).
 #
-# Usage: scripts/bench-checkpoint.sh      (ROUNDS=3 RESTORES=3 WORKERS=16 SWEEP=1 by default)
+# With ENCRYPT=1 (the default) an encrypted baton (--encryption-key, a fresh
+# random key) commits and restores beside the plain one, to its own prefix,
+# and the table shows its cost: encrypted time over plain time.
+#
+# Usage: scripts/bench-checkpoint.sh      (ROUNDS=3 RESTORES=3 WORKERS=16 SWEEP=1 ENCRYPT=1 by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 WORKERS=${WORKERS:-16}
 SWEEP=${SWEEP:-1}
 RESTORES=${RESTORES:-3}
+ENCRYPT=${ENCRYPT:-1}
 
 . scripts/bench-env.sh
 
@@ -82,6 +87,8 @@ export RCLONE_CONFIG_GW_TYPE=s3 RCLONE_CONFIG_GW_PROVIDER=Other RCLONE_CONFIG_GW
 rclone_flags=(--transfers "$WORKERS" --checkers "$WORKERS" --multi-thread-streams "$WORKERS" --multi-thread-cutoff 16M
   --s3-upload-concurrency "$WORKERS" --s3-chunk-size 16M --s3-upload-cutoff 16M)
 baton_flags=(--workers "$WORKERS")
+# The encrypted runs' key, in the environment rather than on a command line.
+enc_key=$(head -c 32 /dev/urandom | base64)
 
 # measure LABEL CMD...: runs CMD, appends "LABEL seconds peak_kib" to results.
 # Dirty pages of the previous run are flushed first, so no run pays for
@@ -154,6 +161,7 @@ for round in $(seq "$ROUNDS"); do
   store="s3://bench/ckpt-$round?endpoint=$endpoint"
   tools=(baton rclone)
   [ $((round % 2)) = 0 ] && tools=(rclone baton)
+  [ "$ENCRYPT" = 1 ] && { [ $((round % 2)) = 0 ] && tools=(baton-enc "${tools[@]}") || tools+=(baton-enc); }
   [ -n "$s5cmd" ] && tools+=(s5cmd)
   for state in 1 2; do
     src=$work/ckpt
@@ -167,6 +175,8 @@ for round in $(seq "$ROUNDS"); do
     for tool in "${tools[@]}"; do
       case $tool in
         baton) measure "commit$state baton" "$work/baton" checkpoint commit "${baton_flags[@]}" --run bench --store "$store" "$src" ;;
+        baton-enc) measure "commit$state baton-enc" env BATON_ENCRYPTION_KEY="$enc_key" "$work/baton" checkpoint commit "${baton_flags[@]}" \
+          --run bench --store "s3://bench/enc-$round?endpoint=$endpoint" "$src" ;;
         rclone) measure "commit$state rclone" env -u AWS_CA_BUNDLE rclone copy "${rclone_flags[@]}" "$src" "gw:bench/rclone-$round-$state" ;;
         s5cmd)
           verb="cp"
@@ -183,6 +193,7 @@ for round in $(seq "$ROUNDS"); do
   for k in $(seq "$RESTORES"); do
     if [ $(((round + k) % 2)) = 0 ]; then order+=(baton rclone rclone-fsync); else order+=(rclone baton rclone-fsync); fi
     [ -n "$s5cmd" ] && order+=(s5cmd)
+    [ "$ENCRYPT" = 1 ] && order+=(baton-enc)
   done
   for tool in "${order[@]}"; do
     dst="$work/restore-$tool"
@@ -196,6 +207,8 @@ for round in $(seq "$ROUNDS"); do
     rm -f "$work/settle"
     case $tool in
       baton) measure "restore baton" "$work/baton" checkpoint restore "${baton_flags[@]}" --run bench --store "$store" "$dst" ;;
+      baton-enc) measure "restore baton-enc" env BATON_ENCRYPTION_KEY="$enc_key" "$work/baton" checkpoint restore "${baton_flags[@]}" \
+        --run bench --store "s3://bench/enc-$round?endpoint=$endpoint" "$dst" ;;
       rclone) measure "restore rclone" env -u AWS_CA_BUNDLE rclone copy "${rclone_flags[@]}" "gw:bench/rclone-$round-2" "$dst" ;;
       # The durable peer: rclone copy, then fsync of the files it wrote (baton
       # restore fsyncs every file before it moves the directory into place).
@@ -206,7 +219,7 @@ for round in $(seq "$ROUNDS"); do
     esac
     same "$dst" "$work/ckpt2"
   done
-  rm -rf "$work"/restore-* "$work/gw/bench/ckpt-$round" "$work/gw/bench/rclone-$round-"* "$work/gw/bench/s5cmd-$round"
+  rm -rf "$work"/restore-* "$work/gw/bench/ckpt-$round" "$work/gw/bench/rclone-$round-"* "$work/gw/bench/s5cmd-$round" "$work/gw/bench/enc-$round"
 done
 uploaded=$(sort -n "$work/uploaded" | tail -n1)
 [ "$(sort -u "$work/uploaded" | wc -l)" = 1 ] || echo "warning: the second commit uploaded different amounts: $(tr '\n' ' ' <"$work/uploaded")" >&2
@@ -254,9 +267,16 @@ d = runs[("restore", "rclone-fsync")]
 ds = statistics.median(s for s, _ in d)
 bs = statistics.median(s for s, _ in runs[("restore", "baton")])
 print(f"{'restore':8} {bs:8.2f} {ds:9.2f} {bs / ds:9.2f}   against rclone copy + fsync of the files it wrote")
+if runs[("commit1", "baton-enc")]:
+    print("encrypted (--encryption-key) against plain baton, same store, same rounds (goal: at most 1.10):")
+    for op in ("commit1", "commit2", "restore"):
+        e = statistics.median(s for s, _ in runs[(op, "baton-enc")])
+        b = statistics.median(s for s, _ in runs[(op, "baton")])
+        rss = max(k for _, k in runs[(op, "baton-enc")]) / 1024
+        print(f"  {names[op]:8} {e:6.2f} s vs {b:6.2f} s = {e / b:5.2f}x   peak RSS {rss:.0f} MiB")
 print("every run, in round order (s):")
 for op in ("commit1", "commit2", "restore"):
-    for tool in ("baton", "s5cmd", "rclone", "rclone-fsync"):
+    for tool in ("baton", "baton-enc", "s5cmd", "rclone", "rclone-fsync"):
         if runs[(op, tool)]:
             print(f"  {names[op]:8} {tool:12} " + " ".join(f"{s:.2f}" for s, _ in runs[(op, tool)]))
 rows = sorted(tuple(map(float, l.split())) for l in open(sweep))
