@@ -177,7 +177,8 @@ func TestEncryptedTamperedObjectsAreRefused(t *testing.T) {
 		}
 		if _, err := openKeyed(t, s, testRun, "", key).Restore(t.Context(), 0, filepath.Join(t.TempDir(), "ckpt")); !errors.Is(err, checkpoint.ErrDamaged) || !strings.Contains(err.Error(), h) {
 			t.Fatalf("restore of a swapped chunk: %v", err)
-		}		// Content sealed under a name that is not its keyed hash (only a
+		}
+		// Content sealed under a name that is not its keyed hash (only a
 		// writer with the key can make one: a bug, not an attacker) opens,
 		// so restore relies on the writers; verify --deep hashes it.
 		plain := bytes.Clone(markedTree()["model.safetensors"][:len(b)-28])
