@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"time"
 
 	"github.com/batonrun/baton/agent/config"
 	"github.com/batonrun/baton/agent/launch"
 	"github.com/batonrun/baton/agent/launch/local"
+	"github.com/batonrun/baton/agent/launch/runpod"
+	"github.com/batonrun/baton/agent/launch/vast"
 	"github.com/batonrun/baton/internal/redact"
 )
 
@@ -86,6 +89,7 @@ func (e env) newLauncher(ctx context.Context, cfg *config.Config, spec config.La
 		return nil, err
 	}
 	l := &launch.Launcher{Store: store, Run: cfg.RunID, Spec: spec, Config: cfg, Getenv: e.getenv, Now: time.Now, Log: log, ID: launch.NewID()}
+	client := &http.Client{Timeout: time.Minute}
 	for _, p := range spec.Provider {
 		switch p {
 		case "local":
@@ -94,6 +98,19 @@ func (e env) newLauncher(ctx context.Context, cfg *config.Config, spec config.La
 				return nil, err
 			}
 			l.Providers = append(l.Providers, lp)
+		case "runpod":
+			rp, err := runpod.New(runpod.Options{BaseURL: cfg.RunPodAPIURL, Key: e.getenv("RUNPOD_API_KEY"), Client: client, Cloud: spec.RunPodCloud})
+			if err != nil {
+				return nil, usageError{err}
+			}
+			l.Providers = append(l.Providers, rp)
+		case "vast":
+			vp, err := vast.New(vast.Options{BaseURL: cfg.VastAPIURL, Key: e.getenv("VAST_API_KEY"), Client: client,
+				Verified: spec.VastVerified, MinReliability: float64(spec.VastMinReliability), Interruptible: spec.VastInterruptible})
+			if err != nil {
+				return nil, usageError{err}
+			}
+			l.Providers = append(l.Providers, vp)
 		}
 	}
 	if _, err := l.Host("check"); err != nil {
