@@ -383,23 +383,21 @@ func (r *Repo) resendFile(ctx context.Context, dir string, f File, chunkSize int
 	}
 	defer fh.Close()
 	sent := 0
-	buf := make([]byte, chunkSize)
+	frame := newFrame(chunkSize)
 	for i, h := range f.Chunks {
 		off, n := chunkSpan(f.Size, chunkSize, i)
 		if !missing[h] {
 			continue
 		}
 		delete(missing, h) // once
-		data := buf[:n]
+		data := frameData(frame, n)
 		if _, err := fh.ReadAt(data, off); err != nil {
 			return sent, fmt.Errorf("%w: %s: %v", ErrDirChanged, f.Path, err)
 		}
 		if r.chunkName(data) != h {
 			return sent, fmt.Errorf("%w: %s", ErrDirChanged, f.Path)
 		}
-		payload, done := r.chunkPayload(h, data)
-		_, err := r.store.Put(ctx, chunkKey(h), payload, storage.PutOptions{})
-		done()
+		_, err := r.store.Put(ctx, chunkKey(h), storage.BytesPayload(r.sealFrame(h, frame, n)), storage.PutOptions{})
 		if err != nil {
 			return sent, fmt.Errorf("uploading a chunk of %s: %w", f.Path, err)
 		}
@@ -619,7 +617,7 @@ func (r *Repo) hashAndUpload(ctx context.Context, dir string, files []scanned, p
 	}
 	tr.Plan(readFiles, readBytes)
 	var uploaded atomic.Int64
-	buffers := sync.Pool{New: func() any { b := make([]byte, r.opts.ChunkSize); return &b }}
+	buffers := sync.Pool{New: func() any { b := newFrame(r.opts.ChunkSize); return &b }}
 	uploads, uctx := errgroup.WithContext(ctx)
 	uploads.SetLimit(r.opts.Workers)
 	reads, rctx := errgroup.WithContext(uctx)
@@ -645,9 +643,8 @@ func (r *Repo) hashAndUpload(ctx context.Context, dir string, files []scanned, p
 						tr.Add(0, int64(n))
 						return err
 					}
-					payload, done := r.chunkPayload(hash, (*chunk)[:n])
-					_, err := r.store.Put(uctx, chunkKey(hash), payload, storage.PutOptions{})
-					done()
+					object := r.sealFrame(hash, *chunk, int64(n))
+					_, err := r.store.Put(uctx, chunkKey(hash), storage.BytesPayload(object), storage.PutOptions{})
 					if err != nil {
 						return fmt.Errorf("uploading a chunk of %s: %w", f.rel, err)
 					}
@@ -689,7 +686,8 @@ func (r *Repo) readFile(ctx context.Context, p string, f scanned, send func(hash
 		}
 		want := min(r.opts.ChunkSize, f.size-off)
 		buf := buffers.Get().(*[]byte)
-		n, err := io.ReadFull(fh, (*buf)[:want])
+		data := frameData(*buf, want)
+		n, err := io.ReadFull(fh, data)
 		if err != nil {
 			buffers.Put(buf)
 			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
@@ -697,8 +695,8 @@ func (r *Repo) readFile(ctx context.Context, p string, f scanned, send func(hash
 			}
 			return entry, fmt.Errorf("reading %s: %w", f.rel, err)
 		}
-		whole.Write((*buf)[:n])
-		h := r.chunkName((*buf)[:n])
+		whole.Write(data)
+		h := r.chunkName(data)
 		entry.Chunks = append(entry.Chunks, h)
 		send(h, buf, n)
 	}

@@ -17,9 +17,9 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/batonrun/baton/internal/directio"
 	"github.com/batonrun/baton/sync/storage"
 	"lukechampine.com/blake3"
 )
@@ -185,16 +185,7 @@ func manifestAD(run string, seq int64) []byte {
 
 // seal returns nonce || AES-GCM(plaintext) with associated data ad.
 func (k *Key) seal(plaintext, ad []byte) []byte {
-	return k.sealTo(nil, plaintext, ad)
-}
-
-// sealTo is seal into buf's storage, which it replaces if it is too small.
-// buf must not overlap plaintext.
-func (k *Key) sealTo(buf, plaintext, ad []byte) []byte {
-	if n := len(plaintext) + sealOverhead; cap(buf) < n {
-		buf = make([]byte, 0, n)
-	}
-	out := buf[:12]
+	out := make([]byte, 12, len(plaintext)+sealOverhead)
 	if _, err := rand.Read(out); err != nil {
 		panic(err) // crypto/rand does not fail on Linux
 	}
@@ -209,22 +200,54 @@ func (k *Key) open(dst, sealed, ad []byte) ([]byte, error) {
 	return k.aead.Open(dst[:0], sealed[:12], sealed[12:], ad)
 }
 
-// chunkPayload is what is stored for chunk name of content data. In an
-// encrypted run it is sealed into a pooled buffer: the caller calls done
-// once the store has taken the payload (Put has returned), and not before.
-func (r *Repo) chunkPayload(name string, data []byte) (p storage.Payload, done func()) {
+// A frame is the buffer of one chunk, laid out so that an encrypted chunk
+// is sealed and opened in place, with no second buffer: the plaintext
+// starts at frameHead (aligned, for restore's direct writes), the nonce's
+// 12 bytes stand just before it and the tag's 16 fit after it. A plain
+// chunk uses the plaintext part only.
+const frameHead = directio.Align
+
+// newFrame returns a frame for a chunk of up to size bytes.
+func newFrame(size int64) []byte { return directio.Buffer(int(frameHead + size + 16)) }
+
+// frameData is the plaintext of a chunk of n bytes in frame.
+func frameData(frame []byte, n int64) []byte { return frame[frameHead : frameHead+n] }
+
+// frameObject is where the stored object of a chunk of n bytes stands in
+// frame: the plaintext in a plain run, nonce || ciphertext || tag in an
+// encrypted one.
+func (r *Repo) frameObject(frame []byte, n int64) []byte {
 	if r.key == nil {
-		return storage.BytesPayload(data), func() {}
+		return frameData(frame, n)
 	}
-	buf := sealBuffers.Get().(*[]byte)
-	*buf = r.key.sealTo(*buf, data, chunkAD(name))
-	return storage.BytesPayload(*buf), func() { sealBuffers.Put(buf) }
+	return frame[frameHead-12 : frameHead+n+16]
 }
 
-// sealBuffers hold sealed chunks (4 MiB and 28 bytes by default): sealed
-// to be uploaded, or downloaded to be opened. Pooled, so that sealing and
-// opening allocate nothing per chunk.
-var sealBuffers = sync.Pool{New: func() any { return new([]byte) }}
+// sealFrame turns the plaintext of chunk name (n bytes) in frame into its
+// object, in place, and returns the object. The plaintext is gone after it
+// in an encrypted run.
+func (r *Repo) sealFrame(name string, frame []byte, n int64) []byte {
+	obj := r.frameObject(frame, n)
+	if r.key == nil {
+		return obj
+	}
+	if _, err := rand.Read(obj[:12]); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	r.key.aead.Seal(obj[12:12], obj[:12], obj[12:12+n], chunkAD(name))
+	return obj
+}
+
+// openFrame turns the object of chunk name (a chunk of n bytes), read into
+// r.frameObject(frame, n), into its plaintext, in place, and returns the
+// plaintext. It fails if the object does not authenticate.
+func (r *Repo) openFrame(name string, frame []byte, n int64) ([]byte, error) {
+	obj := r.frameObject(frame, n)
+	if r.key == nil {
+		return obj, nil
+	}
+	return r.key.aead.Open(obj[12:12], obj[:12], obj[12:], chunkAD(name))
+}
 
 // envelopeMagic starts every sealed manifest (see envelope).
 const envelopeMagic = `{"envelope":"baton-sealed-manifest-v1"`

@@ -168,7 +168,7 @@ func (r *Repo) download(ctx context.Context, m *Manifest, staging string, tr *pr
 	// reach the disk while other chunks download, instead of all at the
 	// fsync at the end. A file is made durable on the worker that wrote its
 	// last chunk, while other downloads go on.
-	buffers := sync.Pool{New: func() any { b := directio.Buffer(int(m.ChunkSize)); return &b }}
+	buffers := sync.Pool{New: func() any { b := newFrame(m.ChunkSize); return &b }}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.opts.Workers)
 	slots := make(chan struct{}, 2*r.opts.Workers)
@@ -238,8 +238,8 @@ dispatch:
 				err := gctx.Err()
 				if err == nil {
 					buf := buffers.Get().(*[]byte)
-					data := (*buf)[:n]
-					if err = r.fetchChunk(gctx, hash, data); err != nil {
+					var data []byte
+					if data, err = r.fetchChunk(gctx, hash, *buf, n); err != nil {
 						err = fmt.Errorf("%s: %w", f.Path, err)
 					} else if _, werr := of.fh.WriteAt(data, off); werr != nil {
 						err = fmt.Errorf("writing %s: %w", f.Path, werr)
@@ -313,12 +313,13 @@ func allocate(fh *os.File, size int64) error {
 	return err
 }
 
-// fetchChunk downloads the chunk named hash into data, which has the
-// chunk's length, and checks its content against its name. A missing chunk,
+// fetchChunk downloads the chunk named hash, n bytes long, into frame (see
+// newFrame), checks its content against its name and returns the content.
+// A missing chunk,
 // one of another length, or one whose content does not match its name is a
 // *DamagedChunkError and is not retried: the store lost or tore it.
 //
-// In an encrypted run the object is sealed: it is opened into data, and one
+// In an encrypted run the object is sealed: it is opened in place, and one
 // that does not open is damaged (ChunkNotAuthentic). Opening is the check:
 // the GCM tag authenticates the content together with the chunk's name
 // (chunkAD) under a key only the run's writers hold, so a tampered, torn or
@@ -326,18 +327,9 @@ func allocate(fh *os.File, size int64) error {
 // computed again here (it would double the restore's CPU work); verify
 // --deep computes it (checkChunk), which also catches a writer that sealed
 // content under a name that is not its hash.
-func (r *Repo) fetchChunk(ctx context.Context, hash string, data []byte) error {
-	n := r.storedLen(int64(len(data)))
-	into := data
-	var sealed *[]byte
-	if r.key != nil {
-		sealed = sealBuffers.Get().(*[]byte)
-		defer sealBuffers.Put(sealed)
-		if int64(cap(*sealed)) < n {
-			*sealed = make([]byte, n)
-		}
-		into = (*sealed)[:n]
-	}
+func (r *Repo) fetchChunk(ctx context.Context, hash string, frame []byte, size int64) ([]byte, error) {
+	into := r.frameObject(frame, size)
+	n := int64(len(into))
 	err := readAgainIfChanged(func() error {
 		rc, info, err := r.store.Get(ctx, chunkKey(hash), 0, -1)
 		if errors.Is(err, storage.ErrNotFound) {
@@ -353,18 +345,16 @@ func (r *Repo) fetchChunk(ctx context.Context, hash string, data []byte) error {
 		return readChunkBody(rc, chunkKey(hash), into)
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if r.key != nil {
-		if _, err := r.key.open(data, into, chunkAD(hash)); err != nil {
-			return damagedChunk(hash, ChunkNotAuthentic, n, n)
-		}
-		return nil
+	data, err := r.openFrame(hash, frame, size)
+	if err != nil {
+		return nil, damagedChunk(hash, ChunkNotAuthentic, n, n)
 	}
-	if r.chunkName(data) != hash {
-		return damagedChunk(hash, ChunkWrongContent, n, n)
+	if r.key == nil && r.chunkName(data) != hash {
+		return nil, damagedChunk(hash, ChunkWrongContent, n, n)
 	}
-	return nil
+	return data, nil
 }
 
 // readChunkBody reads the body of the chunk object under key into data,

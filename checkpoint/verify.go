@@ -227,14 +227,14 @@ func (r *Repo) hashChunks(ctx context.Context, hashes []string, want map[string]
 	for _, h := range hashes {
 		biggest = max(biggest, want[h])
 	}
-	buffers := sync.Pool{New: func() any { b := make([]byte, biggest); return &b }}
+	buffers := sync.Pool{New: func() any { b := newFrame(biggest); return &b }}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.opts.Workers)
 	for _, h := range hashes {
 		g.Go(func() error {
 			buf := buffers.Get().(*[]byte)
 			defer buffers.Put(buf)
-			d, err := r.checkChunk(gctx, h, (*buf)[:want[h]])
+			d, err := r.checkChunk(gctx, h, *buf, want[h])
 			if err != nil {
 				return fmt.Errorf("reading chunk %s: %w", h, err)
 			}
@@ -249,14 +249,14 @@ func (r *Repo) hashChunks(ctx context.Context, hashes []string, want map[string]
 	return damaged, g.Wait()
 }
 
-// checkChunk downloads chunk hash into data, which has the chunk's length,
+// checkChunk downloads chunk hash, n bytes long, into frame (see newFrame)
 // and returns its damage, or nil if it is intact. An encrypted chunk that
 // opens is also checked against its keyed hash, which a restore leaves to
 // the authentication (see fetchChunk).
-func (r *Repo) checkChunk(ctx context.Context, hash string, data []byte) (*DamagedChunkError, error) {
-	err := r.fetchChunk(ctx, hash, data)
+func (r *Repo) checkChunk(ctx context.Context, hash string, frame []byte, n int64) (*DamagedChunkError, error) {
+	data, err := r.fetchChunk(ctx, hash, frame, n)
 	if err == nil && r.key != nil && r.chunkName(data) != hash {
-		err = damagedChunk(hash, ChunkWrongContent, int64(len(data))+sealOverhead, int64(len(data))+sealOverhead)
+		err = damagedChunk(hash, ChunkWrongContent, r.storedLen(n), r.storedLen(n))
 	}
 	if d, ok := errors.AsType[*DamagedChunkError](err); ok {
 		return d, nil
@@ -331,7 +331,7 @@ func (r *Repo) Repair(ctx context.Context, report *VerifyReport, dir string) (re
 		return nil, nil, fmt.Errorf("run %s is encrypted: repair seals what it uploads and needs the run's key (--encryption-key or BATON_ENCRYPTION_KEY)", r.opts.Run)
 	}
 	done := map[string]bool{}
-	var buf []byte
+	var frame []byte
 	for _, d := range report.Damaged {
 		hash := d.Err.Hash
 		if done[hash] {
@@ -353,10 +353,10 @@ func (r *Repo) Repair(ctx context.Context, report *VerifyReport, dir string) (re
 				continue
 			}
 			off, n := chunkSpan(f.Size, m.ChunkSize, u.Index)
-			if int64(cap(buf)) < n {
-				buf = make([]byte, n)
+			if int64(len(frame)) < frameHead+n+16 {
+				frame = newFrame(n)
 			}
-			data := buf[:n]
+			data := frameData(frame, n)
 			ok, err := readChunkFrom(filepath.Join(dir, filepath.FromSlash(f.Path)), f.Size, off, data, func(b []byte) bool { return r.chunkName(b) == hash })
 			if err != nil {
 				return repaired, unrepaired, err
@@ -364,9 +364,7 @@ func (r *Repo) Repair(ctx context.Context, report *VerifyReport, dir string) (re
 			if !ok {
 				continue
 			}
-			payload, release := r.chunkPayload(hash, data)
-			_, err = r.store.Put(ctx, chunkKey(hash), payload, storage.PutOptions{})
-			release()
+			_, err = r.store.Put(ctx, chunkKey(hash), storage.BytesPayload(r.sealFrame(hash, frame, n)), storage.PutOptions{})
 			if err != nil {
 				return repaired, unrepaired, fmt.Errorf("uploading chunk %s from %s: %w", hash, f.Path, err)
 			}
