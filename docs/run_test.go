@@ -28,6 +28,7 @@ var notRun = []struct{ file, contains, why string }{
 	{"docs/guide-trainers.md", "examples/hf_trainer.py", "PyTorch and transformers, and a GPU to be worth it"},
 	{"docs/guide-vast.md", "--detach", "the user's trainer (/app/train.py), from a Vast.ai instance's on-start script"},
 	{"docs/notifications.md", "--notify https://hooks.slack.com", "the user's trainer (train.py) and a Slack webhook"},
+	{"docs/launch.md", "--config run.yaml", "RunPod and Vast.ai accounts (RUNPOD_API_KEY, VAST_API_KEY) for the page's run.yaml; agent/watch_e2e_test.go runs the loop with the local provider"},
 }
 
 // skipReason returns why ex is not run, or "".

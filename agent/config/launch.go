@@ -15,7 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/batonrun/baton/internal/redact"
 )
 
 // Number is a decimal number: a price in dollars, a ratio.
@@ -176,40 +175,32 @@ func (x *validator) remote() bool {
 	return false
 }
 
-// HostArgs are the flags of baton run on a launched host: every setting of
-// c that was given (by flag, variable or file) rather than defaulted, as
-// --flag=value, but for the config file and the env file (the host has
-// neither), detach (the provider decides how baton starts) and the secrets
-// (the encryption key, the metrics token, the webhook URLs), which go into
-// env as their BATON_* variables instead: a command line shows in a provider's console
-// and in ps. A store or code that is a relative path is made absolute.
-func HostArgs(c *Config) (args, env []string) {
+// HostEnv is the environment of baton run on a launched host: every
+// setting of c that was given (by flag, variable or file) rather than
+// defaulted, as its BATON_* variable, but for the config file and the env
+// file (the host has neither) and detach (the provider decides how baton
+// starts). Variables rather than flags, because the ready images' entrypoint
+// is "baton run --" and a provider's arguments are the trainer's command
+// (docs/launch.md); and a command line shows in ps. A store or code that is
+// a relative path is made absolute. A list given empty cannot be told from
+// an unset variable, and falls to its default on the host.
+func HostEnv(c *Config) []string {
+	var env []string
 	for _, s := range Settings() {
 		switch s.Flag {
 		case "config", "detach", "env-file":
-			continue // the host has no file of its own; the provider decides how baton starts
-		}
-		if c.Origin(s.Flag).Source == SourceDefault {
 			continue
 		}
-		v := reflect.ValueOf(c).Elem().FieldByIndex(s.index)
-		value := formatValue(v)
+		if s.Env == "-" || c.Origin(s.Flag).Source == SourceDefault {
+			continue
+		}
+		value := formatValue(reflect.ValueOf(c).Elem().FieldByIndex(s.index))
 		if (s.Flag == "store" || s.Flag == "code") && value != "" && !strings.Contains(value, "://") && !strings.HasPrefix(value, "git@") {
 			if abs, err := filepath.Abs(value); err == nil {
 				value = abs
 			}
 		}
-		if redact.IsSecretName(s.Env) || s.Type == "URL list" { // webhook URLs hold tokens
-			env = append(env, s.Env+"="+value)
-			continue
-		}
-		if s.Type == "KEY=VALUE list" {
-			for _, item := range v.Interface().([]string) {
-				args = append(args, "--"+s.Flag+"="+item)
-			}
-			continue
-		}
-		args = append(args, "--"+s.Flag+"="+value)
+		env = append(env, s.Env+"="+value)
 	}
-	return args, env
+	return env
 }

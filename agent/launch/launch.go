@@ -113,14 +113,17 @@ type Host struct {
 	Label string
 	// Image is the container image.
 	Image string
-	// Args are baton's arguments: run, its flags, --, the trainer's.
+	// Args are the trainer's command: what follows baton run -- (the
+	// ready images' entrypoint is baton run --, so a provider's arguments
+	// are these).
 	Args []string
-	// Env are the variables the host gets (secrets among them: never log).
+	// Env are the variables the host gets: the run's settings as BATON_*
+	// variables, and launch.env's (secrets among them: never log).
 	Env map[string]string
 	// DiskGB is the container disk in whole GB.
 	DiskGB int
-	// Detach asks for baton run --detach from a start script, for a
-	// provider mode that keeps the image's own entrypoint (Vast's ssh).
+	// Detach asks for baton run --detach -- ARGS from a start script, for
+	// a provider mode that keeps the image's own entrypoint (Vast's ssh).
 	Detach bool
 }
 

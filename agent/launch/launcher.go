@@ -99,20 +99,19 @@ func (l *Launcher) Choose(ctx context.Context, req Request) (Offer, Provider, er
 	return Offer{}, nil, fmt.Errorf("offer of unknown provider %q", o.Provider)
 }
 
-// Host returns what a machine labelled label runs: baton run with the
-// run's settings and the trainer's command, the variables of launch.env
-// read now, and the secret settings as variables.
+// Host returns what a machine labelled label runs: baton run, with the
+// run's settings as BATON_* variables and the variables of launch.env read
+// now, and the trainer's command.
 func (l *Launcher) Host(label string) (Host, error) {
-	flags, env := config.HostArgs(l.Config)
 	h := Host{
 		Label:  label,
 		Image:  l.Spec.Image,
-		Args:   append(append(append([]string{"run"}, flags...), "--"), l.Spec.Command...),
+		Args:   l.Spec.Command,
 		Env:    map[string]string{},
 		DiskGB: l.Request(nil).DiskGB,
 		Detach: l.Spec.VastRuntype == "ssh",
 	}
-	for _, kv := range env {
+	for _, kv := range config.HostEnv(l.Config) {
 		name, value, _ := strings.Cut(kv, "=")
 		h.Env[name] = value
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"net/http"
 	"strings"
 	"time"
@@ -42,7 +44,8 @@ func (c *launchCmd) Run(ctx context.Context, args []string) error {
 		if err != nil {
 			return usageError{err}
 		}
-		fmt.Fprintf(c.env.stdout, "offer: %s\nhost:  baton %s\n", offer, strings.Join(host.Args, " "))
+		names := slices.Sorted(maps.Keys(host.Env))
+		fmt.Fprintf(c.env.stdout, "offer: %s\nhost:  baton run -- %s\nenv:   %s (values not shown)\n", offer, launch.ShellJoin(host.Args), strings.Join(names, " "))
 		return nil
 	}
 	lease, err := launch.ReadLease(ctx, l.Store, l.Run)

@@ -68,7 +68,7 @@ func (p *Provider) Offers(context.Context, launch.Request) ([]launch.Offer, erro
 	return []launch.Offer{{Provider: "local", ID: "local", GPU: "local", GPUCount: 0, Where: p.Dir}}, nil
 }
 
-// Create starts baton with host.Args in Dir/LABEL, in a process group of
+// Create starts baton run -- host.Args in Dir/LABEL, in a process group of
 // its own, with HOSTNAME set to the label (so that its lease holder names
 // it) and baton's directory first on PATH (so that the trainer's baton
 // checkpoint commit is this baton).
@@ -85,7 +85,7 @@ func (p *Provider) Create(_ context.Context, _ launch.Offer, host launch.Host) (
 		return launch.Machine{}, fmt.Errorf("local: %w", err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(p.Binary, host.Args...)
+	cmd := exec.Command(p.Binary, append([]string{"run", "--"}, host.Args...)...)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = p.environ(host)

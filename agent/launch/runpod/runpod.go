@@ -137,8 +137,9 @@ type createBody struct {
 }
 
 // Create creates a pod named by the label, of the offer's GPU type, with
-// host.Args as the arguments of the image's entrypoint (v2 has no
-// entrypoint of its own: the image's must be baton; see docs/launch.md).
+// the trainer's command as the arguments of the image's entrypoint (v2
+// sets no entrypoint: the image's must be baton run --, as in images/) and
+// the run's settings as BATON_* variables.
 // A create that got no answer or a 5xx wraps launch.ErrUncertain.
 func (p *Provider) Create(ctx context.Context, o launch.Offer, h launch.Host) (launch.Machine, error) {
 	if h.Detach {

@@ -51,11 +51,11 @@ func TestOffers(t *testing.T) {
 
 func TestCreate(t *testing.T) {
 	t.Parallel()
-	host := launch.Host{Label: "baton-r-3-1", Image: "me/trainer:1", DiskGB: 50, Args: []string{"run", "--store=s3://b/p", "--run=r", "--", "python", "train.py", "--note", "it's"},
-		Env: map[string]string{"AWS_ACCESS_KEY_ID": "AKIA", "HF_TOKEN": "hf_x"}}
+	host := launch.Host{Label: "baton-r-3-1", Image: "me/trainer:1", DiskGB: 50, Args: []string{"python", "train.py", "--note", "it's"},
+		Env: map[string]string{"BATON_STORE": "s3://b/p", "BATON_RUN_ID": "r", "HF_TOKEN": "hf_x"}}
 	offer := launch.Offer{Provider: "runpod", ID: "NVIDIA GeForce RTX 4090", GPUCount: 2, PricePerHour: 0.88}
-	body := `{"name":"baton-r-3-1","image":"me/trainer:1","args":"run --store=s3://b/p --run=r -- python train.py --note 'it'\\''s'","disk":50,
-	 "env":{"AWS_ACCESS_KEY_ID":"AKIA","HF_TOKEN":"hf_x"},"cloud":"SECURE","gpu":{"id":"NVIDIA GeForce RTX 4090","count":2}}`
+	body := `{"name":"baton-r-3-1","image":"me/trainer:1","args":"python train.py --note 'it'\\''s'","disk":50,
+	 "env":{"BATON_STORE":"s3://b/p","BATON_RUN_ID":"r","HF_TOKEN":"hf_x"},"cloud":"SECURE","gpu":{"id":"NVIDIA GeForce RTX 4090","count":2}}`
 	cases := []struct {
 		name      string
 		status    int

@@ -143,10 +143,11 @@ type createBody struct {
 	CancelUnavail bool `json:"cancel_unavail"`
 }
 
-// Create rents the offer: in args mode baton is the container's command
-// (the image's entrypoint must be baton, or a shell that runs its
-// arguments), in ssh mode onstart runs baton --detach (onstart runs again
-// at every start; a second --detach is a no-op). A create that got no
+// Create rents the offer: in args mode the trainer's command is the
+// arguments of the image's entrypoint, which must be baton run -- (as in
+// images/); in ssh mode onstart runs baton run --detach -- COMMAND
+// (onstart runs again at every start; a second --detach is a no-op). The
+// run's settings travel as BATON_* variables in env. A create that got no
 // answer or a 5xx wraps launch.ErrUncertain.
 func (p *Provider) Create(ctx context.Context, o launch.Offer, h launch.Host) (launch.Machine, error) {
 	env := h.Env
@@ -155,8 +156,7 @@ func (p *Provider) Create(ctx context.Context, o launch.Offer, h launch.Host) (l
 	}
 	b := createBody{ClientID: "me", Image: h.Image, Env: env, Disk: h.DiskGB, Label: h.Label, Runtype: "args", Args: h.Args, CancelUnavail: true}
 	if h.Detach {
-		args := append([]string{"baton", h.Args[0], "--detach"}, h.Args[1:]...)
-		b.Runtype, b.Args, b.Onstart = "ssh_direc ssh_proxy", nil, launch.ShellJoin(args)
+		b.Runtype, b.Args, b.Onstart = "ssh_direc ssh_proxy", nil, "baton run --detach -- "+launch.ShellJoin(h.Args)
 	}
 	if o.Interruptible {
 		b.Price = &o.PricePerHour

@@ -55,7 +55,7 @@ func TestOffers(t *testing.T) {
 
 func TestCreate(t *testing.T) {
 	t.Parallel()
-	args := []string{"run", "--store=s3://b/p", "--run=r", "--", "python", "train.py"}
+	args := []string{"python", "train.py"}
 	cases := []struct {
 		name      string
 		detach    bool
@@ -67,9 +67,9 @@ func TestCreate(t *testing.T) {
 		ok        bool
 	}{
 		{"args", false, false, `{"client_id":"me","image":"me/t:1","env":{"HF_TOKEN":"hf_x"},"disk":40,"label":"baton-r-0-1","runtype":"args",
-		  "args":["run","--store=s3://b/p","--run=r","--","python","train.py"],"cancel_unavail":true}`, 200, `{"success":true,"new_contract":7835610}`, false, true},
+		  "args":["python","train.py"],"cancel_unavail":true}`, 200, `{"success":true,"new_contract":7835610}`, false, true},
 		{"ssh with a bid", true, true, `{"client_id":"me","image":"me/t:1","env":{"HF_TOKEN":"hf_x"},"disk":40,"label":"baton-r-0-1","runtype":"ssh_direc ssh_proxy",
-		  "onstart":"baton run --detach --store=s3://b/p --run=r -- python train.py","price":0.22,"cancel_unavail":true}`, 200, `{"success":true,"new_contract":7835611}`, false, true},
+		  "onstart":"baton run --detach -- python train.py","price":0.22,"cancel_unavail":true}`, 200, `{"success":true,"new_contract":7835611}`, false, true},
 		{"refused in the body", false, false, "", 200, `{"success":false,"error":"invalid_args","msg":"offer no longer available"}`, false, false},
 		{"timeout-like 504", false, false, "", 504, `gateway timeout`, true, false},
 	}
