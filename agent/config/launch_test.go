@@ -25,7 +25,7 @@ launch:
   budget: $40
   env: [AWS_ACCESS_KEY_ID, HF_TOKEN]
 `,
-		"bad.yaml": "store: s3://bucket/p\nrun_id: r1\ncommand: [x]\nlaunch:\n  provider: aws\n",
+		"bad.yaml":  "store: s3://bucket/p\nrun_id: r1\ncommand: [x]\nlaunch:\n  provider: aws\n",
 		"typo.yaml": "store: s3://bucket/p\nrun_id: r1\nlaunch:\n  gpus: [H100]\n",
 	}
 	var w Watch

@@ -229,4 +229,3 @@ func (l *Launcher) provider(name string) Provider {
 	}
 	return nil
 }
-

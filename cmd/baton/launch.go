@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"slices"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -121,4 +121,3 @@ func (e env) newLauncher(ctx context.Context, cfg *config.Config, spec config.La
 	}
 	return l, nil
 }
-
