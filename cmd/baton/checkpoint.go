@@ -177,6 +177,7 @@ func (c *checkpointCmd) commit(ctx context.Context, args []string) error {
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		return usagef("%s is not a directory", dir)
 	}
+	c.env.lowerSelf("checkpoint commit", f.Nice)
 	c.progress = c.env.progress(f.Progress, slog.New(newLogHandler(c.env.stderr, nil)))
 	holder := checkpoint.Holder{ID: f.Holder, Host: hostname(), Platform: f.Platform}
 	if holder.ID == "" {

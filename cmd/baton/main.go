@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/batonrun/baton/internal/priority"
 	"github.com/batonrun/baton/internal/spell"
 )
 
@@ -44,10 +45,13 @@ type env struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	environ        []string
+	// lower lowers the process's priority (priority.Lower); nil in tests
+	// that run commands in their own process, which it must not lower.
+	lower func(nice int, keep ...*priority.Thread) (priority.Lowered, error)
 }
 
 func main() {
-	e := env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, environ: os.Environ()}
+	e := env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, environ: os.Environ(), lower: priority.Lower}
 	ctx, stop := notifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, e, os.Args[1:])
 	stop()

@@ -74,7 +74,7 @@ func (c *runCmd) Run(ctx context.Context, args []string) error {
 	defer signal.Stop(sigs)
 	code := agent.Run(context.WithoutCancel(ctx), cfg, command, agent.Deps{
 		Environ: e.environ, Root: os.DirFS("/"), Stdout: e.stdout, Stderr: e.stderr,
-		Logger: log, Signals: sigs, Version: version,
+		Logger: log, Signals: sigs, Version: version, Lower: e.lower,
 	})
 	if code != 0 {
 		return exitCode(code)
