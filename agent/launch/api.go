@@ -28,6 +28,22 @@ type API struct {
 	Client *http.Client
 }
 
+// NewAPI returns the API of platform at base (def where base is empty)
+// with key, which must be set: the error names keyVar, the variable it
+// comes from.
+func NewAPI(platformName, base, def, key, keyVar string, client *http.Client) (API, error) {
+	if strings.TrimSpace(key) == "" {
+		return API{}, fmt.Errorf("%s: %s (the account's API key) is not set", strings.ToLower(platformName), keyVar)
+	}
+	if base == "" {
+		base = def
+	}
+	if client == nil {
+		client = http.DefaultClient
+	}
+	return API{Platform: platformName, Base: strings.TrimSuffix(base, "/"), Key: key, Client: client}, nil
+}
+
 // maxAnswer bounds what is read of an answer (an offer search can be big).
 const maxAnswer = 32 << 20
 
@@ -66,26 +82,17 @@ func (a API) Do(ctx context.Context, name, method, path string, query url.Values
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fail(resp.StatusCode, excerpt(b), nil)
+		return fail(resp.StatusCode, platform.Excerpt(b), nil)
 	}
 	if err != nil {
 		return fail(resp.StatusCode, "", fmt.Errorf("reading the answer: %w", err))
 	}
 	if out != nil && len(bytes.TrimSpace(b)) > 0 {
 		if err := json.Unmarshal(b, out); err != nil {
-			return fail(resp.StatusCode, excerpt(b), fmt.Errorf("decoding the answer: %w", err))
+			return fail(resp.StatusCode, platform.Excerpt(b), fmt.Errorf("decoding the answer: %w", err))
 		}
 	}
 	return nil
-}
-
-// excerpt is the start of an answer on one line.
-func excerpt(b []byte) string {
-	s := strings.Join(strings.Fields(string(b)), " ")
-	if len(s) > 300 {
-		s = s[:300] + "..."
-	}
-	return s
 }
 
 // Uncertain wraps err with ErrUncertain when the call may have taken

@@ -61,35 +61,28 @@ func WriteDone(ctx context.Context, s storage.Store, run string, d Done) error {
 
 // ReadDone returns the run's done record, or nil when the run is not done.
 func ReadDone(ctx context.Context, s storage.Store, run string) (*Done, error) {
-	var d Done
-	if _, err := getJSON(ctx, s, doneKey(run), &d); errors.Is(err, storage.ErrNotFound) {
-		return nil, nil
-	} else if err != nil {
-		return nil, err
-	}
-	return &d, nil
+	return readOptional[Done](ctx, s, doneKey(run))
 }
 
 // ReadLease returns the run's lease.json, or nil when the run has none.
 func ReadLease(ctx context.Context, s storage.Store, run string) (*checkpoint.LeaseRecord, error) {
-	var l checkpoint.LeaseRecord
-	if _, err := getJSON(ctx, s, runPrefix(run)+"lease.json", &l); errors.Is(err, storage.ErrNotFound) {
-		return nil, nil
-	} else if err != nil {
-		return nil, err
-	}
-	return &l, nil
+	return readOptional[checkpoint.LeaseRecord](ctx, s, runPrefix(run)+"lease.json")
 }
 
 // ReadLatest returns the run's latest.json, or nil when it has none.
 func ReadLatest(ctx context.Context, s storage.Store, run string) (*checkpoint.Latest, error) {
-	var l checkpoint.Latest
-	if _, err := getJSON(ctx, s, runPrefix(run)+"latest.json", &l); errors.Is(err, storage.ErrNotFound) {
+	return readOptional[checkpoint.Latest](ctx, s, runPrefix(run)+"latest.json")
+}
+
+// readOptional reads the record at key, nil if there is none.
+func readOptional[T any](ctx context.Context, s storage.Store, key string) (*T, error) {
+	var v T
+	if _, err := getJSON(ctx, s, key, &v); errors.Is(err, storage.ErrNotFound) {
 		return nil, nil
 	} else if err != nil {
 		return nil, err
 	}
-	return &l, nil
+	return &v, nil
 }
 
 // Claim is runs/<run>/launches/<epoch>-<attempt>.json: one launch of a

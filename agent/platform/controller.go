@@ -626,6 +626,10 @@ func (c caller) do(ctx context.Context, call apiCall) error {
 	return nil
 }
 
+// Excerpt returns the start of an answer on one line, for an APIError's
+// Message (agent/launch's provider clients use it too).
+func Excerpt(b []byte) string { return excerpt(b) }
+
 // excerpt returns the start of an answer on one line.
 func excerpt(b []byte) string {
 	s := strings.Join(strings.Fields(string(b)), " ")

@@ -8,7 +8,6 @@ package runpod
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -38,20 +37,15 @@ type Provider struct {
 
 // New returns the provider; it fails without a key.
 func New(o Options) (*Provider, error) {
-	if strings.TrimSpace(o.Key) == "" {
-		return nil, fmt.Errorf("runpod: RUNPOD_API_KEY (the account's API key) is not set")
-	}
-	if o.BaseURL == "" {
-		o.BaseURL = platform.DefaultRunPodURL
-	}
-	if o.Client == nil {
-		o.Client = http.DefaultClient
+	api, err := launch.NewAPI("RunPod", o.BaseURL, platform.DefaultRunPodURL, o.Key, "RUNPOD_API_KEY", o.Client)
+	if err != nil {
+		return nil, err
 	}
 	cloud := "SECURE"
 	if o.Cloud == "community" {
 		cloud = "COMMUNITY"
 	}
-	return &Provider{api: launch.API{Platform: "RunPod", Base: strings.TrimSuffix(o.BaseURL, "/"), Key: o.Key, Client: o.Client}, cloud: cloud}, nil
+	return &Provider{api: api, cloud: cloud}, nil
 }
 
 // Name is "runpod".

@@ -44,19 +44,12 @@ type Provider struct {
 
 // New returns the provider; it fails without a key.
 func New(o Options) (*Provider, error) {
-	if strings.TrimSpace(o.Key) == "" {
-		return nil, fmt.Errorf("vast: VAST_API_KEY (the account's API key) is not set")
+	v0, err := launch.NewAPI("Vast", o.BaseURL, platform.DefaultVastURL, o.Key, "VAST_API_KEY", o.Client)
+	if err != nil {
+		return nil, err
 	}
-	if o.BaseURL == "" {
-		o.BaseURL = platform.DefaultVastURL
-	}
-	if o.Client == nil {
-		o.Client = http.DefaultClient
-	}
-	base := strings.TrimSuffix(o.BaseURL, "/")
-	v0 := launch.API{Platform: "Vast", Base: base, Key: o.Key, Client: o.Client}
 	v1 := v0
-	v1.Base = strings.TrimSuffix(base, "/v0") + "/v1"
+	v1.Base = strings.TrimSuffix(v0.Base, "/v0") + "/v1"
 	return &Provider{v0: v0, v1: v1, o: o}, nil
 }
 
