@@ -28,6 +28,16 @@ type API struct {
 	Client *http.Client
 }
 
+// APIOptions are what a provider's API client is made of.
+type APIOptions struct {
+	// BaseURL is the API's base ("": the provider's real one).
+	BaseURL string
+	// Key is the account's API key.
+	Key string
+	// Client sends the requests (nil: http.DefaultClient).
+	Client *http.Client
+}
+
 // NewAPI returns the API of platform at base (def where base is empty)
 // with key, which must be set: the error names keyVar, the variable it
 // comes from.

@@ -102,13 +102,13 @@ func (e env) newLauncher(ctx context.Context, cfg *config.Config, spec config.La
 			}
 			l.Providers = append(l.Providers, lp)
 		case "runpod":
-			rp, err := runpod.New(runpod.Options{BaseURL: cfg.RunPodAPIURL, Key: e.getenv("RUNPOD_API_KEY"), Client: client, Cloud: spec.RunPodCloud})
+			rp, err := runpod.New(runpod.Options{APIOptions: launch.APIOptions{BaseURL: cfg.RunPodAPIURL, Key: e.getenv("RUNPOD_API_KEY"), Client: client}, Cloud: spec.RunPodCloud})
 			if err != nil {
 				return nil, usageError{err}
 			}
 			l.Providers = append(l.Providers, rp)
 		case "vast":
-			vp, err := vast.New(vast.Options{BaseURL: cfg.VastAPIURL, Key: e.getenv("VAST_API_KEY"), Client: client,
+			vp, err := vast.New(vast.Options{APIOptions: launch.APIOptions{BaseURL: cfg.VastAPIURL, Key: e.getenv("VAST_API_KEY"), Client: client},
 				Verified: spec.VastVerified, MinReliability: float64(spec.VastMinReliability), Interruptible: spec.VastInterruptible})
 			if err != nil {
 				return nil, usageError{err}

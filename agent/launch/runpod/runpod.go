@@ -19,12 +19,8 @@ import (
 
 // Options configure the provider.
 type Options struct {
-	// BaseURL is the API's base with its /v2 ("": platform.DefaultRunPodURL).
-	BaseURL string
-	// Key is the account's API key (RUNPOD_API_KEY).
-	Key string
-	// Client sends the requests.
-	Client *http.Client
+	// APIOptions: the base URL with its /v2 ("": platform.DefaultRunPodURL) and the key (RUNPOD_API_KEY).
+	launch.APIOptions
 	// Cloud is secure or community.
 	Cloud string
 }

@@ -28,7 +28,7 @@ const podJSON = `{"id":"7h9k2m4n6p","name":"baton-r-3-1","image":"me/trainer:1",
 func podAnswer(status string) string { return strings.Replace(podJSON, "%s", status, 1) }
 
 func newProvider(t *testing.T, srv *apitest.Server) *Provider {
-	p, err := New(Options{BaseURL: srv.URL + "/v2", Key: "rp-key", Client: srv.Client(), Cloud: "secure"})
+	p, err := New(Options{APIOptions: launch.APIOptions{BaseURL: srv.URL + "/v2", Key: "rp-key", Client: srv.Client()}, Cloud: "secure"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,12 +23,8 @@ import (
 
 // Options configure the provider.
 type Options struct {
-	// BaseURL is the API's base with its /api/v0 ("": platform.DefaultVastURL).
-	BaseURL string
-	// Key is the account's API key (VAST_API_KEY).
-	Key string
-	// Client sends the requests.
-	Client *http.Client
+	// APIOptions: the base URL with its /api/v0 ("": platform.DefaultVastURL) and the key (VAST_API_KEY).
+	launch.APIOptions
 	// Verified keeps to verified machines; MinReliability is the least
 	// reliability; Interruptible rents by bid.
 	Verified       bool

@@ -18,7 +18,7 @@ const offers = `{"offers":[
  {"id":4102,"machine_id":78,"gpu_name":"RTX 3090","num_gpus":1,"dph_total":0.22,"min_bid":0.10,"reliability":0.99,"geolocation":"US"}]}`
 
 func newProvider(t *testing.T, srv *apitest.Server, interruptible bool) *Provider {
-	p, err := New(Options{BaseURL: srv.URL + "/api/v0", Key: "vast-key", Client: srv.Client(), Verified: true, MinReliability: 0.95, Interruptible: interruptible})
+	p, err := New(Options{APIOptions: launch.APIOptions{BaseURL: srv.URL + "/api/v0", Key: "vast-key", Client: srv.Client()}, Verified: true, MinReliability: 0.95, Interruptible: interruptible})
 	if err != nil {
 		t.Fatal(err)
 	}
