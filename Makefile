@@ -11,7 +11,7 @@
 #                               SHA256SUMS (scripts/release.sh; docs/release.md)
 
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-BENCH ?= checkpoint sync scale manyfiles overhead
+BENCH ?= checkpoint sync scale manyfiles overhead cpu-steal
 DOCKER ?= docker
 # images/slim's base (empty: its default, a CUDA image); any with glibc >= 2.34.
 SLIM_BASE ?=
