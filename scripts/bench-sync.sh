@@ -59,6 +59,29 @@ done
 tools=(baton-aws baton-minio rclone)
 [ -n "$s5cmd" ] && tools+=(s5cmd)
 s5cmd_flags=(--endpoint-url "$endpoint" --numworkers "$WORKERS")
+# transfer OP TOOL PREFIX DIR: measures TOOL copying the bucket's PREFIX into
+# DIR (OP pull) or DIR to PREFIX (OP push), each tool naming the prefix its
+# own way.
+transfer() {
+  local op=$1 tool=$2 prefix=$3 dir=$4 remote
+  case $tool in
+    baton-aws|baton-minio) remote="s3://bench/$prefix?endpoint=$endpoint" ;;
+    rclone) remote="gw:bench/$prefix" ;;
+    s5cmd) remote="s3://bench/$prefix" ;;
+  esac
+  local src=$remote dst=$dir
+  [ "$op" = pull ] || { src=$dir; dst=$remote; }
+  case $tool in
+    baton-aws|baton-minio)
+      measure "$op ${prefix##*-} $tool" "$work/baton" "$op" "${baton_flags[@]}" --s3-driver "${tool#baton-}" "$src" "$dst" ;;
+    rclone)
+      measure "$op ${prefix##*-} rclone" env -u AWS_CA_BUNDLE rclone copy "${rclone_flags[@]}" "$src" "$dst" ;;
+    s5cmd) # a prefix is copied down by a wildcard, a directory up by a trailing slash
+      if [ "$op" = pull ]; then src="$remote/*" dst="$dir/"; else src="$dir/" dst="$remote/"; fi
+      measure "$op ${prefix##*-} s5cmd" "$s5cmd" "${s5cmd_flags[@]}" cp "$src" "$dst" ;;
+  esac
+}
+
 for round in $(seq "$ROUNDS"); do
   echo "round $round/$ROUNDS" >&2
   # Each round starts with another tool, so none always runs first.
@@ -67,25 +90,11 @@ for round in $(seq "$ROUNDS"); do
   for shape in small big; do
     for tool in "${order[@]}"; do
       dst="$work/dst"; rm -rf "$dst"
-      case $tool in
-        baton-aws|baton-minio)
-          measure "pull $shape $tool" "$work/baton" pull "${baton_flags[@]}" --s3-driver "${tool#baton-}" "s3://bench/$shape?endpoint=$endpoint" "$dst" ;;
-        rclone)
-          measure "pull $shape rclone" env -u AWS_CA_BUNDLE rclone copy "${rclone_flags[@]}" "gw:bench/$shape" "$dst" ;;
-        s5cmd)
-          measure "pull $shape s5cmd" "$s5cmd" "${s5cmd_flags[@]}" cp "s3://bench/$shape/*" "$dst/" ;;
-      esac
+      transfer pull "$tool" "$shape" "$dst"
       cmp -s "$dst/$( [ $shape = big ] && echo model.bin || echo shard-00/sample-0000.bin)" \
              "$work/$shape/$( [ $shape = big ] && echo model.bin || echo shard-00/sample-0000.bin)" || { echo "$tool pulled a wrong copy" >&2; exit 1; }
       rm -rf "$dst"
-      case $tool in
-        baton-aws|baton-minio)
-          measure "push $shape $tool" "$work/baton" push "${baton_flags[@]}" --s3-driver "${tool#baton-}" "$work/$shape" "s3://bench/push-$tool-$round-$shape?endpoint=$endpoint" ;;
-        rclone)
-          measure "push $shape rclone" env -u AWS_CA_BUNDLE rclone copy "${rclone_flags[@]}" "$work/$shape" "gw:bench/push-rclone-$round-$shape" ;;
-        s5cmd)
-          measure "push $shape s5cmd" "$s5cmd" "${s5cmd_flags[@]}" cp "$work/$shape/" "s3://bench/push-s5cmd-$round-$shape/" ;;
-      esac
+      transfer push "$tool" "push-$tool-$round-$shape" "$work/$shape"
     done
   done
 done

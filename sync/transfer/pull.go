@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
-	"sync/atomic"
 
 	"github.com/batonrun/baton/internal/directio"
 	"github.com/batonrun/baton/internal/durable"
@@ -64,30 +63,15 @@ func (e *Engine) Pull(ctx context.Context, s storage.Store, dir string) (_ Stats
 	}
 
 	var stats Stats
-	var todo []int
-	var todoBytes int64
-	for i, o := range objects {
-		if upToDate(paths[i], o) {
-			stats.SkippedFiles++
-			stats.SkippedBytes += o.Size
-			continue
-		}
-		todo = append(todo, i)
-		todoBytes += o.Size
-	}
-	tr.Plan(int64(len(todo)), todoBytes)
+	todo := planTransfer(indices(len(objects)), func(i int) int64 { return objects[i].Size },
+		func(i int) bool { return upToDate(paths[i], objects[i]) }, &stats, tr)
 
 	p := e.newPool(ctx)
-	var files, bytes atomic.Int64
+	done := tally{tr: tr}
 	dirs := newDirSet()
 	for _, i := range todo {
-		o, path := objects[i], paths[i]
-		ok := e.download(p, s, o, path, dirs, tr, func() {
-			files.Add(1)
-			bytes.Add(o.Size)
-			tr.Add(1, 0)
-		})
-		if !ok {
+		o := objects[i]
+		if !e.download(p, s, o, paths[i], dirs, tr, func() { done.file(o.Size) }) {
 			break
 		}
 	}
@@ -95,8 +79,17 @@ func (e *Engine) Pull(ctx context.Context, s storage.Store, dir string) (_ Stats
 	if serr := dirs.sync(); err == nil {
 		err = serr
 	}
-	stats.Files, stats.Bytes = files.Load(), bytes.Load()
+	stats.Files, stats.Bytes = done.files.Load(), done.bytes.Load()
 	return stats, err
+}
+
+// indices returns 0, 1, ..., n-1.
+func indices(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
 }
 
 // upToDate reports whether the file at path holds o as a previous pull wrote

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/batonrun/baton/internal/progress"
@@ -47,33 +46,20 @@ func (e *Engine) Push(ctx context.Context, dir string, s storage.Store) (_ Stats
 	}
 
 	var stats Stats
-	var todo []localFile
-	var todoBytes int64
-	for _, f := range files {
-		if o, ok := remote[f.key]; ok && o.Size == f.size && o.LastModified.After(f.mtime) {
-			stats.SkippedFiles++
-			stats.SkippedBytes += f.size
-			continue
-		}
-		todo = append(todo, f)
-		todoBytes += f.size
-	}
-	tr.Plan(int64(len(todo)), todoBytes)
+	todo := planTransfer(files, func(f localFile) int64 { return f.size }, func(f localFile) bool {
+		o, ok := remote[f.key]
+		return ok && o.Size == f.size && o.LastModified.After(f.mtime)
+	}, &stats, tr)
 
 	p := e.newPool(ctx)
-	var nfiles, nbytes atomic.Int64
+	done := tally{tr: tr}
 	for _, f := range todo {
-		ok := e.upload(p, s, f, tr, func() {
-			nfiles.Add(1)
-			nbytes.Add(f.size)
-			tr.Add(1, 0)
-		})
-		if !ok {
+		if !e.upload(p, s, f, tr, func() { done.file(f.size) }) {
 			break
 		}
 	}
 	err = p.wait()
-	stats.Files, stats.Bytes = nfiles.Load(), nbytes.Load()
+	stats.Files, stats.Bytes = done.files.Load(), done.bytes.Load()
 	return stats, err
 }
 

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/batonrun/baton/internal/directio"
 	"github.com/batonrun/baton/internal/progress"
@@ -110,6 +111,38 @@ func New(opts Options) *Engine {
 	}
 	e.buffers.New = func() any { b := directio.Buffer(copyBufferSize); return &b }
 	return e
+}
+
+// planTransfer returns the items of a Pull or Push that are not up to date,
+// in order, counts the others in stats as skipped, and plans the transfer
+// of the rest on tr.
+func planTransfer[T any](items []T, size func(T) int64, upToDate func(T) bool, stats *Stats, tr *progress.Transfer) []T {
+	var todo []T
+	var todoBytes int64
+	for _, it := range items {
+		if upToDate(it) {
+			stats.SkippedFiles++
+			stats.SkippedBytes += size(it)
+			continue
+		}
+		todo = append(todo, it)
+		todoBytes += size(it)
+	}
+	tr.Plan(int64(len(todo)), todoBytes)
+	return todo
+}
+
+// tally counts the files a Pull or Push transferred, as they finish.
+type tally struct {
+	files, bytes atomic.Int64
+	tr           *progress.Transfer
+}
+
+// file counts one finished file of size bytes.
+func (t *tally) file(size int64) {
+	t.files.Add(1)
+	t.bytes.Add(size)
+	t.tr.Add(1, 0)
 }
 
 // pool is one run's bounded set of workers. The first error cancels the run.
