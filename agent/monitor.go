@@ -16,6 +16,7 @@ import (
 	"github.com/batonrun/baton/agent/telemetry/host"
 	"github.com/batonrun/baton/agent/telemetry/record"
 	"github.com/batonrun/baton/internal/units"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // Exit statuses of a host given up for its health.
@@ -272,13 +273,20 @@ func (a *agent) startMetrics(ctx context.Context) {
 	go srv.Serve(ctx)
 }
 
+// telemetryStore is the store as the telemetry writes to it: every request
+// retried (storage.WithRetry) as the checkpoint repository's are, so that a
+// part is not left for the next upload by one dropped connection.
+func (a *agent) telemetryStore() storage.Store {
+	return storage.WithRetry(a.store, storage.DefaultRetry())
+}
+
 // startRecorder starts the run's telemetry in the store, under the same
 // segment name as the trainer's log.
 func (a *agent) startRecorder(segment string) {
 	if a.cfg.TelemetryInterval == 0 || a.cfg.TelemetryUpload == 0 {
 		return
 	}
-	r, err := record.New(a.store, record.Options{Run: a.cfg.RunID, Segment: segment, Interval: a.cfg.TelemetryUpload, Log: a.log, Key: a.repo.Key()})
+	r, err := record.New(a.telemetryStore(), record.Options{Run: a.cfg.RunID, Segment: segment, Interval: a.cfg.TelemetryUpload, Log: a.log, Key: a.repo.Key()})
 	if err != nil {
 		a.log.Warn("telemetry stays local", "err", err)
 		return
@@ -303,7 +311,7 @@ func (a *agent) closeRecorder() {
 	// into a few objects, so that a month-long run leaves a few hundred.
 	cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
 	defer ccancel()
-	if st, err := record.Compact(cctx, a.store, a.cfg.RunID, record.CompactOptions{Key: a.repo.Key()}); err != nil {
+	if st, err := record.Compact(cctx, a.telemetryStore(), a.cfg.RunID, record.CompactOptions{Key: a.repo.Key()}); err != nil {
 		a.log.Warn("telemetry compaction stopped; the next run tries again", "err", err)
 	} else {
 		a.log.Debug("telemetry compacted", "segments", st.Segments, "written", st.Written, "deleted", st.Deleted)
