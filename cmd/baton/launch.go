@@ -24,14 +24,7 @@ type launchCmd struct{ env env }
 
 func (c *launchCmd) Run(ctx context.Context, args []string) error {
 	var s config.Launch
-	operands, err := c.env.settings("launch", &s, args)
-	if err != nil {
-		return err
-	}
-	if err := wantOperands(operands, 0, 0, ""); err != nil {
-		return err
-	}
-	l, err := c.env.newLauncher(ctx, &s.Config, s.LaunchSpec, "launch")
+	l, err := c.env.loadLauncher(ctx, "launch", args, &s, &s.Config, &s.LaunchSpec)
 	if err != nil {
 		return err
 	}
@@ -80,6 +73,27 @@ func (c *launchCmd) Run(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(c.env.stdout, "launched %s: %s %s, %dx %s at $%.3f/h\n", claim.Label, m.Provider, m.ID, claim.GPUCount, orDash(claim.GPU), claim.PricePerHour)
 	return nil
+}
+
+// settingsNoOperands loads the settings of the command name into dst, as
+// settings does, and refuses operands: baton launch, watch and status take
+// none.
+func (e env) settingsNoOperands(name string, dst any, args []string) error {
+	operands, err := e.settings(name, dst, args)
+	if err != nil {
+		return err
+	}
+	return wantOperands(operands, 0, 0, "")
+}
+
+// loadLauncher loads the settings of baton launch or baton watch (name)
+// into s, whose run settings and launch spec cfg and spec point into, and
+// wires the launcher they describe (newLauncher).
+func (e env) loadLauncher(ctx context.Context, name string, args []string, s any, cfg *config.Config, spec *config.LaunchSpec) (*launch.Launcher, error) {
+	if err := e.settingsNoOperands(name, s, args); err != nil {
+		return nil, err
+	}
+	return e.newLauncher(ctx, cfg, *spec, name)
 }
 
 // newLauncher wires the launcher of the run that cfg and spec describe:

@@ -16,15 +16,12 @@ type statusCmd struct{ env env }
 
 func (c *statusCmd) Run(ctx context.Context, args []string) error {
 	var s config.Status
-	operands, err := c.env.settings("status", &s, args)
-	if err != nil {
-		return err
-	}
-	if err := wantOperands(operands, 0, 0, ""); err != nil {
+	if err := c.env.settingsNoOperands("status", &s, args); err != nil {
 		return err
 	}
 	var key *checkpoint.Key
 	if s.EncryptionKey != "" {
+		var err error
 		if key, err = checkpoint.ParseKey(s.EncryptionKey); err != nil {
 			return usageError{err}
 		}

@@ -16,14 +16,7 @@ type watchCmd struct{ env env }
 
 func (c *watchCmd) Run(ctx context.Context, args []string) error {
 	var s config.Watch
-	operands, err := c.env.settings("watch", &s, args)
-	if err != nil {
-		return err
-	}
-	if err := wantOperands(operands, 0, 0, ""); err != nil {
-		return err
-	}
-	l, err := c.env.newLauncher(ctx, &s.Config, s.LaunchSpec, "watch")
+	l, err := c.env.loadLauncher(ctx, "watch", args, &s, &s.Config, &s.LaunchSpec)
 	if err != nil {
 		return err
 	}
