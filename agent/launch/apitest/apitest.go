@@ -1,7 +1,8 @@
 // Package apitest is a fake provider API for the tests of the launch
 // providers: an httptest server that checks each request against the one
 // the test expects next (method, path, query, bearer key, JSON body) and
-// answers it as the provider documents.
+// answers it as the provider documents; and the check of a failed create
+// that every provider's tests make.
 package apitest
 
 import (

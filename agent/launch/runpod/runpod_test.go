@@ -77,9 +77,7 @@ func TestCreate(t *testing.T) {
 				}
 				return
 			}
-			if err == nil || errors.Is(err, launch.ErrUncertain) != tc.uncertain {
-				t.Fatalf("Create error %v, want uncertain %v", err, tc.uncertain)
-			}
+			apitest.WantCreateError(t, err, tc.uncertain)
 		})
 	}
 }
