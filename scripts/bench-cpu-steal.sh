@@ -103,79 +103,98 @@ p = subprocess.Popen([baton, "run", "--store", "file://" + os.path.join(d, "stor
                       "--metrics-addr=", "--log-format", "json", "--", "python3", trainer, str(cores), counters, sock],
                      stdout=log, stderr=log)
 def fail(msg):
-    p.kill()
     sys.exit(f"{msg}\n" + open(os.path.join(d, "baton.log")).read())
-for _ in range(600):
-    if os.path.exists(sock):
-        break
-    if p.poll() is not None:
-        fail("baton run ended before the trainer was ready")
-    time.sleep(0.05)
-else:
-    fail("the trainer did not start")
-fd = os.open(counters, os.O_RDONLY)
-counts = memoryview(mmap.mmap(fd, 8 * cores, prot=mmap.PROT_READ)).cast("Q")
-total = lambda: sum(counts)
-def stat(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()
-def parent(pid):
-    try:
-        return int(stat(pid)[1])
-    except (OSError, IndexError):
-        return 0
-kids = [int(t) for t in os.listdir("/proc") if t.isdigit() and parent(int(t)) == p.pid]
-tnice, bnice = int(stat(kids[0])[16]), int(stat(p.pid)[16])
-if tnice != os.getpriority(os.PRIO_PROCESS, 0):
-    fail(f"the trainer runs at nice {tnice}, not this script's {os.getpriority(os.PRIO_PROCESS, 0)}")
-tick = os.sysconf("SC_CLK_TCK")
-cpu = lambda: (int(stat(p.pid)[11]) + int(stat(p.pid)[12])) / tick
-workers = [int(t) for t in os.listdir("/proc") if t.isdigit() and parent(int(t)) == kids[0]]
-if len(workers) != cores:
-    fail(f"{len(workers)} workers, want {cores}")
-wcpu = lambda: sum(int(stat(w)[11]) + int(stat(w)[12]) for w in workers) / tick
-
-time.sleep(2)  # the workers get going
-t0, n0 = time.monotonic(), total()
-time.sleep(window)
-idle = (total() - n0) / (time.monotonic() - t0)
-
-os.link(pool, os.path.join(ckpt, "model.bin"))
-cpu0 = cpu()
-c = subprocess.Popen([baton, "checkpoint", "commit"], env=dict(os.environ, BATON_AGENT_SOCKET=open(sock).read()),
-                     stdout=subprocess.DEVNULL)
-ran, stopped = [0.0, 0, 0.0, 0.0], [0.0, 0, 0.0, 0.0]  # seconds, steps, trainer's and baton's CPU seconds
-running, done = True, False
-tp, np_, wp, bp = time.monotonic(), total(), wcpu(), cpu()
-while not done:
-    end = tp + slice_s
-    while time.monotonic() < end:
-        if c.poll() is not None:
-            done = True
+c = None  # the commit's client
+try:
+    for _ in range(600):
+        if os.path.exists(sock):
             break
-        time.sleep(0.002)
-    t, n, w, b = time.monotonic(), total(), wcpu(), cpu()
-    acc = ran if running else stopped
-    for i, x in enumerate((t - tp, n - np_, w - wp, b - bp)):
-        acc[i] += x
-    if not done:
-        os.kill(p.pid, signal.SIGSTOP if running else signal.SIGCONT)
-        running = not running
-    tp, np_, wp, bp = t, n, w, b
-if not running:
-    os.kill(p.pid, signal.SIGCONT)
-baton_cpu = cpu() - cpu0
-with open(f"/proc/{p.pid}/status") as f:
-    rss = next(int(l.split()[1]) for l in f if l.startswith("VmHWM"))
-if c.returncode != 0:
-    fail(f"baton checkpoint commit: exit {c.returncode}")
-p.send_signal(signal.SIGTERM)
-p.wait(timeout=120)
-if '"msg":"checkpoint committed"' not in open(os.path.join(d, "baton.log")).read():
-    fail("no commit in baton's log")
-print(json.dumps(dict(nice=int(nice), tnice=tnice, bnice=bnice, idle=idle, without=stopped[1] / max(stopped[0], 1e-9),
-                      with_=ran[1] / ran[0], ran=ran[0], stopped=stopped[0], cpu=baton_cpu, rss=rss,
-                      share=ran[3] / max(ran[2] + ran[3], 1e-9), tcpu_with=ran[2] / ran[0], tcpu_without=stopped[2] / max(stopped[0], 1e-9))))
+        if p.poll() is not None:
+            fail("baton run ended before the trainer was ready")
+        time.sleep(0.05)
+    else:
+        fail("the trainer did not start")
+    fd = os.open(counters, os.O_RDONLY)
+    counts = memoryview(mmap.mmap(fd, 8 * cores, prot=mmap.PROT_READ)).cast("Q")
+    total = lambda: sum(counts)
+    def stat(pid):
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    def parent(pid):
+        try:
+            return int(stat(pid)[1])
+        except (OSError, IndexError):
+            return 0
+    kids = [int(t) for t in os.listdir("/proc") if t.isdigit() and parent(int(t)) == p.pid]
+    tnice, bnice = int(stat(kids[0])[16]), int(stat(p.pid)[16])
+    if tnice != os.getpriority(os.PRIO_PROCESS, 0):
+        fail(f"the trainer runs at nice {tnice}, not this script's {os.getpriority(os.PRIO_PROCESS, 0)}")
+    tick = os.sysconf("SC_CLK_TCK")
+    cpu = lambda: (int(stat(p.pid)[11]) + int(stat(p.pid)[12])) / tick
+    workers = [int(t) for t in os.listdir("/proc") if t.isdigit() and parent(int(t)) == kids[0]]
+    if len(workers) != cores:
+        fail(f"{len(workers)} workers, want {cores}")
+    wcpu = lambda: sum(int(stat(w)[11]) + int(stat(w)[12]) for w in workers) / tick
+
+    time.sleep(2)  # the workers get going
+    t0, n0 = time.monotonic(), total()
+    time.sleep(window)
+    idle = (total() - n0) / (time.monotonic() - t0)
+
+    os.link(pool, os.path.join(ckpt, "model.bin"))
+    cpu0 = cpu()
+    c = subprocess.Popen([baton, "checkpoint", "commit"], env=dict(os.environ, BATON_AGENT_SOCKET=open(sock).read()),
+                         stdout=subprocess.DEVNULL)
+    ran, stopped = [0.0, 0, 0.0, 0.0], [0.0, 0, 0.0, 0.0]  # seconds, steps, trainer's and baton's CPU seconds
+    running, done = True, False
+    tp, np_, wp, bp = time.monotonic(), total(), wcpu(), cpu()
+    while not done:
+        end = tp + slice_s
+        while time.monotonic() < end:
+            if c.poll() is not None:
+                done = True
+                break
+            time.sleep(0.002)
+        t, n, w, b = time.monotonic(), total(), wcpu(), cpu()
+        acc = ran if running else stopped
+        for i, x in enumerate((t - tp, n - np_, w - wp, b - bp)):
+            acc[i] += x
+        if not done:
+            os.kill(p.pid, signal.SIGSTOP if running else signal.SIGCONT)
+            running = not running
+        tp, np_, wp, bp = t, n, w, b
+    if not running:
+        os.kill(p.pid, signal.SIGCONT)
+    baton_cpu = cpu() - cpu0
+    if stopped[0] == 0:  # a commit shorter than a slice: one slice without it, after it
+        os.kill(p.pid, signal.SIGSTOP)
+        tp, np_, wp = time.monotonic(), total(), wcpu()
+        time.sleep(slice_s)
+        stopped = [time.monotonic() - tp, total() - np_, wcpu() - wp, 0.0]
+        os.kill(p.pid, signal.SIGCONT)
+    with open(f"/proc/{p.pid}/status") as f:
+        rss = next(int(l.split()[1]) for l in f if l.startswith("VmHWM"))
+    if c.returncode != 0:
+        fail(f"baton checkpoint commit: exit {c.returncode}")
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=120)
+    if '"msg":"checkpoint committed"' not in open(os.path.join(d, "baton.log")).read():
+        fail("no commit in baton's log")
+    print(json.dumps(dict(nice=int(nice), tnice=tnice, bnice=bnice, idle=idle, without=stopped[1] / stopped[0],
+                          with_=ran[1] / ran[0], ran=ran[0], stopped=stopped[0], cpu=baton_cpu, rss=rss,
+                          share=ran[3] / max(ran[2] + ran[3], 1e-9), tcpu_with=ran[2] / ran[0], tcpu_without=stopped[2] / stopped[0])))
+finally:
+    # Whatever happened, baton and its trainer go: continued if stopped,
+    # then SIGTERM, which baton forwards to the trainer's group.
+    if c is not None and c.poll() is None:
+        c.kill()
+    if p.poll() is None:
+        os.kill(p.pid, signal.SIGCONT)
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            p.kill()
 PY
 
 echo "writing ${SIZE_MIB} MiB of random data..." >&2
