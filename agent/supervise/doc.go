@@ -28,4 +28,10 @@
 // start its final commit at once. [Supervisor.RunWithRestarts] restarts a
 // failed trainer under a [Policy] (a cap and an exponential backoff), but never
 // after a requested stop.
+//
+// A child inherits the niceness and I/O priority of the thread that forks
+// it, not of the process. [ReaperOptions.Spawn] chooses that thread: baton run
+// forks the trainer on one kept at baton's starting priority while its other
+// threads run lowered (internal/priority), so the trainer starts at the
+// former.
 package supervise
