@@ -65,8 +65,11 @@ launch:
 	if err := watch.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- watch.Wait() }()
+	// exited is closed once watch is reaped, with its error in waitErr: the
+	// cleanup waits for it again after the test read it.
+	var waitErr error
+	exited := make(chan struct{})
+	go func() { waitErr = watch.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		killTree(watch.Process.Pid)
 		<-exited
@@ -137,9 +140,9 @@ launch:
 
 	// The run finishes and watch exits 0.
 	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("baton watch: %v\n%s", err, dump())
+	case <-exited:
+		if waitErr != nil {
+			t.Fatalf("baton watch: %v\n%s", waitErr, dump())
 		}
 	case <-time.After(120 * time.Second):
 		t.Fatalf("baton watch did not exit\n%s", dump())
