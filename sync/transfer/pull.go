@@ -16,6 +16,7 @@ import (
 	"github.com/batonrun/baton/internal/durable"
 	"github.com/batonrun/baton/internal/progress"
 	"github.com/batonrun/baton/sync/storage"
+	"golang.org/x/sync/errgroup"
 )
 
 // Pull copies every object of s into dir, keeping the object keys as relative
@@ -66,16 +67,24 @@ func (e *Engine) Pull(ctx context.Context, s storage.Store, dir string) (_ Stats
 	todo := planTransfer(indices(len(objects)), func(i int) int64 { return objects[i].Size },
 		func(i int) bool { return upToDate(paths[i], objects[i]) }, &stats, tr)
 
-	p := e.newPool(ctx)
+	// A downloaded file is made durable and renamed by one of the sealers,
+	// so that its worker goes on to the next download instead of waiting
+	// for the disk; a sealer's error stops the downloads too.
+	sealers, sctx := errgroup.WithContext(ctx)
+	sealers.SetLimit(e.workers)
+	p := e.newPool(sctx)
 	done := tally{tr: tr}
 	dirs := newDirSet()
 	for _, i := range todo {
 		o := objects[i]
-		if !e.download(p, s, o, paths[i], dirs, tr, func() { done.file(o.Size) }) {
+		if !e.download(p, sealers, s, o, paths[i], dirs, tr, func() { done.file(o.Size) }) {
 			break
 		}
 	}
 	err = p.wait()
+	if serr := sealers.Wait(); err == nil {
+		err = serr
+	}
 	if serr := dirs.sync(); err == nil {
 		err = serr
 	}
@@ -99,9 +108,9 @@ func upToDate(path string, o storage.ObjectInfo) bool {
 	return err == nil && fi.Mode().IsRegular() && fi.Size() == o.Size && fi.ModTime().Equal(o.LastModified)
 }
 
-// download queues the ranges of o and, after the last one, seals the file
-// or removes what was written.
-func (e *Engine) download(p *pool, s storage.Store, o storage.ObjectInfo, path string, dirs *dirSet, tr *progress.Transfer, done func()) bool {
+// download queues the ranges of o and, after the last one, has a sealer
+// seal the file, or removes what was written.
+func (e *Engine) download(p *pool, sealers *errgroup.Group, s storage.Store, o storage.ObjectInfo, path string, dirs *dirSet, tr *progress.Transfer, done func()) bool {
 	tmpPath := partialPath(path)
 	var (
 		once    sync.Once
@@ -128,15 +137,18 @@ func (e *Engine) download(p *pool, s storage.Store, o storage.ObjectInfo, path s
 			}
 			return nil
 		}
-		if err := seal(f, tmpPath, path, o); err != nil {
-			os.Remove(tmpPath)
-			return fmt.Errorf("pull %s: %w", o.Key, err)
-		}
-		dirs.add(filepath.Dir(path))
-		done()
+		sealers.Go(func() error {
+			if err := seal(f, tmpPath, path, o); err != nil {
+				os.Remove(tmpPath)
+				return fmt.Errorf("pull %s: %w", o.Key, err)
+			}
+			dirs.add(filepath.Dir(path))
+			done()
+			return nil
+		})
 		return nil
 	})
-	spans := e.parts(o.Size)
+	spans := e.ranges(o.Size)
 	if len(spans) == 0 {
 		spans = []span{{num: 1}} // an empty object is still one unit
 	}
