@@ -417,6 +417,11 @@ func (a *agent) acquireLease(ctx context.Context) (int, error) {
 		lease, err := a.repo.Acquire(ctx)
 		if err == nil {
 			a.lease = lease
+			// The run is live again: a done record of an earlier holder
+			// would make baton watch stop watching it.
+			if err := launch.ClearDone(ctx, a.store, a.cfg.RunID); err != nil {
+				a.log.Warn("the run's done record stays: baton watch takes the run for finished", "err", err)
+			}
 			break
 		}
 		var held *checkpoint.LeaseHeldError

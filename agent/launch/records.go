@@ -59,6 +59,16 @@ func WriteDone(ctx context.Context, s storage.Store, run string, d Done) error {
 	return nil
 }
 
+// ClearDone removes the run's done record, if any: a host that takes the
+// run's lease makes it live again (a run resumed to train further, a Vast
+// instance that woke up), and a watcher must not take it for finished.
+func ClearDone(ctx context.Context, s storage.Store, run string) error {
+	if err := s.Delete(ctx, doneKey(run)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("removing the done record of run %s: %w", run, err)
+	}
+	return nil
+}
+
 // ReadDone returns the run's done record, or nil when the run is not done.
 func ReadDone(ctx context.Context, s storage.Store, run string) (*Done, error) {
 	return readOptional[Done](ctx, s, doneKey(run))
