@@ -12,10 +12,14 @@
 //
 // Only whole, aligned blocks go direct: a write whose buffer or offset is
 // not aligned to [Align], and the part of any write after its last whole
-// block, go through the page cache as usual. Where the file system refuses
-// O_DIRECT (tmpfs before Linux 6.6, some FUSE and network file systems),
-// every write goes through the page cache; the content is the same either
-// way.
+// block, go through the page cache as usual. Direct writes are used only on
+// the local disk file systems a container's directories live on (ext4, xfs,
+// btrfs, f2fs, and overlayfs above them): on NFS and FUSE mounts (a RunPod
+// network volume, a bucket mounted as a directory) a direct write is a
+// synchronous round trip that the client's write-back would have batched,
+// and tmpfs has no disk to go around to. Everywhere else, and where the file
+// system refuses O_DIRECT, every write goes through the page cache; the
+// content is the same either way.
 package directio
 
 import (
@@ -46,11 +50,28 @@ func OpenFile(path string, flag int, perm os.FileMode) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !localDisk(fh) {
+		return &File{File: fh}, nil
+	}
 	direct, err := os.OpenFile(path, os.O_WRONLY|unix.O_DIRECT, 0)
 	if err != nil {
 		direct = nil // the file system does not do direct I/O: buffered it is
 	}
 	return &File{File: fh, direct: direct}, nil
+}
+
+// localDisk reports whether f is on a local disk file system that direct
+// writes pay off on (see the package documentation).
+func localDisk(f *os.File) bool {
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
+		return false
+	}
+	switch uint32(st.Type) {
+	case unix.EXT4_SUPER_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC, unix.F2FS_SUPER_MAGIC, unix.OVERLAYFS_SUPER_MAGIC:
+		return true
+	}
+	return false
 }
 
 // Direct reports whether f writes aligned blocks around the page cache.

@@ -140,3 +140,26 @@ func TestDirectSkipsPageCache(t *testing.T) {
 		t.Errorf("the tail, written buffered, is not in the page cache")
 	}
 }
+
+// TestNoDirectOnTmpfs: a file on tmpfs (no disk to go around) is written
+// through the page cache, even where tmpfs takes O_DIRECT (Linux 6.6+).
+func TestNoDirectOnTmpfs(t *testing.T) {
+	t.Parallel()
+	var st unix.Statfs_t
+	if err := unix.Statfs("/dev/shm", &st); err != nil || uint32(st.Type) != unix.TMPFS_MAGIC {
+		t.Skip("no tmpfs at /dev/shm")
+	}
+	dir, err := os.MkdirTemp("/dev/shm", "directio-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	f, err := OpenFile(filepath.Join(dir, "f"), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if f.Direct() {
+		t.Error("a file on tmpfs writes direct")
+	}
+}
