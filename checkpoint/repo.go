@@ -224,6 +224,31 @@ func (r *Repo) readPointer(ctx context.Context) (Latest, string, error) {
 	return l, etag, nil
 }
 
+// Pointer returns the run's latest.json, checked as every reader checks
+// it, or nil if the run has none: for readers that take no lease (baton
+// status, baton watch).
+func (r *Repo) Pointer(ctx context.Context) (*Latest, error) {
+	l, _, err := r.readPointer(ctx)
+	if err != nil || l.Epoch == 0 {
+		return nil, err
+	}
+	return &l, nil
+}
+
+// LeaseRecord returns the run's lease.json as stored, or nil if no host has
+// taken the run yet: for readers that take no lease.
+func (r *Repo) LeaseRecord(ctx context.Context) (*LeaseRecord, error) {
+	var rec LeaseRecord
+	_, err := r.getJSON(ctx, leaseKey(r.opts.Run), 64<<10, &rec)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the lease of run %s: %w", r.opts.Run, err)
+	}
+	return &rec, nil
+}
+
 // readLatest returns the pointer of a run that has a published checkpoint,
 // or ErrNoCheckpoint.
 func (r *Repo) readLatest(ctx context.Context) (Latest, string, error) {

@@ -17,8 +17,8 @@ import (
 
 // The run's objects that this package reads and writes, under
 // runs/<run>/ (docs/launch.md, Store objects). lease.json and latest.json
-// are the checkpoint package's (docs/checkpoint-format.md); they are read
-// here as plain JSON, which they stay in an encrypted run.
+// are the checkpoint package's (docs/checkpoint-format.md), read through
+// it; they stay in the clear in an encrypted run.
 
 func runPrefix(run string) string    { return "runs/" + run + "/" }
 func doneKey(run string) string      { return runPrefix(run) + "done.json" }
@@ -76,12 +76,20 @@ func ReadDone(ctx context.Context, s storage.Store, run string) (*Done, error) {
 
 // ReadLease returns the run's lease.json, or nil when the run has none.
 func ReadLease(ctx context.Context, s storage.Store, run string) (*checkpoint.LeaseRecord, error) {
-	return readOptional[checkpoint.LeaseRecord](ctx, s, runPrefix(run)+"lease.json")
+	repo, err := checkpoint.Open(s, checkpoint.Options{Run: run})
+	if err != nil {
+		return nil, err
+	}
+	return repo.LeaseRecord(ctx)
 }
 
 // ReadLatest returns the run's latest.json, or nil when it has none.
 func ReadLatest(ctx context.Context, s storage.Store, run string) (*checkpoint.Latest, error) {
-	return readOptional[checkpoint.Latest](ctx, s, runPrefix(run)+"latest.json")
+	repo, err := checkpoint.Open(s, checkpoint.Options{Run: run})
+	if err != nil {
+		return nil, err
+	}
+	return repo.Pointer(ctx)
 }
 
 // readOptional reads the record at key, nil if there is none.

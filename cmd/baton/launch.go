@@ -16,6 +16,7 @@ import (
 	"github.com/batonrun/baton/agent/launch/runpod"
 	"github.com/batonrun/baton/agent/launch/vast"
 	"github.com/batonrun/baton/internal/redact"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // launchCmd is "baton launch": start one host of the run now, on the
@@ -105,7 +106,9 @@ func (e env) newLauncher(ctx context.Context, cfg *config.Config, spec config.La
 	if err != nil {
 		return nil, err
 	}
-	l := &launch.Launcher{Store: store, Run: cfg.RunID, Spec: spec, Config: cfg, Getenv: e.getenv, Now: time.Now, Log: log, ID: launch.NewID()}
+	// A watcher runs for days: every request it makes is retried, as the
+	// checkpoint repository's are.
+	l := &launch.Launcher{Store: storage.WithRetry(store, storage.DefaultRetry()), Run: cfg.RunID, Spec: spec, Config: cfg, Getenv: e.getenv, Now: time.Now, Log: log, ID: launch.NewID()}
 	client := &http.Client{Timeout: time.Minute}
 	for _, p := range spec.Provider {
 		switch p {

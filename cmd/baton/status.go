@@ -8,6 +8,7 @@ import (
 	"github.com/batonrun/baton/agent/config"
 	"github.com/batonrun/baton/agent/launch"
 	"github.com/batonrun/baton/checkpoint"
+	"github.com/batonrun/baton/sync/storage"
 )
 
 // statusCmd is "baton status": the run on one screen, from its store
@@ -30,7 +31,7 @@ func (c *statusCmd) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := launch.ReadStatus(ctx, store, key, s.RunID, time.Now())
+	st, err := launch.ReadStatus(ctx, storage.WithRetry(store, storage.DefaultRetry()), key, s.RunID, time.Now())
 	if err != nil {
 		return err
 	}
