@@ -191,6 +191,11 @@ func TestNoScrubAfterAFailedFinalCommit(t *testing.T) {
 	if !strings.Contains(stderr, "scrub skipped: the final commit failed") || strings.Contains(stderr, "scrub: removed") {
 		t.Fatalf("want 'scrub skipped: the final commit failed' and nothing removed:\n%s", stderr)
 	}
+	// Nor is the run marked done (a baton watch would stop watching it
+	// while its last work is only on this disk).
+	if done, _ := filepath.Glob(filepath.Join(storeDir, "runs", "*", "done.json")); len(done) != 0 {
+		t.Errorf("a run whose final commit failed is marked done: %v", done)
+	}
 }
 
 // startRunIn is startRun with baton's working directory dir and
